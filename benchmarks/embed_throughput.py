@@ -1,0 +1,159 @@
+"""Embedding throughput and memory: batched `iter_embed` vs a naive one-user-at-a-time loop.
+
+Protocol: an untrained encoder (D=64, 2 layers, 2 heads, max_len 200, 10k-item vocabulary;
+weights do not change the cost) embeds synthetic users whose histories have 1..200 events
+(uniform length, Zipf items, increasing timestamps), generated lazily so the input is a
+true stream. Each measurement runs in its own subprocess so that peak RSS (ru_maxrss) is
+that run's own:
+
+- batched: `UserEncoder.iter_embed(stream, batch_size=256)` with the chunks written to a
+  parquet file as `userfm embed` does (nothing accumulates in memory);
+- naive: the same model called once per user (featurize -> collate -> forward) under
+  inference_mode, on the first `--naive-users` users of the same stream;
+- memory: the batched run again on 10x more users; the ratio of peak RSS shows that memory
+  does not grow with the number of users.
+
+Run: python benchmarks/embed_throughput.py [--quick] [--device cpu]
+Prints a table and ends with one JSON line {"benchmark": "embed_throughput", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+NUM_ITEMS = 10_000
+MAX_LEN = 200
+
+
+def stream_users(n: int, seed: int = 0, chunk: int = 4096) -> Iterator:
+    """n synthetic UserHistory objects, generated chunk by chunk (never all in memory)."""
+    from userfm.data.log import UserHistory
+
+    rng = np.random.default_rng(seed)
+    item_names = np.array([str(i) for i in range(NUM_ITEMS)], dtype=object)
+    popularity = 1.0 / np.arange(1, NUM_ITEMS + 1) ** 1.1
+    popularity /= popularity.sum()
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        lengths = rng.integers(1, MAX_LEN + 1, size=m)
+        items = rng.choice(NUM_ITEMS, size=int(lengths.sum()), p=popularity)
+        gaps = rng.exponential(3600.0, size=int(lengths.sum())).astype(np.int64)
+        ends = np.cumsum(lengths)
+        for u, (s, e) in enumerate(zip(ends - lengths, ends)):
+            ts = 1_600_000_000 + np.cumsum(gaps[s:e])
+            yield UserHistory(f"u{lo + u}", item_names[items[s:e]], ts)
+
+
+def build_model():
+    from userfm.data.vocab import Vocab, VocabSet
+    from userfm.encoder import UserEncoder, UserEncoderConfig
+
+    import torch
+
+    torch.manual_seed(0)
+    vocabs = VocabSet(Vocab([str(i) for i in range(NUM_ITEMS)]))
+    config = UserEncoderConfig(
+        num_items=len(vocabs.items), hidden_size=64, num_layers=2, num_heads=2, max_len=MAX_LEN, dropout=0.0
+    )
+    return UserEncoder(config, vocabs=vocabs)
+
+
+def worker(mode: str, users: int, device: str, batch_size: int) -> dict:
+    import pyarrow.parquet as pq
+    import torch
+
+    from userfm.data.collate import collate
+    from userfm.data.features import Featurizer
+
+    model = build_model().eval().to(device)
+    t0 = time.perf_counter()
+    if mode == "batched":
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = None
+            for part in model.iter_embed(stream_users(users), batch_size=batch_size, device=device, progress=False):
+                table = part.to_arrow()
+                writer = writer or pq.ParquetWriter(Path(tmp) / "emb.parquet", table.schema)
+                writer.write_table(table)
+            writer.close()
+    else:
+        f = Featurizer(model.vocabs, max_len=MAX_LEN, num_time_gap_buckets=model.config.num_time_gap_buckets)
+        with torch.inference_mode():
+            for h in stream_users(users):
+                model(collate([f(h)]).to(device)).embedding.cpu()
+    seconds = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"mode": mode, "users": users, "seconds": seconds, "users_per_s": users / seconds, "peak_rss_mb": peak_kb / 1024}
+
+
+def run_worker(mode: str, users: int, device: str, batch_size: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--users", str(users), "--device", device, "--batch-size", str(batch_size)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="10k / 100k users, 300 naive (a few minutes on 2 cores)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--users", type=int, default=None, help="users for the throughput run")
+    p.add_argument("--naive-users", type=int, default=None)
+    p.add_argument("--worker", choices=["batched", "naive"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.users, args.device, args.batch_size)))
+        return
+
+    users = args.users or (10_000 if args.quick else 100_000)
+    naive_users = args.naive_users or (300 if args.quick else 2_000)
+    big = users * 10
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}"
+    if args.device.startswith("cuda"):
+        import torch
+
+        machine += f", {torch.cuda.get_device_name(0)}"
+    print(f"machine: {machine}; device {args.device}; D=64, 2 layers, histories 1..{MAX_LEN} events")
+    batched = run_worker("batched", users, args.device, args.batch_size)
+    naive = run_worker("naive", naive_users, args.device, args.batch_size)
+    streamed = run_worker("batched", big, args.device, args.batch_size)
+    speedup = batched["users_per_s"] / naive["users_per_s"]
+    rss_ratio = streamed["peak_rss_mb"] / batched["peak_rss_mb"]
+    print(f"{'run':<28}{'users':>10}{'users/s':>12}{'peak RSS MB':>14}")
+    for name, r in [("naive loop (1 user/call)", naive), (f"batched (bs {args.batch_size})", batched), ("batched, 10x users", streamed)]:
+        print(f"{name:<28}{r['users']:>10,}{r['users_per_s']:>12,.0f}{r['peak_rss_mb']:>14,.0f}")
+    print(f"batched / naive throughput: {speedup:.1f}x (target >= 20x)")
+    print(f"peak RSS {big:,} / {users:,} users: {rss_ratio:.2f}x (target <= 1.5x)")
+    print(
+        json.dumps(
+            {
+                "benchmark": "embed_throughput",
+                "quick": args.quick,
+                "device": args.device,
+                "machine": machine,
+                "batched_users_per_s": round(batched["users_per_s"], 1),
+                "naive_users_per_s": round(naive["users_per_s"], 1),
+                "speedup": round(speedup, 2),
+                "users": users,
+                "users_memory_run": big,
+                "peak_rss_mb": round(batched["peak_rss_mb"], 1),
+                "peak_rss_mb_memory_run": round(streamed["peak_rss_mb"], 1),
+                "rss_ratio": round(rss_ratio, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

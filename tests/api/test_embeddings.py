@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from userfm.api.embeddings import UserEmbeddings
+
+
+def make():
+    v = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], dtype=np.float64)
+    return UserEmbeddings(["a", "b", "c", "d"], v, {"users": 4})
+
+
+def test_matrix_is_float32_and_lookup_by_user():
+    e = make()
+    assert e.to_numpy().dtype == np.float32 and e.to_numpy().shape == (4, 2)
+    assert e["c"].tolist() == [0.0, 1.0]
+    with pytest.raises(KeyError, match="zz"):
+        e["zz"]
+
+
+def test_nearest_is_cosine_ranked_and_excludes_the_query_user():
+    e = make()
+    nn = e.nearest("a", k=2)
+    assert [u for u, _ in nn] == ["b", "c"]
+    assert nn[0][1] == pytest.approx(0.9 / np.hypot(0.9, 0.1), rel=1e-6)
+    by_vector = e.nearest(np.array([0, 2.0]), k=1)
+    assert by_vector[0][0] == "c" and by_vector[0][1] == pytest.approx(1.0)
+    assert len(e.nearest("a", k=10)) == 3
+
+
+def test_parquet_and_pandas_round_trip(tmp_path):
+    e = make()
+    back = UserEmbeddings.from_parquet(e.to_parquet(tmp_path / "e.parquet"))
+    assert back.user_ids == e.user_ids
+    np.testing.assert_array_equal(back.vectors, e.vectors)
+    df = e.to_pandas()
+    assert list(df.columns) == ["user", "embedding"] and len(df) == 4
+
+
+def test_concat_sums_stats_and_keeps_order():
+    e = make()
+    both = UserEmbeddings.concat([e, UserEmbeddings(["z"], np.ones((1, 2)), {"users": 1})])
+    assert both.user_ids[-1] == "z" and both.stats["users"] == 5 and len(both) == 5
+
+
+def test_shape_mismatch_is_rejected():
+    with pytest.raises(ValueError, match="user ids"):
+        UserEmbeddings(["a"], np.zeros((2, 3)))

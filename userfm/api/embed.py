@@ -1,0 +1,161 @@
+"""Batched, no-grad embedding of user histories with bounded memory.
+
+`iter_embed` reads histories in chunks, sorts each chunk by length (less padding), runs the
+encoder batch by batch and yields one `UserEmbeddings` per chunk, so memory stays constant
+over a streamed input of any size. `embed` concatenates the chunks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import datasets
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from userfm.api.embeddings import UserEmbeddings
+from userfm.data.collate import collate
+from userfm.data.features import Featurizer
+from userfm.data.log import EventLog, UserHistory
+from userfm.data.schema import EventSchema
+from userfm.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from userfm.encoder.model import UserEncoder
+
+HistoriesLike = Union[
+    EventLog,
+    pd.DataFrame,
+    datasets.Dataset,
+    str,
+    Path,
+    Mapping[str, Sequence[str]],
+    Iterable[UserHistory],
+    Iterable[Mapping[str, Any]],
+]
+
+
+def as_histories(source: HistoriesLike, schema: EventSchema | None = None) -> tuple[Iterable[UserHistory], int | None]:
+    """Normalise any accepted input to (an iterable of `UserHistory`, number of users or None).
+
+    Accepted: an `EventLog`; a pandas DataFrame, `datasets.Dataset` or file path (read with
+    `read_events` and ``schema``); a mapping ``user id -> item ids`` (chronological, no
+    timestamps); an iterable of `UserHistory` (streamed, read once); a list of event dicts
+    (``{"user", "item", "timestamp", ...}``, read like a DataFrame).
+    """
+    from userfm.data.readers import read_events
+
+    if isinstance(source, EventLog):
+        return source.iter_histories(), source.num_users
+    if isinstance(source, (str, Path, pd.DataFrame, datasets.Dataset)):
+        log = read_events(source, schema)
+        return log.iter_histories(), log.num_users
+    if isinstance(source, Mapping):
+        return (_from_items(u, items) for u, items in source.items()), len(source)
+    if isinstance(source, Sequence) and source and isinstance(source[0], Mapping):
+        log = read_events(pd.DataFrame(list(source)), schema)
+        return log.iter_histories(), log.num_users
+    if isinstance(source, Iterable):
+        n = len(source) if isinstance(source, Sequence) else None
+        return source, n
+    raise TypeError(
+        "histories must be an EventLog, DataFrame, datasets.Dataset, file path, "
+        f"mapping user -> item ids, or iterable of UserHistory; got {type(source).__name__}"
+    )
+
+
+def _from_items(user: Any, items: Sequence[Any]) -> UserHistory:
+    if isinstance(items, UserHistory):
+        return items
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise DataError(f"history of user {user!r} must be a sequence of item ids, got {type(items).__name__}")
+    arr = np.asarray([str(i) for i in items], dtype=object)
+    return UserHistory(str(user), arr)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def iter_embed(
+    model: UserEncoder,
+    histories: HistoriesLike,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+    schema: EventSchema | None = None,
+) -> Iterator[UserEmbeddings]:
+    """Embed users chunk by chunk (constant memory over a stream).
+
+    Args:
+        model: a `UserEncoder` with vocabularies (``model.vocabs``).
+        histories: see `as_histories`.
+        batch_size: users per forward pass.
+        device: where to run (default: CUDA when available, else CPU).
+        progress: show a progress bar (users).
+        chunk_size: users read, sorted by length and yielded together (default 32 batches).
+        schema: column mapping for DataFrame / file / event-dict inputs.
+
+    Yields:
+        `UserEmbeddings` per chunk, users in input order, with ``stats`` counting users,
+        events, unknown items (``oov_items``) and histories cut to ``max_len``
+        (``truncated_users``).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"`batch_size` must be >= 1, got {batch_size}")
+    if model.vocabs is None:
+        raise ConfigError(
+            "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
+            "load a saved model with UserEncoder.from_pretrained(dir)"
+        )
+    chunk_size = chunk_size or batch_size * 32
+    device = torch.device(device) if device is not None else default_device()
+    stream, total = as_histories(histories, schema)
+    cfg = model.config
+    featurizer = Featurizer(
+        model.vocabs,
+        max_len=cfg.max_len,
+        num_time_gap_buckets=cfg.num_time_gap_buckets,
+        max_categories=cfg.max_categories,
+    )
+    was_training = model.training
+    model.eval().to(device)
+    bar = tqdm(total=total, unit="user", desc="embedding", disable=not progress)
+    try:
+        it = iter(stream)
+        while chunk := list(itertools.islice(it, chunk_size)):
+            encoded = [featurizer(h) for h in chunk]
+            lengths = np.fromiter((len(h) for h in chunk), dtype=np.int64, count=len(chunk))
+            out = np.empty((len(chunk), cfg.hidden_size), dtype=np.float32)
+            order = np.argsort(-np.minimum(lengths, cfg.max_len), kind="stable")
+            with torch.inference_mode():
+                for lo in range(0, len(order), batch_size):
+                    idx = order[lo : lo + batch_size]
+                    batch = collate([encoded[i] for i in idx]).to(device)
+                    out[idx] = model(batch).embedding.float().cpu().numpy()
+                    bar.update(len(idx))
+            stats = {
+                "users": len(chunk),
+                "events": int(lengths.sum()),
+                "oov_items": sum(e.oov for e in encoded),
+                "truncated_users": int((lengths > cfg.max_len).sum()),
+            }
+            yield UserEmbeddings([h.user for h in chunk], out, stats)
+    finally:
+        bar.close()
+        model.train(was_training)
+
+
+def embed(model: UserEncoder, histories: HistoriesLike, **kwargs: Any) -> UserEmbeddings:
+    """Embed every user and return one `UserEmbeddings` (see `iter_embed` for arguments)."""
+    parts = list(iter_embed(model, histories, **kwargs))
+    if not parts:
+        raise DataError("no user histories to embed")
+    return UserEmbeddings.concat(parts)

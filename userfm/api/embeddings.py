@@ -1,0 +1,127 @@
+"""`UserEmbeddings`: user ids + a float32 matrix, with export and cosine nearest neighbours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from userfm.errors import DataError
+
+
+@dataclass
+class UserEmbeddings:
+    """Embeddings of N users.
+
+    Attributes:
+        user_ids: (N,) user ids, row order of ``vectors``.
+        vectors: (N, D) float32.
+        stats: what embedding did (users, events, oov_items, truncated_users).
+    """
+
+    user_ids: list[str]
+    vectors: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.user_ids = [str(u) for u in self.user_ids]
+        self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.user_ids):
+            raise ValueError(
+                f"vectors must be (N, D) with N = {len(self.user_ids)} user ids, got {self.vectors.shape}"
+            )
+        self._row: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def __getitem__(self, user: str) -> np.ndarray:
+        """(D,) embedding of one user."""
+        return self.vectors[self._index_of(user)]
+
+    def _index_of(self, user: str) -> int:
+        if self._row is None:
+            self._row = {u: i for i, u in enumerate(self.user_ids)}
+        try:
+            return self._row[str(user)]
+        except KeyError:
+            raise KeyError(f"user {user!r} has no embedding here") from None
+
+    def to_numpy(self) -> np.ndarray:
+        """(N, D) float32 matrix (no copy)."""
+        return self.vectors
+
+    def to_pandas(self):
+        """DataFrame with columns ``user`` and ``embedding`` (a float32 array per row)."""
+        import pandas as pd
+
+        return pd.DataFrame({"user": self.user_ids, "embedding": list(self.vectors)})
+
+    def to_arrow(self) -> pa.Table:
+        """Arrow table: ``user`` string, ``embedding`` fixed-size list<float32>[D]."""
+        flat = pa.array(self.vectors.reshape(-1), type=pa.float32())
+        return pa.table(
+            {"user": pa.array(self.user_ids, pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim)}
+        )
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write to parquet (columns as in `to_arrow`). Returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(self.to_arrow(), path)
+        return path
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> UserEmbeddings:
+        """Read a file written by `to_parquet` (or by `userfm embed`)."""
+        t = pq.read_table(path)
+        if "user" not in t.column_names or "embedding" not in t.column_names:
+            raise DataError(f"{path} is not a userfm embeddings file (needs columns user, embedding)")
+        emb = t.column("embedding").combine_chunks()
+        dim = emb.type.list_size if pa.types.is_fixed_size_list(emb.type) else len(emb[0])
+        vectors = np.asarray(emb.flatten().to_numpy(), dtype=np.float32).reshape(len(t), dim)
+        return cls(t.column("user").to_pylist(), vectors)
+
+    @classmethod
+    def concat(cls, parts: Sequence[UserEmbeddings]) -> UserEmbeddings:
+        """Stack parts (e.g. the chunks of `UserEncoder.iter_embed`); stats are summed."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        stats: dict = {}
+        for p in parts:
+            for k, v in p.stats.items():
+                stats[k] = stats.get(k, 0) + v
+        return cls(
+            [u for p in parts for u in p.user_ids], np.concatenate([p.vectors for p in parts]), stats
+        )
+
+    def nearest(self, query: str | np.ndarray, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` users with the highest cosine similarity to a user id or a (D,) vector.
+
+        A user id query excludes that user from its own neighbours.
+        """
+        if k < 1:
+            raise ValueError(f"`k` must be >= 1, got {k}")
+        exclude = None
+        if isinstance(query, str):
+            exclude = self._index_of(query)
+            query = self.vectors[exclude]
+        q = np.asarray(query, dtype=np.float32)
+        if q.shape != (self.dim,):
+            raise ValueError(f"query vector must have shape ({self.dim},), got {q.shape}")
+        norms = np.linalg.norm(self.vectors, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
+        sims = self.vectors @ q / np.maximum(norms, 1e-12)
+        if exclude is not None:
+            sims[exclude] = -np.inf
+        k = min(k, len(sims) - (exclude is not None))
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        top = top[np.argsort(-sims[top], kind="stable")][:k]
+        return [(self.user_ids[i], float(sims[i])) for i in top]

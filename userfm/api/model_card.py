@@ -1,0 +1,68 @@
+"""Model cards: every `save_pretrained` writes README.md filled from model_cards/template.md."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from importlib import resources
+from string import Template
+from typing import TYPE_CHECKING, Any
+
+import torch
+import transformers
+
+from userfm._version import __version__
+
+if TYPE_CHECKING:
+    from userfm.encoder.model import UserEncoder
+
+
+def _table(rows: dict[str, Any], header: tuple[str, str]) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = None) -> str:
+    """Fill the card template for ``model``.
+
+    Args:
+        model: the encoder being saved.
+        card_data: optional keys ``name`` (str), ``trained`` (bool, default True),
+            ``training_data`` (dict of facts, e.g. the reader's stats), ``metrics`` (dict
+            metric name -> value, with the protocol in the name or a ``protocol`` key).
+    """
+    card_data = card_data or {}
+    cfg = model.config
+    vocabs = model.vocabs
+    training = card_data.get("training_data") or {}
+    metrics = card_data.get("metrics") or {}
+    trained = card_data.get("trained", True)
+    values = {
+        "name": card_data.get("name", "userfm behaviour encoder"),
+        "num_layers": cfg.num_layers,
+        "hidden_size": cfg.hidden_size,
+        "num_heads": cfg.num_heads,
+        "max_len": cfg.max_len,
+        "pooling": cfg.pooling,
+        "normalized": ", L2-normalised" if cfg.normalize else "",
+        "trained_note": (
+            ""
+            if trained
+            else "**This encoder is untrained (random weights)**: its embeddings only reflect "
+            "item identity overlap, not learned behaviour. Pretrain it with `userfm pretrain`."
+        ),
+        "num_items": cfg.num_items,
+        "num_actions": cfg.num_actions or "not used",
+        "num_categories": cfg.num_categories or "not used",
+        "text_features": f"{cfg.text_dim}-d, projected" if cfg.text_dim else "not used",
+        "time_features": "gap to previous event (log buckets), hour, weekday" if cfg.use_time else "not used",
+        "training_data": _table(training, ("fact", "value")) if training else "Not recorded.",
+        "metrics": _table(metrics, ("metric", "value")) if metrics else "No metrics recorded.",
+        "userfm_version": __version__,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "date": _dt.date.today().isoformat(),
+    }
+    assert vocabs is None or len(vocabs.items) == cfg.num_items
+    template = resources.files("userfm.model_cards").joinpath("template.md").read_text(encoding="utf-8")
+    return Template(template).substitute(values)

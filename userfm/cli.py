@@ -1,0 +1,172 @@
+"""The `userfm` command line.
+
+User errors (bad input, bad flags) exit with status 2 and one line on stderr, no traceback;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from userfm._version import __version__
+from userfm.errors import UserfmError
+
+
+def _add_schema_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input columns (the event schema)")
+    g.add_argument("--user-col", default="user", help="column with user ids (default: user)")
+    g.add_argument("--item-col", default="item", help="column with item ids (default: item)")
+    g.add_argument(
+        "--time-col", default="timestamp", help="column with event times; 'none' = rows already in time order"
+    )
+    g.add_argument("--time-unit", default="auto", choices=["auto", "s", "ms", "us", "ns", "datetime"])
+    g.add_argument("--action-col", default=None, help="optional column with event types")
+    g.add_argument("--category-col", default=None, help="optional column with item categories ('|'-separated)")
+    g.add_argument("--title-col", default=None, help="optional column with item titles")
+
+
+def _schema(args: argparse.Namespace):
+    from userfm.data.schema import EventSchema
+
+    return EventSchema(
+        user=args.user_col,
+        item=args.item_col,
+        timestamp=None if args.time_col.lower() == "none" else args.time_col,
+        action=args.action_col,
+        category=args.category_col,
+        title=args.title_col,
+        timestamp_unit=args.time_unit if args.time_col.lower() != "none" else "order",
+    )
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from userfm.data.synthetic import SyntheticConfig, write_synthetic_log
+
+    cfg = SyntheticConfig(num_users=args.users, num_items=args.items, seed=args.seed)
+    path = write_synthetic_log(Path(args.out) / "events.parquet", cfg)
+    print(f"wrote {path} ({cfg.num_users:,} users, {cfg.num_items:,} items, seed {cfg.seed})")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from userfm.data.readers import read_events
+    from userfm.encoder import UserEncoder
+
+    model = UserEncoder.from_pretrained(args.model)
+    log = read_events(args.input, _schema(args), min_events=args.min_events)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    totals = {"users": 0, "events": 0, "oov_items": 0, "truncated_users": 0}
+    writer = None
+    try:
+        for part in model.iter_embed(log, batch_size=args.batch_size, device=args.device, progress=not args.no_progress):
+            table = part.to_arrow()
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+            for k in totals:
+                totals[k] += part.stats[k]
+    finally:
+        if writer is not None:
+            writer.close()
+    s = log.stats
+    print(
+        f"embedded {totals['users']:,} users ({totals['events']:,} events, "
+        f"{totals['truncated_users']:,} histories cut to the {model.config.max_len} most recent) -> {out}\n"
+        f"unknown items (mapped to OOV): {totals['oov_items']:,}\n"
+        f"input: {s.summary()}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from userfm.data.readers import read_events
+    from userfm.data.synthetic import SyntheticConfig, write_synthetic_log
+    from userfm.encoder import UserEncoder
+
+    out = Path(args.out)
+    cfg = SyntheticConfig(num_users=args.users, seed=args.seed)
+    path = write_synthetic_log(out / "events.parquet", cfg)
+    print(f"[1/4] synthetic log: {path}")
+    log = read_events(path)
+    print(f"      {log.stats.summary()}")
+    model = UserEncoder.from_log(log, seed=args.seed)
+    print(
+        "[2/4] encoder: UNTRAINED (random weights; pretraining arrives with `userfm pretrain`), "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters"
+    )
+    model_dir = model.save_pretrained(out / "encoder", card_data={"name": "userfm demo encoder", "trained": False})
+    print(f"[3/4] saved to {out / 'encoder'} (config.json, model.safetensors, vocab.json, README.md)")
+    model = UserEncoder.from_pretrained(out / "encoder")
+    emb = model.embed(log, progress=not args.no_progress)
+    emb_path = emb.to_parquet(out / "embeddings.parquet")
+    print(f"[4/4] embedded {len(emb):,} users, dim {emb.dim} -> {emb_path}")
+    user = emb.user_ids[0]
+    print(f"nearest neighbours of user {user} (cosine; untrained encoder):")
+    for other, sim in emb.nearest(user, k=5):
+        print(f"  {other:>8}  {sim:.3f}")
+    del model_dir
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="userfm",
+        description="Foundation user-embedding models: embed users from their event histories.",
+    )
+    p.add_argument("--version", action="version", version=f"userfm {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="write a synthetic event log (parquet)", description="Write a synthetic event log: users with latent interests, Zipf popularity, sessions, drift.")
+    s.add_argument("--out", required=True, help="output folder (events.parquet is written there)")
+    s.add_argument("--users", type=int, default=2000)
+    s.add_argument("--items", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_synth)
+
+    e = sub.add_parser("embed", help="embed every user of an event log", description="Embed every user of an event log with a saved encoder; writes parquet (user, embedding).")
+    e.add_argument("--model", required=True, help="folder written by save_pretrained / userfm pretrain export")
+    e.add_argument("--input", required=True, help="event log: .parquet, .csv, .tsv, .jsonl")
+    e.add_argument("--output", required=True, help="output .parquet")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    e.add_argument("--min-events", type=int, default=1, help="drop (and count) users with fewer events")
+    e.add_argument("--no-progress", action="store_true")
+    _add_schema_args(e)
+    e.set_defaults(func=cmd_embed)
+
+    d = sub.add_parser("demo", help="the README demo: synthetic log -> encoder -> embeddings", description="Synthetic log -> encoder -> save/load -> embeddings -> nearest neighbours.")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--users", type=int, default=2000)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (UserfmError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        print(f"userfm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

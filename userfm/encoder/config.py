@@ -1,0 +1,177 @@
+"""`UserEncoderConfig`: every hyper-parameter of the behaviour encoder, checked and JSON-safe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from userfm._version import __version__
+from userfm.errors import ConfigError
+
+POOLINGS = ("last", "mean", "attention")
+ATTN_BACKENDS = ("sdpa", "xformers", "auto")
+
+
+class UserEncoderConfig(PretrainedConfig):
+    """Configuration of a :class:`~userfm.encoder.UserEncoder`.
+
+    The config checks itself when built and names the bad field; it round-trips through
+    ``to_json_string`` / ``save_pretrained`` / ``from_pretrained`` and is registered with
+    ``AutoConfig`` as ``"userfm-encoder"``. Unknown keys (e.g. from a config written by a newer
+    userfm) are kept as attributes, as transformers does.
+
+    Args:
+        num_items: size of the item index space, specials included (``len(vocabs.items)``);
+            indices 0/1/2 are PAD/MASK/OOV, so it must be > 3.
+        num_actions: size of the action index space; 0 = the log has no actions.
+        num_categories: size of the category index space; 0 = no category features.
+        text_dim: width of precomputed item text vectors (e.g. 384 for all-MiniLM-L6-v2);
+            0 = no text features.
+        hidden_size: D, the width of every token state and of the user embedding.
+        num_layers: number of transformer blocks.
+        num_heads: attention heads; must divide ``hidden_size``.
+        intermediate_size: MLP width; ``None`` means ``4 * hidden_size`` (stored resolved).
+        dropout: dropout on the input tokens, residual branches and MLP.
+        attn_dropout: dropout on the attention probabilities.
+        max_len: longest history the position embedding covers.
+        num_time_gap_buckets: size of the log-bucketed time-gap index space (0 = pad,
+            1 = first event); must match the featurizer's value.
+        use_time: add time-gap, hour and weekday embeddings to each token.
+        pooling: how ``states`` become the user ``embedding``: ``"last"`` valid position,
+            masked ``"mean"``, or ``"attention"`` (one learned query over valid positions).
+        normalize: L2-normalise the pooled embedding.
+        attn_backend: ``"sdpa"`` (PyTorch, any device), ``"xformers"`` (CUDA + the ``xformers``
+            extra) or ``"auto"`` (xformers when usable, else sdpa).
+        layer_norm_eps: epsilon of every LayerNorm.
+        initializer_range: std of the normal init of every weight matrix and embedding.
+        userfm_version: the userfm version that wrote this config (re-stamped on every save).
+    """
+
+    model_type = "userfm-encoder"
+    # transformers 4.x builds `self.__class__()` when writing a diff dict unless this is set;
+    # `num_items` has no sensible default, so that call would fail.
+    has_no_defaults_at_init = True
+
+    def __init__(
+        self,
+        *,
+        num_items: int | None = None,
+        num_actions: int = 0,
+        num_categories: int = 0,
+        text_dim: int = 0,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        intermediate_size: int | None = None,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+        max_len: int = 200,
+        num_time_gap_buckets: int = 32,
+        use_time: bool = True,
+        pooling: str = "last",
+        normalize: bool = False,
+        attn_backend: str = "sdpa",
+        layer_norm_eps: float = 1e-6,
+        initializer_range: float = 0.02,
+        userfm_version: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Plain attributes set before the base __init__ (the custom-config pattern that works in
+        # transformers 4.x and 5.x); the base class takes the generic keys (dtype, ...) from kwargs.
+        self.num_items = num_items
+        self.num_actions = num_actions
+        self.num_categories = num_categories
+        self.text_dim = text_dim
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.intermediate_size = (
+            4 * hidden_size
+            if intermediate_size is None and _is_int(hidden_size)
+            else intermediate_size
+        )
+        self.dropout = dropout
+        self.attn_dropout = attn_dropout
+        self.max_len = max_len
+        self.num_time_gap_buckets = num_time_gap_buckets
+        self.use_time = use_time
+        self.pooling = pooling
+        self.normalize = normalize
+        self.attn_backend = attn_backend
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.userfm_version = userfm_version or __version__
+        super().__init__(**kwargs)
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`~userfm.errors.ConfigError` naming the first invalid field.
+
+        Called by ``__init__`` and again by the model, which catches fields changed after
+        construction (``config.num_heads = 3``).
+        """
+        if self.num_items is None:
+            raise ConfigError(
+                "`num_items` is required: the item index space size, specials included "
+                "(e.g. `len(vocabs.items)`)"
+            )
+        _int_field("num_items", self.num_items, minimum=4, why="indices 0-2 are PAD/MASK/OOV")
+        for name in ("num_actions", "num_categories", "text_dim"):
+            _int_field(name, getattr(self, name), minimum=0, why="0 turns the feature off")
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_len"):
+            _int_field(name, getattr(self, name), minimum=1)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"`num_heads` must divide `hidden_size`, got num_heads={self.num_heads} "
+                f"and hidden_size={self.hidden_size}"
+            )
+        _int_field(
+            "num_time_gap_buckets",
+            self.num_time_gap_buckets,
+            minimum=2,
+            why="0 is padding and 1 the first event",
+        )
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"`{name}` must be a float in [0, 1), got {value!r}")
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if not _is_number(value) or not value > 0:
+                raise ConfigError(f"`{name}` must be a float > 0, got {value!r}")
+        for name in ("use_time", "normalize"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"`pooling` must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.attn_backend not in ATTN_BACKENDS:
+            raise ConfigError(
+                f"`attn_backend` must be one of {ATTN_BACKENDS}, got {self.attn_backend!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a dict, stamping the current userfm version (like ``transformers_version``)."""
+        output = super().to_dict()
+        output["userfm_version"] = __version__
+        return output
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """Diff dict against the base config; every userfm field is always written."""
+        output = super().to_diff_dict()
+        output["userfm_version"] = __version__
+        return output
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int_field(name: str, value: Any, *, minimum: int, why: str = "") -> None:
+    if not _is_int(value) or value < minimum:
+        hint = f" ({why})" if why else ""
+        raise ConfigError(f"`{name}` must be an integer >= {minimum}{hint}, got {value!r}")

@@ -1,0 +1,330 @@
+"""`UserEncoder`: a causal Pre-LN transformer over a user's events -> states and an embedding.
+
+Read top to bottom: token features (`EventEmbedding`) -> blocks (`Block` = `SelfAttention` +
+`MLP`) -> final LayerNorm -> pooling. Shapes: B users, T events (right padded), D hidden size,
+H heads, d = D / H, C categories per event.
+
+The model has no per-user parameters: any user, new ones included, is embedded from their
+history alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from userfm.data.batch import Batch
+from userfm.encoder.attention import attention
+from userfm.encoder.config import UserEncoderConfig
+from userfm.errors import ConfigError
+
+try:  # transformers 5: init functions that skip tensors already loaded by from_pretrained
+    from transformers import initialization as _init
+except ImportError:  # transformers 4.x: weights are initialised before loading
+    _init = nn.init
+
+NUM_HOURS = 24 + 1  # hour of day + 1, 0 = pad / unknown
+NUM_WEEKDAYS = 7 + 1  # weekday + 1, 0 = pad / unknown
+
+
+@dataclass
+class EncoderOutput(ModelOutput):
+    """Output of :meth:`UserEncoder.forward`.
+
+    Attributes:
+        states: (B, T, D) contextual state of every event (state t has seen events 0..t);
+            zero at padded positions.
+        embedding: (B, D) pooled user embedding (L2-normalised when ``config.normalize``).
+    """
+
+    states: torch.Tensor | None = None
+    embedding: torch.Tensor | None = None
+
+
+class EventEmbedding(nn.Module):
+    """Sum of the per-event features and the position embedding: Batch -> (B, T, D)."""
+
+    def __init__(self, config: UserEncoderConfig):
+        super().__init__()
+        D = config.hidden_size
+        self.item = nn.Embedding(config.num_items, D, padding_idx=0)
+        self.action = (
+            nn.Embedding(config.num_actions, D, padding_idx=0) if config.num_actions else None
+        )
+        self.category = (
+            nn.Embedding(config.num_categories, D, padding_idx=0) if config.num_categories else None
+        )
+        if config.text_dim:
+            # Frozen sentence-encoder vectors of each item (zeros until set): saved with the
+            # weights, never trained; only their projection is. Lets cold items share signal.
+            self.register_buffer("item_text", torch.zeros(config.num_items, config.text_dim))
+            self.text_proj = nn.Linear(config.text_dim, D, bias=False)
+        else:
+            self.item_text = None
+            self.text_proj = None
+        if config.use_time:
+            self.time_gap = nn.Embedding(config.num_time_gap_buckets, D, padding_idx=0)
+            self.hour = nn.Embedding(NUM_HOURS, D, padding_idx=0)
+            self.weekday = nn.Embedding(NUM_WEEKDAYS, D, padding_idx=0)
+        else:
+            self.time_gap = self.hour = self.weekday = None
+        self.position = nn.Embedding(config.max_len, D)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        x = self.item(batch.items)  # (B, T, D)
+        if self.action is not None:
+            if batch.actions is None:
+                raise ConfigError(
+                    "the encoder was built with `num_actions` > 0 but the batch has no actions; "
+                    "build it with num_actions=0 for logs without an action column"
+                )
+            x = x + self.action(batch.actions)
+        if self.category is not None:
+            if batch.categories is None:
+                raise ConfigError(
+                    "the encoder was built with `num_categories` > 0 but the batch has no "
+                    "categories; build it with num_categories=0 for logs without categories"
+                )
+            x = x + self.category(batch.categories).sum(dim=2)  # (B, T, C, D) -> (B, T, D)
+        if self.text_proj is not None:
+            x = x + self.text_proj(self.item_text[batch.items])  # (B, T, text_dim) -> (B, T, D)
+        if self.time_gap is not None:
+            x = x + self.time_gap(batch.time_gaps) + self.hour(batch.hours)
+            x = x + self.weekday(batch.weekdays)
+        positions = torch.arange(batch.items.shape[1], device=x.device)  # (T,)
+        x = x + self.position(positions)  # (T, D) broadcast over B
+        return self.dropout(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head causal self-attention over valid events (see `userfm.encoder.attention`)."""
+
+    def __init__(self, config: UserEncoderConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.backend = config.attn_backend
+        self.attn_dropout = config.attn_dropout
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(
+            self.qkv(x), "b t (three h d) -> three b t h d", three=3, h=self.num_heads
+        )  # each (B, T, H, d)
+        y = attention(
+            q,
+            k,
+            v,
+            mask,
+            backend=self.backend,
+            dropout_p=self.attn_dropout,
+            training=self.training,
+        )  # (B, T, H, d)
+        return self.dropout(self.proj(rearrange(y, "b t h d -> b t (h d)")))  # (B, T, D)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: UserEncoderConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.proj = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))  # (B, T, D)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
+
+    def __init__(self, config: UserEncoderConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)  # (B, T, D)
+        return x + self.mlp(self.ln_2(x))  # (B, T, D)
+
+
+class AttentionPooling(nn.Module):
+    """One learned query attends over the valid states of each user: (B, T, D) -> (B, D)."""
+
+    def __init__(self, config: UserEncoderConfig):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(config.hidden_size))  # (D,), set by _init_weights
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = states @ self.query / math.sqrt(states.shape[-1])  # (B, T)
+        # finfo.min, not -inf: an empty history then gets uniform weights over zero states
+        # (a zero embedding) instead of NaN.
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=-1) * mask  # (B, T)
+        return torch.einsum("bt,btd->bd", weights, states)  # (B, D)
+
+
+class UserEncoder(PreTrainedModel):
+    """Behaviour encoder: a user's event history -> per-event states and one user embedding.
+
+    Args:
+        config: the :class:`UserEncoderConfig` (checked again here).
+
+    Example:
+        >>> config = UserEncoderConfig(num_items=1000)
+        >>> model = UserEncoder(config).eval()
+        >>> out = model(batch)  # batch: userfm.data.Batch
+        >>> out.embedding.shape  # (B, config.hidden_size)
+    """
+
+    config_class = UserEncoderConfig
+    base_model_prefix = "encoder"
+    main_input_name = "batch"
+
+    def __init__(self, config: UserEncoderConfig):
+        config.check()
+        super().__init__(config)
+        self.embeddings = EventEmbedding(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pool = AttentionPooling(config) if config.pooling == "attention" else None
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """normal(0, initializer_range) weights and embeddings (pad rows zero), zero biases,
+        LayerNorm gains 1; the pooling query like any weight."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            _init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                _init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            _init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    # pad rows are not trained (padding_idx), so this zero is kept for good
+                    if not getattr(module.weight, "_is_hf_initialized", False):
+                        module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            _init.ones_(module.weight)
+            _init.zeros_(module.bias)
+        elif isinstance(module, AttentionPooling):
+            _init.normal_(module.query, mean=0.0, std=std)
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        """Encode a batch of histories.
+
+        Args:
+            batch: right-padded histories (see :class:`userfm.data.batch.Batch`).
+
+        Returns:
+            :class:`EncoderOutput` with ``states`` (B, T, D), zero at pads, and ``embedding``
+            (B, D).
+
+        Raises:
+            ConfigError: T > ``config.max_len``, or the batch lacks a feature the config uses.
+        """
+        seq_len = batch.items.shape[1]  # T
+        if seq_len > self.config.max_len:
+            raise ConfigError(
+                f"histories of {seq_len} events are longer than `max_len`={self.config.max_len}; "
+                "truncate them (the featurizer's max_len) or build the encoder with a larger max_len"
+            )
+        mask = batch.mask  # (B, T)
+        x = self.embeddings(batch)  # (B, T, D)
+        for block in self.blocks:
+            x = block(x, mask)  # (B, T, D)
+        states = self.ln_f(x) * mask[..., None].to(x.dtype)  # (B, T, D), zeros at pads
+        return EncoderOutput(states=states, embedding=self.pool_states(states, mask))
+
+    def pool_states(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pool (B, T, D) states (zero at pads) into (B, D) embeddings with ``config.pooling``.
+
+        An empty history (all-pad row) pools to a zero vector, never NaN.
+        """
+        lengths = mask.sum(dim=1)  # (B,)
+        if self.config.pooling == "last":
+            last = (lengths - 1).clamp(min=0)  # (B,) right padding: last valid index
+            emb = states[torch.arange(states.shape[0], device=states.device), last]  # (B, D)
+        elif self.config.pooling == "mean":
+            emb = states.sum(dim=1) / lengths.clamp(min=1)[:, None].to(states.dtype)  # (B, D)
+        else:
+            emb = self.pool(states, mask)  # (B, D)
+        if self.config.normalize:
+            emb = F.normalize(emb, dim=-1)
+        return emb
+
+    def item_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits over all items with the item embedding as a tied output layer.
+
+        Args:
+            x: (..., D) states or embeddings.
+
+        Returns:
+            (..., num_items) scores ``x @ item_embedding.T``. Index 0 (PAD) and the other
+            specials are included; mask them in the loss if they must never be predicted.
+        """
+        return x @ self.embeddings.item.weight.T
+
+    @torch.no_grad()
+    def set_item_text_features(self, vectors: torch.Tensor) -> None:
+        """Store precomputed item text vectors (e.g. sentence-encoder embeddings of titles).
+
+        Args:
+            vectors: (num_items, text_dim) float tensor, row i for item index i (rows of
+                specials / items without text may be zero).
+
+        Raises:
+            ConfigError: the encoder has ``text_dim`` 0, or the shape does not match.
+        """
+        if self.embeddings.item_text is None:
+            raise ConfigError(
+                "`text_dim` is 0: build the encoder with text_dim > 0 to use text features"
+            )
+        expected = tuple(self.embeddings.item_text.shape)
+        if tuple(vectors.shape) != expected:
+            raise ConfigError(
+                f"item text features must have shape (num_items, text_dim) = {expected}, "
+                f"got {tuple(vectors.shape)}"
+            )
+        self.embeddings.item_text.copy_(vectors)
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """Parameter groups for ``torch.optim.AdamW``: decay only on 2-D weight matrices.
+
+        Embeddings (items, actions, categories, time, positions), LayerNorm gains, biases and
+        the pooling query get no decay. Decay on an embedding table shrinks every row each
+        step while a rare item's row only gets gradient when that item appears, so tail items
+        are pulled to zero (the head/tail imbalance DRO tries to fix); gains and biases set
+        scale and offset, not capacity, so decaying them only biases them (as in nanoGPT/BERT).
+
+        Args:
+            weight_decay: decay of the weight-matrix group.
+
+        Returns:
+            ``[{"params": [...], "weight_decay": weight_decay}, {"params": [...],
+            "weight_decay": 0.0}]`` covering every trainable parameter exactly once.
+        """
+        embedding_params = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if not p.requires_grad:
+                continue
+            if p.dim() >= 2 and id(p) not in embedding_params:
+                decay.append(p)
+            else:
+                no_decay.append(p)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]

@@ -1,0 +1,49 @@
+"""Typed errors for users of userfm.
+
+Every error a user can cause derives from :class:`UserfmError`; the CLI prints these as one line
+and exits non-zero (``--debug`` shows the traceback). Internal invariants use ``assert``.
+"""
+
+from __future__ import annotations
+
+
+class UserfmError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class SchemaError(UserfmError, KeyError):
+    """A required column is missing, or a schema field names a column that is not there."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataError(UserfmError, ValueError):
+    """A value in the log is invalid. Names the column and the first offending row.
+
+    Attributes:
+        column: the (user-facing) column name, or ``None`` for whole-file problems.
+        row: 0-based index of the first offending row in the input, or ``None``.
+    """
+
+    def __init__(self, message: str, *, column: str | None = None, row: int | None = None):
+        where = []
+        if column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+        self.column = column
+        self.row = row
+
+
+class EmptyLogError(DataError):
+    """The input holds no events (empty file, or every row was removed by filters)."""
+
+
+class FileFormatError(UserfmError, ValueError):
+    """A file cannot be read as the format its extension (or the caller) says."""
+
+
+class ConfigError(UserfmError, ValueError):
+    """A configuration field has an invalid value. Names the field."""
