@@ -57,10 +57,10 @@ def stream_users(n: int, seed: int = 0, chunk: int = 4096) -> Iterator:
 
 
 def build_model():
+    import torch
+
     from userfm.data.vocab import Vocab, VocabSet
     from userfm.encoder import UserEncoder, UserEncoderConfig
-
-    import torch
 
     torch.manual_seed(0)
     vocabs = VocabSet(Vocab([str(i) for i in range(NUM_ITEMS)]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -28,16 +28,16 @@ from userfm.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from userfm.encoder.model import UserEncoder
 
-HistoriesLike = Union[
-    EventLog,
-    pd.DataFrame,
-    datasets.Dataset,
-    str,
-    Path,
-    Mapping[str, Sequence[str]],
-    Iterable[UserHistory],
-    Iterable[Mapping[str, Any]],
-]
+HistoriesLike = (
+    EventLog
+    | pd.DataFrame
+    | datasets.Dataset
+    | str
+    | Path
+    | Mapping[str, Sequence[str]]
+    | Iterable[UserHistory]
+    | Iterable[Mapping[str, Any]]
+)
 
 
 def as_histories(source: HistoriesLike, schema: EventSchema | None = None) -> tuple[Iterable[UserHistory], int | None]:

@@ -42,7 +42,10 @@ file content is not its format (csv named       ``FileFormatError`` naming the f
 .jsonl, ...)                                    magic ``PAR1``; NUL bytes -> binary; gzip/zip)
 text that is not valid in ``encoding``          ``FileFormatError`` naming the file, suggesting
                                                 ``encoding="latin-1"``
-unparsable csv/json (ragged lines, bad JSON)    ``FileFormatError`` naming the file
+unparsable csv/json (a line with too many      ``FileFormatError`` naming the file (a line
+fields, broken JSON)                            with too few fields gives nulls, see below)
+JSON field of mixed types (ids sometimes        values read as text (``1`` -> ``"1"``); a
+numbers, sometimes strings)                     nested value in an id column -> ``DataError``
 empty file, header only, zero rows              ``EmptyLogError``
 a mapped column is missing                      ``SchemaError`` listing the columns present
 id / timestamp column of the wrong type         ``DataError`` naming column and type (e.g.
@@ -73,6 +76,7 @@ users with a single event                       kept, counted in ``single_event_
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -209,7 +213,7 @@ def read_events(
         raw = _dataset_from_pandas(source, needed)
     elif isinstance(source, pa.Table):
         _check_columns(source.column_names, needed, fields, "the table")
-        raw = datasets.Dataset(InMemoryTable(source.select(needed)))
+        raw = _dataset_from_arrow(source.select(needed))
     elif isinstance(source, datasets.Dataset):
         _check_columns(source.column_names, needed, fields, "the dataset")
         raw = source
@@ -221,9 +225,9 @@ def read_events(
 
     if len(raw) == 0:
         raise EmptyLogError("the input has no rows: no events to read")
-    if raw._indices is not None:  # a selected/shuffled Dataset: make row order physical
-        raw = raw.flatten_indices()
     raw = raw.select_columns(needed)
+    if raw._indices is not None:  # a selected/shuffled Dataset: make the row order physical
+        raw = take_rows(raw, np.arange(len(raw)))
 
     stats = ReadStats(rows_read=len(raw))
     plan = _make_plan(raw.data.table, schema, mapping, stats, dedupe=duplicates != "keep")
@@ -438,16 +442,11 @@ def _read_csv(
         _check_columns(present, columns, fields, str(p))
     if len(head) == 0:
         raise EmptyLogError(f"{p} has a header but no rows: no events to read")
-    read = columns if columns is not None else present
-    features = datasets.Features({c: datasets.Value("string") for c in read})
+    # every column is read (``usecols`` would silently accept lines with extra fields) as text
+    features = datasets.Features({c: datasets.Value("string") for c in present})
     try:
-        return datasets.Dataset.from_csv(
-            str(p),
-            features=features,
-            usecols=read,
-            na_values=[""],
-            cache_dir=cache_dir,
-            **opts,
+        ds = datasets.Dataset.from_csv(
+            str(p), features=features, na_values=[""], cache_dir=cache_dir, **opts
         )
     except Exception as e:
         cause = _root_cause(e)
@@ -456,6 +455,7 @@ def _read_csv(
         if "corresponds to no data" in str(cause):
             raise EmptyLogError(f"{p} has no rows: no events to read") from e
         raise FileFormatError(f"cannot parse {p} as {fmt}: {cause}") from e
+    return ds.select_columns(columns) if columns is not None else ds
 
 
 def _read_json(
@@ -477,6 +477,17 @@ def _read_json(
     if columns is not None:
         _check_columns(ds.column_names, columns, fields, str(p))
         ds = ds.select_columns(columns)
+    # pyarrow's JSON reader does not check UTF-8: validate the text columns chunk by chunk
+    table = ds.data.table
+    for name in table.column_names:
+        for chunk in table.column(name).chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid as e:
+                raise FileFormatError(
+                    f"{p} is not valid {encoding} text (field {name!r}: {e}); pass "
+                    "encoding='latin-1' (or the file's actual encoding) to read it"
+                ) from e
     return ds
 
 
@@ -540,7 +551,18 @@ def _dataset_from_pandas(df: pd.DataFrame, needed: list[str]) -> datasets.Datase
             arrays[name] = pa.array(s, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             arrays[name] = _mixed_object_to_strings(s, name)
-    return datasets.Dataset(InMemoryTable(pa.table(arrays)))
+    return _dataset_from_arrow(pa.table(arrays))
+
+
+def _dataset_from_arrow(table: pa.Table) -> datasets.Dataset:
+    """An in-memory Dataset; dictionary columns are decoded (``datasets`` has no such type)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
+    try:
+        return datasets.Dataset(InMemoryTable(table))
+    except (TypeError, ValueError, NotImplementedError, pa.ArrowException) as e:
+        raise DataError(f"unsupported column types {table.schema.types}: {e}") from e
 
 
 def _mixed_object_to_strings(s: pd.Series, name: str) -> pa.Array:
@@ -563,7 +585,41 @@ def _mixed_object_to_strings(s: pd.Series, name: str) -> pa.Array:
 # plan: per-column decisions made once for the whole input (types, timestamp unit)
 # ---------------------------------------------------------------------------------------------
 def _value_type(t: pa.DataType) -> pa.DataType:
-    return t.value_type if pa.types.is_dictionary(t) else t
+    """The logical value type: dictionary -> its values; JSON-encoded text (``datasets`` uses it
+    for JSON fields of mixed types, e.g. ids that are sometimes numbers) -> string."""
+    if pa.types.is_dictionary(t):
+        return t.value_type
+    if _is_json(t):
+        return pa.string()
+    return t
+
+
+def _is_json(t: pa.DataType) -> bool:
+    return isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.json"
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    """Decode dictionary arrays and JSON-encoded text into plain arrays."""
+    if pa.types.is_dictionary(arr.type):
+        return arr.dictionary_decode()
+    if _is_json(arr.type):
+        return _json_to_text(arr)
+    return arr
+
+
+def _json_to_text(arr: pa.Array) -> pa.Array:
+    """JSON texts -> scalar strings (``"b"`` -> ``b``, ``1`` -> ``1``, ``null`` -> null)."""
+    s = arr.storage.cast(pa.string())
+    s = pc.if_else(pc.equal(s, "null"), pa.scalar(None, pa.string()), s)
+    quoted = pc.and_(pc.starts_with(s, '"'), pc.ends_with(s, '"'))
+    out = pc.if_else(quoted, pc.utf8_slice_codeunits(s, 1, -1), s)
+    escaped = pc.fill_null(pc.and_(quoted, pc.match_substring(s, "\\")), False)
+    if pc.any(escaped).as_py():  # rare: unescape those values properly
+        values = out.to_pylist()
+        for i in np.flatnonzero(escaped.to_numpy(zero_copy_only=False)):
+            values[i] = json.loads(s[int(i)].as_py())
+        out = pa.array(values, type=pa.string())
+    return out
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -571,6 +627,8 @@ def _is_text(t: pa.DataType) -> bool:
 
 
 def _id_kind(t: pa.DataType, col: str) -> str:
+    if _is_json(t):
+        return "json"
     t = _value_type(t)
     if _is_text(t):
         return "str"
@@ -618,15 +676,13 @@ def _numeric_max(column: pa.ChunkedArray, text: bool) -> float:
     """Largest absolute value of a numeric (or numeric-text) column, chunk by chunk."""
     best = 0.0
     for chunk in column.chunks:
-        chunk = (
-            pc.cast(chunk, _value_type(chunk.type)) if pa.types.is_dictionary(chunk.type) else chunk
-        )
+        chunk = _plain(chunk)
         if text:
             chunk = pc.utf8_trim_whitespace(chunk)
             chunk = chunk.filter(pc.fill_null(pc.match_substring_regex(chunk, _NUMBER_RE), False))
         if len(chunk) == 0:
             continue
-        values = pc.cast(chunk, pa.float64())
+        values = pc.cast(chunk, pa.float64(), safe=False)
         m = pc.max(pc.abs(values)).as_py()
         if m is not None and np.isfinite(m):
             best = max(best, m)
@@ -700,15 +756,14 @@ def _make_plan(
 
 
 def _looks_numeric(column: pa.ChunkedArray) -> bool:
-    """Whether the first (up to 1000) non-null values of a text column are numbers."""
+    """Whether most of the first (up to 1000) non-null values of a text column are numbers."""
     for chunk in column.chunks:
-        chunk = (
-            pc.cast(chunk, _value_type(chunk.type)) if pa.types.is_dictionary(chunk.type) else chunk
-        )
+        chunk = _plain(chunk)
         sample = pc.drop_null(chunk.slice(0, 5000))[:1000]
         if len(sample):
             sample = pc.utf8_trim_whitespace(sample)
-            return bool(pc.all(pc.match_substring_regex(sample, _NUMBER_RE)).as_py())
+            numeric = pc.sum(pc.match_substring_regex(sample, _NUMBER_RE).cast(pa.int64())).as_py()
+            return numeric * 2 >= len(sample)
     return True
 
 
@@ -749,10 +804,7 @@ def _normalise_batch(batch: pa.Table, indices: list[int], plan: dict) -> pa.Tabl
 
 
 def _combine(col: pa.ChunkedArray) -> pa.Array:
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    return arr
+    return _plain(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
 
 
 def _first(mask: pa.Array | np.ndarray) -> int:
@@ -772,7 +824,12 @@ def _check_nulls(arr: pa.Array, col: str, offset: int, what: str) -> None:
 
 def _ids(arr: pa.Array, kind: str, col: str, offset: int) -> pa.Array:
     _check_nulls(arr, col, offset, "id")
-    if kind == "str":
+    if kind == "json":  # ids of mixed JSON types: scalars only
+        nested = pc.or_(pc.starts_with(arr, "["), pc.starts_with(arr, "{"))
+        if pc.any(nested).as_py():
+            i = _first(nested)
+            raise DataError(f"nested id value {arr[i].as_py()}", column=col, row=offset + i)
+    if kind in ("str", "json"):
         s = arr.cast(pa.string())
         empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(s)), 0)
         if pc.any(empty).as_py():
@@ -784,12 +841,12 @@ def _ids(arr: pa.Array, kind: str, col: str, offset: int) -> pa.Array:
     bad = ~np.isfinite(v) | (np.floor(v) != v)
     if bad.any():
         i = _first(bad)
-        raise DataError(f"non-integral float id {v[i]!r}", column=col, row=offset + i)
+        raise DataError(f"non-integral float id {float(v[i])!r}", column=col, row=offset + i)
     big = np.abs(v) >= _EXACT_FLOAT_INT
     if big.any():
         i = _first(big)
         raise DataError(
-            f"float id {v[i]!r} is too large to be exact (ids were stored as floating point); "
+            f"float id {float(v[i])!r} is too large to be exact (ids were stored as floating point); "
             "store ids as strings or integers",
             column=col,
             row=offset + i,
@@ -863,7 +920,7 @@ def _number_seconds(arr: pa.Array, unit: str, col: str, offset: int) -> np.ndarr
     bad = ~np.isfinite(v)
     if bad.any():
         i = _first(bad)
-        raise DataError(f"unparsable timestamp {v[i]!r}", column=col, row=offset + i)
+        raise DataError(f"unparsable timestamp {float(v[i])!r}", column=col, row=offset + i)
     _check_negative(v, arr, col, offset)
     return _float_seconds(v, factor, unit, col, offset)
 

@@ -79,6 +79,12 @@ class EventSchema:
                 f"got {self.timestamp_unit!r}"
             )
         object.__setattr__(self, "extra", tuple(self.extra))
+        reserved = set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS) & set(self.extra)
+        if reserved:
+            raise ConfigError(
+                f"EventSchema.extra cannot hold canonical names {sorted(reserved)}: "
+                "map those columns with the field of the same name instead"
+            )
         mapped = [c for c in self.input_columns().values()]
         dup = {c for c in mapped if mapped.count(c) > 1}
         if dup:

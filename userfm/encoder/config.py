@@ -26,6 +26,7 @@ class UserEncoderConfig(PretrainedConfig):
             indices 0/1/2 are PAD/MASK/OOV, so it must be > 3.
         num_actions: size of the action index space; 0 = the log has no actions.
         num_categories: size of the category index space; 0 = no category features.
+        max_categories: C, categories kept per event (the first C listed), summed as a bag.
         text_dim: width of precomputed item text vectors (e.g. 384 for all-MiniLM-L6-v2);
             0 = no text features.
         hidden_size: D, the width of every token state and of the user embedding.
@@ -59,6 +60,7 @@ class UserEncoderConfig(PretrainedConfig):
         num_items: int | None = None,
         num_actions: int = 0,
         num_categories: int = 0,
+        max_categories: int = 4,
         text_dim: int = 0,
         hidden_size: int = 64,
         num_layers: int = 2,
@@ -82,6 +84,7 @@ class UserEncoderConfig(PretrainedConfig):
         self.num_items = num_items
         self.num_actions = num_actions
         self.num_categories = num_categories
+        self.max_categories = max_categories
         self.text_dim = text_dim
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -119,7 +122,14 @@ class UserEncoderConfig(PretrainedConfig):
         _int_field("num_items", self.num_items, minimum=4, why="indices 0-2 are PAD/MASK/OOV")
         for name in ("num_actions", "num_categories", "text_dim"):
             _int_field(name, getattr(self, name), minimum=0, why="0 turns the feature off")
-        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_len"):
+        for name in (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "max_len",
+            "max_categories",
+        ):
             _int_field(name, getattr(self, name), minimum=1)
         if self.hidden_size % self.num_heads:
             raise ConfigError(

@@ -10,8 +10,12 @@ history alone.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +25,19 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from userfm.data.batch import Batch
+from userfm.data.log import EventLog
+from userfm.data.vocab import VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
 from userfm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from userfm.api.embed import HistoriesLike
+    from userfm.api.embeddings import UserEmbeddings
+
+logger = logging.getLogger("userfm.encoder")
+VOCAB_FILE = "vocab.json"
+CARD_FILE = "README.md"
 
 try:  # transformers 5: init functions that skip tensors already loaded by from_pretrained
     from transformers import initialization as _init
@@ -179,21 +193,26 @@ class UserEncoder(PreTrainedModel):
 
     Args:
         config: the :class:`UserEncoderConfig` (checked again here).
+        vocabs: the item / action / category vocabularies that map raw ids to the indices
+            this model was built for; needed by `embed` and saved as vocab.json.
 
     Example:
-        >>> config = UserEncoderConfig(num_items=1000)
-        >>> model = UserEncoder(config).eval()
-        >>> out = model(batch)  # batch: userfm.data.Batch
-        >>> out.embedding.shape  # (B, config.hidden_size)
+        >>> model = UserEncoder.from_log(log)          # untrained, vocabularies from the log
+        >>> out = model(batch)                          # batch: userfm.data.Batch
+        >>> out.embedding.shape                         # (B, config.hidden_size)
+        >>> model.embed(log).to_numpy().shape           # (num_users, config.hidden_size)
     """
 
     config_class = UserEncoderConfig
     base_model_prefix = "encoder"
     main_input_name = "batch"
 
-    def __init__(self, config: UserEncoderConfig):
+    def __init__(self, config: UserEncoderConfig, vocabs: VocabSet | None = None):
         config.check()
         super().__init__(config)
+        self.vocabs = None
+        if vocabs is not None:
+            self.set_vocabs(vocabs)
         self.embeddings = EventEmbedding(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -328,3 +347,108 @@ class UserEncoder(PreTrainedModel):
             {"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+
+    # ---- vocabularies, embedding API, save / load -------------------------------------
+    def set_vocabs(self, vocabs: VocabSet) -> None:
+        """Attach vocabularies; their sizes must match the config's index spaces."""
+        cfg = self.config
+        sizes = {
+            "num_items": len(vocabs.items),
+            "num_actions": len(vocabs.actions) if vocabs.actions is not None and cfg.num_actions else 0,
+            "num_categories": (
+                len(vocabs.categories) if vocabs.categories is not None and cfg.num_categories else 0
+            ),
+        }
+        for name, size in sizes.items():
+            if size != getattr(cfg, name):
+                raise ConfigError(f"vocabulary size {size} does not match `{name}`={getattr(cfg, name)}")
+        self.vocabs = vocabs
+
+    @classmethod
+    def from_log(
+        cls,
+        log: EventLog,
+        *,
+        min_count: int = 1,
+        max_size: int | None = None,
+        num_hash_buckets: int = 0,
+        seed: int | None = None,
+        **config_kwargs: Any,
+    ) -> UserEncoder:
+        """A new (untrained) encoder sized for ``log``: vocabularies built from it, actions and
+        categories used when the log has them.
+
+        Args:
+            log: the training log.
+            min_count, max_size, num_hash_buckets: item vocabulary options (`build_vocabs`).
+            seed: seed the weight initialisation.
+            **config_kwargs: any `UserEncoderConfig` field (hidden_size, num_layers, ...).
+        """
+        vocabs = build_vocabs(log, min_count=min_count, max_size=max_size, num_hash_buckets=num_hash_buckets)
+        sizes = {
+            "num_items": len(vocabs.items),
+            "num_actions": len(vocabs.actions) if vocabs.actions is not None else 0,
+            "num_categories": len(vocabs.categories) if vocabs.categories is not None else 0,
+        }
+        if not log.has_time:
+            sizes["use_time"] = False
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(UserEncoderConfig(**{**sizes, **config_kwargs}), vocabs=vocabs)
+
+    def embed(self, histories: HistoriesLike, **kwargs: Any) -> UserEmbeddings:
+        """Embed users; batched, length-sorted, no grad. See `userfm.api.embed.iter_embed`.
+
+        Args:
+            histories: an EventLog, DataFrame, datasets.Dataset, file path, mapping
+                ``user -> item ids``, list of event dicts, or iterable of UserHistory.
+            **kwargs: ``batch_size`` (256), ``device`` (CUDA if available), ``progress``
+                (True), ``chunk_size``, ``schema``.
+
+        Returns:
+            `UserEmbeddings`: user ids and a (N, D) float32 matrix, with ``stats``.
+        """
+        from userfm.api.embed import embed  # the API depends on the encoder, not vice versa
+
+        return embed(self, histories, **kwargs)
+
+    def iter_embed(self, histories: HistoriesLike, **kwargs: Any) -> Iterator[UserEmbeddings]:
+        """Like `embed`, but yields one `UserEmbeddings` per chunk (constant memory)."""
+        from userfm.api.embed import iter_embed
+
+        return iter_embed(self, histories, **kwargs)
+
+    def save_pretrained(
+        self, save_directory: str | Path, *, card_data: dict | None = None, **kwargs: Any
+    ) -> Path:
+        """Write config.json (with the userfm version), model.safetensors, vocab.json and
+        README.md (a model card; ``card_data`` as in `userfm.api.model_card.render_model_card`).
+
+        Returns:
+            The directory.
+        """
+        from userfm.api.model_card import render_model_card
+
+        save_directory = Path(save_directory)
+        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
+        if self.vocabs is not None:
+            self.vocabs.save(save_directory / VOCAB_FILE)
+        else:
+            logger.warning(
+                "saving an encoder without vocabularies: it can run on Batch tensors, but "
+                "embed() needs vocab.json (attach vocabularies with set_vocabs())"
+            )
+        (save_directory / CARD_FILE).write_text(render_model_card(self, card_data), encoding="utf-8")
+        return save_directory
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> UserEncoder:
+        """Load a directory written by `save_pretrained` (safetensors only, no pickle)."""
+        path = Path(pretrained_model_name_or_path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a saved userfm encoder (no config.json there)")
+        kwargs.setdefault("use_safetensors", True)
+        model = super().from_pretrained(path, *args, **kwargs)
+        if (path / VOCAB_FILE).is_file():
+            model.set_vocabs(VocabSet.load(path / VOCAB_FILE))
+        return model

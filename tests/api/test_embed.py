@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from userfm import EventSchema, UserEmbeddings, UserEncoder, UserHistory, read_events
+from userfm.errors import ConfigError, DataError
+
+
+def make_events(n_users=40, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for k in range(int(rng.integers(1, 30))):
+            rows.append((f"u{u}", f"i{rng.integers(0, 60)}", 1_600_000_000 + 3600 * k, ["a", "b|c"][k % 2]))
+    return pd.DataFrame(rows, columns=["user", "item", "timestamp", "category"])
+
+
+@pytest.fixture(scope="module")
+def log():
+    return read_events(make_events())
+
+
+@pytest.fixture(scope="module")
+def model(log):
+    return UserEncoder.from_log(log, seed=0, hidden_size=16, num_heads=2, max_len=16).eval()
+
+
+def test_embed_returns_one_float32_row_per_user_in_log_order(model, log):
+    emb = model.embed(log, batch_size=7, progress=False)
+    assert isinstance(emb, UserEmbeddings)
+    assert emb.user_ids == [str(u) for u in log.user_ids]
+    assert emb.vectors.shape == (log.num_users, 16) and emb.vectors.dtype == np.float32
+    assert emb.stats["users"] == log.num_users and emb.stats["events"] == len(log)
+    assert emb.stats["truncated_users"] == int((log.lengths > 16).sum()) > 0
+
+
+def test_batching_and_length_sorting_do_not_change_embeddings(model, log):
+    a = model.embed(log, batch_size=1, progress=False).vectors
+    b = model.embed(log, batch_size=64, chunk_size=5, progress=False).vectors
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_each_input_kind_gives_the_same_embeddings(model, log):
+    df = make_events()
+    ref = model.embed(log, progress=False)
+    from_df = model.embed(df, progress=False)
+    renamed = df.rename(columns={"user": "uid", "item": "iid", "timestamp": "ts"})
+    schema = EventSchema(user="uid", item="iid", timestamp="ts", category="category")
+    from_schema = model.embed(renamed, schema=schema, progress=False)
+    from_stream = model.embed(iter(list(log.iter_histories())), progress=False)
+    for other in (from_df, from_schema, from_stream):
+        assert other.user_ids == ref.user_ids
+        np.testing.assert_allclose(other.vectors, ref.vectors, atol=1e-6)
+
+
+def test_mapping_of_item_lists_embeds_new_users_and_counts_unknown_items(model):
+    emb = model.embed({"new": ["i1", "i2", "never-seen"], "other": ["i3"]}, progress=False)
+    assert emb.user_ids == ["new", "other"]
+    assert emb.stats["oov_items"] == 1
+    assert np.isfinite(emb.vectors).all()
+
+
+def test_iter_embed_yields_bounded_chunks(model, log):
+    parts = list(model.iter_embed(log, batch_size=4, chunk_size=8, progress=False))
+    assert all(len(p) <= 8 for p in parts)
+    assert sum(len(p) for p in parts) == log.num_users
+
+
+def test_embed_leaves_training_mode_and_grads_alone(model, log):
+    model.train()
+    model.embed(log, progress=False)
+    assert model.training
+    model.eval()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_bad_inputs_raise_typed_errors(model):
+    with pytest.raises(ConfigError, match="batch_size"):
+        model.embed({"u": ["i1"]}, batch_size=0, progress=False)
+    with pytest.raises(DataError, match="sequence of item ids"):
+        model.embed({"u": "i1"}, progress=False)
+    with pytest.raises(TypeError, match="histories must be"):
+        model.embed(42, progress=False)
+    with pytest.raises(ConfigError, match="no vocabularies"):
+        UserEncoder(model.config).embed({"u": ["i1"]}, progress=False)
+
+
+def test_save_pretrained_writes_the_four_files_and_round_trips_exactly(model, log, tmp_path):
+    model.save_pretrained(tmp_path / "enc", card_data={"training_data": {"events": len(log)}, "metrics": {"HR@10 (full ranking)": 0.25}})
+    files = sorted(p.name for p in (tmp_path / "enc").iterdir())
+    assert files == ["README.md", "config.json", "model.safetensors", "vocab.json"]
+    config = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert config["userfm_version"] and config["model_type"] == "userfm-encoder"
+    card = (tmp_path / "enc" / "README.md").read_text()
+    assert "HR@10 (full ranking) | 0.2500" in card and "no per-user parameters" in card
+    assert "$" not in card  # every template field was filled
+    loaded = UserEncoder.from_pretrained(tmp_path / "enc")
+    np.testing.assert_array_equal(model.embed(log, progress=False).vectors, loaded.embed(log, progress=False).vectors)
+    assert loaded.vocabs.items.tokens == model.vocabs.items.tokens
+
+
+def test_load_path_uses_no_pickle(model, tmp_path, monkeypatch):
+    model.save_pretrained(tmp_path / "enc")
+
+    def forbidden(*a, **k):
+        raise AssertionError("pickle-based torch.load used in the load path")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    UserEncoder.from_pretrained(tmp_path / "enc")
+
+
+def test_untrained_card_says_so(model, tmp_path):
+    model.save_pretrained(tmp_path / "enc", card_data={"trained": False})
+    assert "untrained" in (tmp_path / "enc" / "README.md").read_text()
+
+
+def test_from_pretrained_on_a_wrong_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        UserEncoder.from_pretrained(tmp_path)
+
+
+def test_histories_without_time_work_with_a_time_free_model():
+    log = read_events(pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"]}), EventSchema(timestamp=None))
+    m = UserEncoder.from_log(log, hidden_size=8, num_heads=1)
+    assert m.config.use_time is False
+    emb = m.embed([UserHistory("c", np.array(["x", "y"], dtype=object))], progress=False)
+    assert emb.vectors.shape == (1, 8)

@@ -1,0 +1,41 @@
+"""Every snippet in README.md runs: the Python blocks, and the `userfm ...` command lines."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TEXT = README.read_text(encoding="utf-8")
+BIN = Path(sys.executable).parent
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", TEXT, flags=re.S)
+
+
+@pytest.mark.parametrize("code", blocks("python"), ids=lambda c: c.splitlines()[0][:40])
+def test_python_blocks_run(code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+
+
+def test_cli_lines_run(tmp_path):
+    commands = [
+        line.split("#")[0].strip()
+        for block in blocks("bash")
+        for line in block.splitlines()
+        if line.strip().startswith("userfm ")
+    ]
+    assert commands, "README shows no userfm commands"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # the README's commands use the model that `make demo` writes; build a small one first
+    setup = ["userfm", "demo", "--out", "runs/demo", "--users", "200", "--no-progress"]
+    subprocess.run(setup, cwd=tmp_path, env=env, check=True, capture_output=True)
+    for cmd in commands:
+        r = subprocess.run(shlex.split(cmd), cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, f"{cmd}\n{r.stderr}"
