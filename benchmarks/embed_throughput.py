@@ -1,17 +1,19 @@
 """Embedding throughput and memory: batched `iter_embed` vs a naive one-user-at-a-time loop.
 
 Protocol: an untrained encoder (D=64, 2 layers, 2 heads, max_len 200, 10k-item vocabulary;
-weights do not change the cost) embeds synthetic users whose histories have 1..200 events
-(uniform length, Zipf items, increasing timestamps), generated lazily so the input is a
-true stream. Each measurement runs in its own subprocess so that peak RSS (ru_maxrss) is
-that run's own:
+weights do not change the cost) embeds synthetic users with Zipf items and increasing
+timestamps, generated lazily so the input is a true stream. Two history-length
+distributions, both capped at 200 events: `uniform` (1..200, mean ~100: the compute-heavy
+case) and `lognormal` (median 20, the heavy tail of real logs: most users are short). Each
+measurement runs in its own subprocess so that peak RSS (ru_maxrss) is that run's own:
 
 - batched: `UserEncoder.iter_embed(stream, batch_size=256)` with the chunks written to a
   parquet file as `userfm embed` does (nothing accumulates in memory);
-- naive: the same model called once per user (featurize -> collate -> forward) under
-  inference_mode, on the first `--naive-users` users of the same stream;
-- memory: the batched run again on 10x more users; the ratio of peak RSS shows that memory
-  does not grow with the number of users.
+- naive: the same model and the same embedding-only forward (`return_states=False`) called
+  once per user (featurize -> collate -> forward) under inference_mode, on the first
+  `--naive-users` users of the same stream;
+- memory: the batched run again on 10x more users (uniform lengths); the ratio of peak RSS
+  shows whether memory grows with the number of users.
 
 Run: python benchmarks/embed_throughput.py [--quick] [--device cpu]
 Prints a table and ends with one JSON line {"benchmark": "embed_throughput", ...}.
@@ -37,7 +39,7 @@ NUM_ITEMS = 10_000
 MAX_LEN = 200
 
 
-def stream_users(n: int, seed: int = 0, chunk: int = 4096) -> Iterator:
+def stream_users(n: int, lengths: str = "uniform", seed: int = 0, chunk: int = 4096) -> Iterator:
     """n synthetic UserHistory objects, generated chunk by chunk (never all in memory)."""
     from userfm.data.log import UserHistory
 
@@ -47,11 +49,14 @@ def stream_users(n: int, seed: int = 0, chunk: int = 4096) -> Iterator:
     popularity /= popularity.sum()
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
-        lengths = rng.integers(1, MAX_LEN + 1, size=m)
-        items = rng.choice(NUM_ITEMS, size=int(lengths.sum()), p=popularity)
-        gaps = rng.exponential(3600.0, size=int(lengths.sum())).astype(np.int64)
-        ends = np.cumsum(lengths)
-        for u, (s, e) in enumerate(zip(ends - lengths, ends)):
+        if lengths == "uniform":
+            sizes = rng.integers(1, MAX_LEN + 1, size=m)
+        else:
+            sizes = np.clip(rng.lognormal(np.log(20), 1.0, size=m).astype(np.int64), 1, MAX_LEN)
+        items = rng.choice(NUM_ITEMS, size=int(sizes.sum()), p=popularity)
+        gaps = rng.exponential(3600.0, size=int(sizes.sum())).astype(np.int64)
+        ends = np.cumsum(sizes)
+        for u, (s, e) in enumerate(zip(ends - sizes, ends)):
             ts = 1_600_000_000 + np.cumsum(gaps[s:e])
             yield UserHistory(f"u{lo + u}", item_names[items[s:e]], ts)
 
@@ -65,12 +70,17 @@ def build_model():
     torch.manual_seed(0)
     vocabs = VocabSet(Vocab([str(i) for i in range(NUM_ITEMS)]))
     config = UserEncoderConfig(
-        num_items=len(vocabs.items), hidden_size=64, num_layers=2, num_heads=2, max_len=MAX_LEN, dropout=0.0
+        num_items=len(vocabs.items),
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        max_len=MAX_LEN,
+        dropout=0.0,
     )
     return UserEncoder(config, vocabs=vocabs)
 
 
-def worker(mode: str, users: int, device: str, batch_size: int) -> dict:
+def worker(mode: str, users: int, lengths: str, device: str, batch_size: int) -> dict:
     import pyarrow.parquet as pq
     import torch
 
@@ -82,38 +92,60 @@ def worker(mode: str, users: int, device: str, batch_size: int) -> dict:
     if mode == "batched":
         with tempfile.TemporaryDirectory() as tmp:
             writer = None
-            for part in model.iter_embed(stream_users(users), batch_size=batch_size, device=device, progress=False):
+            stream = stream_users(users, lengths)
+            for part in model.iter_embed(
+                stream, batch_size=batch_size, device=device, progress=False
+            ):
                 table = part.to_arrow()
                 writer = writer or pq.ParquetWriter(Path(tmp) / "emb.parquet", table.schema)
                 writer.write_table(table)
             writer.close()
     else:
-        f = Featurizer(model.vocabs, max_len=MAX_LEN, num_time_gap_buckets=model.config.num_time_gap_buckets)
+        f = Featurizer(
+            model.vocabs, max_len=MAX_LEN, num_time_gap_buckets=model.config.num_time_gap_buckets
+        )
         with torch.inference_mode():
-            for h in stream_users(users):
-                model(collate([f(h)]).to(device)).embedding.cpu()
+            for h in stream_users(users, lengths):
+                model(collate([f(h)]).to(device), return_states=False).embedding.cpu()
     seconds = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"mode": mode, "users": users, "seconds": seconds, "users_per_s": users / seconds, "peak_rss_mb": peak_kb / 1024}
+    return {
+        "mode": mode,
+        "lengths": lengths,
+        "users": users,
+        "seconds": seconds,
+        "users_per_s": users / seconds,
+        "peak_rss_mb": peak_kb / 1024,
+    }
 
 
-def run_worker(mode: str, users: int, device: str, batch_size: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", mode, "--users", str(users), "--device", device, "--batch-size", str(batch_size)]
+def run_worker(mode: str, users: int, lengths: str, device: str, batch_size: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--users", str(users), "--lengths", lengths]
+    cmd += ["--device", device, "--batch-size", str(batch_size)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="10k / 100k users, 300 naive (a few minutes on 2 cores)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="10k / 100k users, 300 naive (a few minutes on 2 cores)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--users", type=int, default=None, help="users for the throughput run")
     p.add_argument("--naive-users", type=int, default=None)
     p.add_argument("--worker", choices=["batched", "naive"], help=argparse.SUPPRESS)
+    p.add_argument("--lengths", default="uniform", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.users, args.device, args.batch_size)))
+        print(
+            json.dumps(worker(args.worker, args.users, args.lengths, args.device, args.batch_size))
+        )
         return
 
     users = args.users or (10_000 if args.quick else 100_000)
@@ -124,35 +156,47 @@ def main() -> None:
         import torch
 
         machine += f", {torch.cuda.get_device_name(0)}"
-    print(f"machine: {machine}; device {args.device}; D=64, 2 layers, histories 1..{MAX_LEN} events")
-    batched = run_worker("batched", users, args.device, args.batch_size)
-    naive = run_worker("naive", naive_users, args.device, args.batch_size)
-    streamed = run_worker("batched", big, args.device, args.batch_size)
-    speedup = batched["users_per_s"] / naive["users_per_s"]
-    rss_ratio = streamed["peak_rss_mb"] / batched["peak_rss_mb"]
-    print(f"{'run':<28}{'users':>10}{'users/s':>12}{'peak RSS MB':>14}")
-    for name, r in [("naive loop (1 user/call)", naive), (f"batched (bs {args.batch_size})", batched), ("batched, 10x users", streamed)]:
-        print(f"{name:<28}{r['users']:>10,}{r['users_per_s']:>12,.0f}{r['peak_rss_mb']:>14,.0f}")
-    print(f"batched / naive throughput: {speedup:.1f}x (target >= 20x)")
-    print(f"peak RSS {big:,} / {users:,} users: {rss_ratio:.2f}x (target <= 1.5x)")
     print(
-        json.dumps(
-            {
-                "benchmark": "embed_throughput",
-                "quick": args.quick,
-                "device": args.device,
-                "machine": machine,
-                "batched_users_per_s": round(batched["users_per_s"], 1),
-                "naive_users_per_s": round(naive["users_per_s"], 1),
-                "speedup": round(speedup, 2),
-                "users": users,
-                "users_memory_run": big,
-                "peak_rss_mb": round(batched["peak_rss_mb"], 1),
-                "peak_rss_mb_memory_run": round(streamed["peak_rss_mb"], 1),
-                "rss_ratio": round(rss_ratio, 3),
-            }
-        )
+        f"machine: {machine}; device {args.device}; D=64, 2 layers, histories 1..{MAX_LEN} events"
     )
+    runs = {}
+    for lengths in ("uniform", "lognormal"):
+        runs[f"batched_{lengths}"] = run_worker(
+            "batched", users, lengths, args.device, args.batch_size
+        )
+        runs[f"naive_{lengths}"] = run_worker(
+            "naive", naive_users, lengths, args.device, args.batch_size
+        )
+    runs["memory"] = run_worker("batched", big, "uniform", args.device, args.batch_size)
+    speedup = {
+        k: runs[f"batched_{k}"]["users_per_s"] / runs[f"naive_{k}"]["users_per_s"]
+        for k in ("uniform", "lognormal")
+    }
+    rss_ratio = runs["memory"]["peak_rss_mb"] / runs["batched_uniform"]["peak_rss_mb"]
+    print(f"{'run':<34}{'users':>10}{'users/s':>12}{'peak RSS MB':>14}")
+    for name, r in runs.items():
+        print(
+            f"{name + ' (' + r['lengths'] + ')':<34}{r['users']:>10,}{r['users_per_s']:>12,.0f}{r['peak_rss_mb']:>14,.0f}"
+        )
+    for k, v in speedup.items():
+        print(f"batched / naive throughput, {k} lengths: {v:.1f}x (target >= 20x)")
+    print(f"peak RSS {big:,} / {users:,} users: {rss_ratio:.2f}x (target <= 1.5x)")
+    summary = {
+        "benchmark": "embed_throughput",
+        "quick": args.quick,
+        "device": args.device,
+        "machine": machine,
+        "users": users,
+        "users_memory_run": big,
+        "rss_ratio": round(rss_ratio, 3),
+        "peak_rss_mb": round(runs["batched_uniform"]["peak_rss_mb"], 1),
+        "peak_rss_mb_memory_run": round(runs["memory"]["peak_rss_mb"], 1),
+    }
+    for k in ("uniform", "lognormal"):
+        summary[f"batched_users_per_s_{k}"] = round(runs[f"batched_{k}"]["users_per_s"], 1)
+        summary[f"naive_users_per_s_{k}"] = round(runs[f"naive_{k}"]["users_per_s"], 1)
+        summary[f"speedup_{k}"] = round(speedup[k], 2)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -105,3 +105,12 @@ def test_leave_one_out_and_time_split():
     assert sorted(after.user_ids.tolist()) == ["a", "b"]
     with pytest.raises(EmptyLogError, match="cutoff"):
         time_split(log, cutoff=100)
+
+
+def test_collate_pads_to_a_multiple_but_never_beyond_max_len():
+    log = make_log([("a", f"i{k}", k) for k in range(5)] + [("b", "x", 1)])
+    f = Featurizer(build_vocabs(log))
+    hs = [f(h) for h in log.iter_histories()]
+    assert collate(hs, pad_to_multiple_of=4).items.shape == (2, 8)
+    assert collate(hs, pad_to_multiple_of=4, max_len=6).items.shape == (2, 6)
+    assert collate(hs, pad_to_multiple_of=4).mask.sum().item() == 6

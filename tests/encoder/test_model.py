@@ -279,3 +279,16 @@ def test_auto_backend_on_cpu_matches_sdpa():
     batch = make_batch(random_users([3, 5]))
     auto, sdpa = make_model(attn_backend="auto"), make_model(attn_backend="sdpa")
     torch.testing.assert_close(auto(batch).states, sdpa(batch).states, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_embedding_only_path_matches_the_full_forward(normalize):
+    """return_states=False (the embedding API's path) gives the same embeddings, empty rows too."""
+    model = make_model(normalize=normalize)
+    batch = make_batch(random_users([1, 5, 12, 3]), T=12)
+    batch.mask[3] = False  # an empty history
+    full = model(batch).embedding
+    fast = model(batch, return_states=False)
+    assert fast.states is None
+    torch.testing.assert_close(fast.embedding, full, atol=1e-5, rtol=1e-5)
+    assert fast.embedding[3].abs().max() == 0

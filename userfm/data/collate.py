@@ -11,15 +11,26 @@ from userfm.data.batch import Batch
 from userfm.data.features import EncodedHistory
 
 
-def collate(histories: Sequence[EncodedHistory]) -> Batch:
+def collate(
+    histories: Sequence[EncodedHistory], *, pad_to_multiple_of: int = 1, max_len: int | None = None
+) -> Batch:
     """Stack B encoded histories into a `Batch` padded on the right to the longest one.
 
     Right padding (not left) keeps the causal + key-padding mask free of fully masked rows
     for real events, which fused SDPA kernels turn into NaN.
+
+    Args:
+        histories: B encoded histories.
+        pad_to_multiple_of: round T up to a multiple of this. Few distinct shapes let the
+            allocator reuse freed blocks: with every T different, glibc's heap fragments and
+            the RSS of a long embedding run creeps up.
+        max_len: never round T up beyond this (the encoder's position limit).
     """
     if not histories:
         raise ValueError("cannot collate an empty list of histories")
     B, T = len(histories), max(len(h) for h in histories)
+    rounded = -(-T // pad_to_multiple_of) * pad_to_multiple_of
+    T = max(T, min(rounded, max_len if max_len is not None else rounded))
 
     def pad(name: str, trailing: tuple[int, ...] = ()) -> torch.Tensor:
         out = np.zeros((B, T, *trailing), dtype=np.int64)

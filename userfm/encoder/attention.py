@@ -88,19 +88,17 @@ def attention(
 def _sdpa_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout_p: float
 ) -> torch.Tensor:
-    T = q.shape[1]
-    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()  # (T, T)
-    allowed = causal & mask[:, None, None, :]  # (B, 1, T, T) query i may see key j
-    # A padded query row of an empty history would see no key at all, and softmax over an
-    # all -inf row is NaN (on every kernel). Let every query see itself: valid rows already
-    # do, padded rows get a harmless finite value that is zeroed below.
-    allowed = allowed | torch.eye(T, dtype=torch.bool, device=q.device)
+    # With right padding the causal mask alone is exact: a valid query at position t sees
+    # keys 0..t, which are all valid because every pad sits after the user's last event. So
+    # no (B, T, T) mask is built, and SDPA can use its fused (flash) kernel, which never
+    # materialises the T x T scores. Padded queries see key 0 at least (never an empty row,
+    # so never NaN); their outputs are zeroed below and no valid query ever reads them.
     out = F.scaled_dot_product_attention(
         rearrange(q, "b t h d -> b h t d"),
         rearrange(k, "b t h d -> b h t d"),
         rearrange(v, "b t h d -> b h t d"),
-        attn_mask=allowed,
         dropout_p=dropout_p,
+        is_causal=True,
     )  # (B, H, T, d)
     out = rearrange(out, "b h t d -> b t h d")
     return out * mask[:, :, None, None].to(out.dtype)  # zeros at padded queries

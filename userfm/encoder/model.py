@@ -145,6 +145,25 @@ class SelfAttention(nn.Module):
         )  # (B, T, H, d)
         return self.dropout(self.proj(rearrange(y, "b t h d -> b t (h d)")))  # (B, T, D)
 
+    def forward_last(self, x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Attention output at each user's last valid position only: (B, T, D) -> (B, 1, D).
+
+        Keys and values still cover every event; only one query per user is computed, which
+        is all the "last" pooling of the final block needs (see `UserEncoder.forward`).
+        """
+        B = x.shape[0]
+        kv = self.qkv(x)  # (B, T, 3D)
+        x_last = x[torch.arange(B, device=x.device), last][:, None]  # (B, 1, D)
+        q = self.qkv(x_last)  # (B, 1, 3D), only its query third is used
+        q, _, _ = rearrange(q, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+        _, k, v = rearrange(kv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+        # the query sits at `last`, so it may see keys 0..last (its causal past, all valid)
+        visible = mask[:, None, None, :]  # (B, 1, 1, T)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=visible, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # (B, H, 1, d)
+        return self.dropout(self.proj(rearrange(y, "b h t d -> b t (h d)")))  # (B, 1, D)
+
 
 class MLP(nn.Module):
     def __init__(self, config: UserEncoderConfig):
@@ -170,6 +189,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), mask)  # (B, T, D)
         return x + self.mlp(self.ln_2(x))  # (B, T, D)
+
+    def forward_last(self, x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The block's output at each user's last valid position: (B, T, D) -> (B, 1, D)."""
+        x_last = x[torch.arange(x.shape[0], device=x.device), last][:, None]  # (B, 1, D)
+        x_last = x_last + self.attn.forward_last(self.ln_1(x), mask, last)  # (B, 1, D)
+        return x_last + self.mlp(self.ln_2(x_last))  # (B, 1, D)
 
 
 class AttentionPooling(nn.Module):
@@ -240,15 +265,19 @@ class UserEncoder(PreTrainedModel):
         elif isinstance(module, AttentionPooling):
             _init.normal_(module.query, mean=0.0, std=std)
 
-    def forward(self, batch: Batch) -> EncoderOutput:
+    def forward(self, batch: Batch, *, return_states: bool = True) -> EncoderOutput:
         """Encode a batch of histories.
 
         Args:
             batch: right-padded histories (see :class:`userfm.data.batch.Batch`).
+            return_states: False when only the embedding is needed (the embedding API). With
+                "last" pooling the final block then runs its query, projection and MLP at the
+                last valid position only (same embedding, about a third less compute for
+                2 blocks); ``states`` is None.
 
         Returns:
-            :class:`EncoderOutput` with ``states`` (B, T, D), zero at pads, and ``embedding``
-            (B, D).
+            :class:`EncoderOutput` with ``states`` (B, T, D), zero at pads (or None), and
+            ``embedding`` (B, D).
 
         Raises:
             ConfigError: T > ``config.max_len``, or the batch lacks a feature the config uses.
@@ -261,6 +290,15 @@ class UserEncoder(PreTrainedModel):
             )
         mask = batch.mask  # (B, T)
         x = self.embeddings(batch)  # (B, T, D)
+        if not return_states and self.config.pooling == "last":
+            lengths = mask.sum(dim=1)  # (B,)
+            for block in self.blocks[:-1]:
+                x = block(x, mask)  # (B, T, D)
+            x = self.blocks[-1].forward_last(x, mask, (lengths - 1).clamp(min=0))  # (B, 1, D)
+            emb = self.ln_f(x[:, 0]) * (lengths > 0)[:, None].to(x.dtype)  # (B, D), 0 if empty
+            if self.config.normalize:
+                emb = F.normalize(emb, dim=-1)
+            return EncoderOutput(states=None, embedding=emb)
         for block in self.blocks:
             x = block(x, mask)  # (B, T, D)
         states = self.ln_f(x) * mask[..., None].to(x.dtype)  # (B, T, D), zeros at pads
