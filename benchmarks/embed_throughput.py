@@ -61,7 +61,7 @@ def stream_users(n: int, lengths: str = "uniform", seed: int = 0, chunk: int = 4
             yield UserHistory(f"u{lo + u}", item_names[items[s:e]], ts)
 
 
-def build_model():
+def build_model(attn_backend: str = "sdpa"):
     import torch
 
     from userfm.data.vocab import Vocab, VocabSet
@@ -80,14 +80,16 @@ def build_model():
     return UserEncoder(config, vocabs=vocabs)
 
 
-def worker(mode: str, users: int, lengths: str, device: str, batch_size: int) -> dict:
+def worker(
+    mode: str, users: int, lengths: str, device: str, batch_size: int, attn_backend: str
+) -> dict:
     import pyarrow.parquet as pq
     import torch
 
     from userfm.data.collate import collate
     from userfm.data.features import Featurizer
 
-    model = build_model().eval().to(device)
+    model = build_model(attn_backend).eval().to(device)
     t0 = time.perf_counter()
     if mode == "batched":
         with tempfile.TemporaryDirectory() as tmp:
@@ -119,9 +121,11 @@ def worker(mode: str, users: int, lengths: str, device: str, batch_size: int) ->
     }
 
 
-def run_worker(mode: str, users: int, lengths: str, device: str, batch_size: int) -> dict:
+def run_worker(
+    mode: str, users: int, lengths: str, device: str, batch_size: int, attn_backend: str
+) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--users", str(users), "--lengths", lengths]
-    cmd += ["--device", device, "--batch-size", str(batch_size)]
+    cmd += ["--device", device, "--batch-size", str(batch_size), "--attn-backend", attn_backend]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -137,15 +141,15 @@ def main() -> None:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--attn-backend", default="sdpa", choices=["sdpa", "xformers", "auto"])
     p.add_argument("--users", type=int, default=None, help="users for the throughput run")
     p.add_argument("--naive-users", type=int, default=None)
     p.add_argument("--worker", choices=["batched", "naive"], help=argparse.SUPPRESS)
     p.add_argument("--lengths", default="uniform", help=argparse.SUPPRESS)
     args = p.parse_args()
+    common = (args.device, args.batch_size, args.attn_backend)
     if args.worker:
-        print(
-            json.dumps(worker(args.worker, args.users, args.lengths, args.device, args.batch_size))
-        )
+        print(json.dumps(worker(args.worker, args.users, args.lengths, *common)))
         return
 
     users = args.users or (10_000 if args.quick else 100_000)
@@ -157,17 +161,13 @@ def main() -> None:
 
         machine += f", {torch.cuda.get_device_name(0)}"
     print(
-        f"machine: {machine}; device {args.device}; D=64, 2 layers, histories 1..{MAX_LEN} events"
+        f"machine: {machine}; device {args.device}, attention {args.attn_backend}; D=64, 2 layers, histories 1..{MAX_LEN} events"
     )
     runs = {}
     for lengths in ("uniform", "lognormal"):
-        runs[f"batched_{lengths}"] = run_worker(
-            "batched", users, lengths, args.device, args.batch_size
-        )
-        runs[f"naive_{lengths}"] = run_worker(
-            "naive", naive_users, lengths, args.device, args.batch_size
-        )
-    runs["memory"] = run_worker("batched", big, "uniform", args.device, args.batch_size)
+        runs[f"batched_{lengths}"] = run_worker("batched", users, lengths, *common)
+        runs[f"naive_{lengths}"] = run_worker("naive", naive_users, lengths, *common)
+    runs["memory"] = run_worker("batched", big, "uniform", *common)
     speedup = {
         k: runs[f"batched_{k}"]["users_per_s"] / runs[f"naive_{k}"]["users_per_s"]
         for k in ("uniform", "lognormal")
@@ -185,6 +185,7 @@ def main() -> None:
         "benchmark": "embed_throughput",
         "quick": args.quick,
         "device": args.device,
+        "attn_backend": args.attn_backend,
         "machine": machine,
         "users": users,
         "users_memory_run": big,
