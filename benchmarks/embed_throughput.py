@@ -76,6 +76,7 @@ def build_model(attn_backend: str = "sdpa"):
         num_heads=2,
         max_len=MAX_LEN,
         dropout=0.0,
+        attn_backend=attn_backend,
     )
     return UserEncoder(config, vocabs=vocabs)
 

@@ -112,3 +112,25 @@ def test_cuda_without_xformers(monkeypatch):
 def test_unknown_backend():
     with pytest.raises(ConfigError, match="`attn_backend`"):
         resolve_backend("flash", torch.device("cpu"))
+
+
+def test_xformers_without_kernels_counts_as_unusable(monkeypatch):
+    """A wheel built for another torch imports but has no kernels: auto must not pick it."""
+    import sys
+    import types
+
+    fake = types.ModuleType("xformers")
+    fake._has_cpp_library = False
+    fake.__version__ = "0.0.0-test"
+    fake_ops = types.ModuleType("xformers.ops")
+    fake.ops = fake_ops
+    monkeypatch.setitem(sys.modules, "xformers", fake)
+    monkeypatch.setitem(sys.modules, "xformers.ops", fake_ops)
+    attention_module._load_xformers.cache_clear()
+    try:
+        cuda = torch.device("cuda")
+        assert resolve_backend("auto", cuda) == "sdpa"
+        with pytest.raises(ConfigError, match="no CUDA kernels"):
+            resolve_backend("xformers", cuda)
+    finally:
+        attention_module._load_xformers.cache_clear()

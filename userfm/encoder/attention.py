@@ -25,11 +25,23 @@ XFORMERS_HINT = (
 
 @functools.lru_cache(maxsize=1)
 def _load_xformers() -> ModuleType | Exception:
-    """Import ``xformers.ops`` once, lazily; return the exception instead of raising it."""
+    """Import ``xformers.ops`` once, lazily; return the exception instead of raising it.
+
+    An xformers wheel built for another torch / CUDA imports fine but has no kernels
+    (``xformers._has_cpp_library`` is False; seen on an H200 with torch 2.11+cu130 and
+    xformers 0.0.35, built for torch 2.10+cu128): every call would then fail, so that counts
+    as unusable too, and ``auto`` falls back to sdpa.
+    """
     try:
+        import xformers
         import xformers.ops as xops
     except Exception as err:  # a broken build raises more than ImportError (e.g. OSError)
         return err
+    if not getattr(xformers, "_has_cpp_library", True):
+        return ImportError(
+            f"xformers {getattr(xformers, '__version__', '?')} has no CUDA kernels for torch "
+            f"{torch.__version__} (built for another torch/CUDA); reinstall a matching xformers"
+        )
     return xops
 
 
