@@ -29,13 +29,40 @@ def test_demo_synth_then_embed_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--users", "150", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "UNTRAINED" in out and "nearest neighbours" in out
-    assert main(["synth", "--out", str(tmp_path / "s"), "--users", "120", "--items", "200", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "s"),
+                "--users",
+                "120",
+                "--items",
+                "200",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     log = tmp_path / "s" / "events.parquet"
     assert log.is_file()
     capsys.readouterr()
     code = main(
-        ["embed", "--model", str(tmp_path / "demo" / "encoder"), "--input", str(log),
-         "--output", str(tmp_path / "emb.parquet"), "--no-progress", "--category-col", "category", "--action-col", "action"]
+        [
+            "embed",
+            "--model",
+            str(tmp_path / "demo" / "encoder"),
+            "--input",
+            str(log),
+            "--output",
+            str(tmp_path / "emb.parquet"),
+            "--no-progress",
+            "--category-col",
+            "category",
+            "--action-col",
+            "action",
+        ]
     )
     assert code == 0
     summary = capsys.readouterr().out
@@ -48,8 +75,20 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"uid": ["a"], "item": ["x"], "timestamp": [1]}).to_csv(bad, index=False)
     r = subprocess.run(
-        [sys.executable, "-m", "userfm.cli", "embed", "--model", str(tmp_path), "--input", str(bad), "--output", str(tmp_path / "o.parquet")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "userfm.cli",
+            "embed",
+            "--model",
+            str(tmp_path),
+            "--input",
+            str(bad),
+            "--output",
+            str(tmp_path / "o.parquet"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
@@ -58,7 +97,20 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
 
 def test_debug_shows_the_traceback(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "userfm.cli", "--debug", "embed", "--model", str(tmp_path), "--input", "x.csv", "--output", "o.parquet"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "userfm.cli",
+            "--debug",
+            "embed",
+            "--model",
+            str(tmp_path),
+            "--input",
+            "x.csv",
+            "--output",
+            "o.parquet",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode != 0 and "Traceback" in r.stderr

@@ -21,11 +21,17 @@ def _add_schema_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--user-col", default="user", help="column with user ids (default: user)")
     g.add_argument("--item-col", default="item", help="column with item ids (default: item)")
     g.add_argument(
-        "--time-col", default="timestamp", help="column with event times; 'none' = rows already in time order"
+        "--time-col",
+        default="timestamp",
+        help="column with event times; 'none' = rows already in time order",
     )
-    g.add_argument("--time-unit", default="auto", choices=["auto", "s", "ms", "us", "ns", "datetime"])
+    g.add_argument(
+        "--time-unit", default="auto", choices=["auto", "s", "ms", "us", "ns", "datetime"]
+    )
     g.add_argument("--action-col", default=None, help="optional column with event types")
-    g.add_argument("--category-col", default=None, help="optional column with item categories ('|'-separated)")
+    g.add_argument(
+        "--category-col", default=None, help="optional column with item categories ('|'-separated)"
+    )
     g.add_argument("--title-col", default=None, help="optional column with item titles")
 
 
@@ -65,7 +71,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     totals = {"users": 0, "events": 0, "oov_items": 0, "truncated_users": 0}
     writer = None
     try:
-        for part in model.iter_embed(log, batch_size=args.batch_size, device=args.device, progress=not args.no_progress):
+        for part in model.iter_embed(
+            log, batch_size=args.batch_size, device=args.device, progress=not args.no_progress
+        ):
             table = part.to_arrow()
             writer = writer or pq.ParquetWriter(out, table.schema)
             writer.write_table(table)
@@ -100,8 +108,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "[2/4] encoder: UNTRAINED (random weights; pretraining arrives with `userfm pretrain`), "
         f"{sum(p.numel() for p in model.parameters()):,} parameters"
     )
-    model_dir = model.save_pretrained(out / "encoder", card_data={"name": "userfm demo encoder", "trained": False})
-    print(f"[3/4] saved to {out / 'encoder'} (config.json, model.safetensors, vocab.json, README.md)")
+    model_dir = model.save_pretrained(
+        out / "encoder", card_data={"name": "userfm demo encoder", "trained": False}
+    )
+    print(
+        f"[3/4] saved to {out / 'encoder'} (config.json, model.safetensors, vocab.json, README.md)"
+    )
     model = UserEncoder.from_pretrained(out / "encoder")
     emb = model.embed(log, progress=not args.no_progress)
     emb_path = emb.to_parquet(out / "embeddings.parquet")
@@ -123,25 +135,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("synth", help="write a synthetic event log (parquet)", description="Write a synthetic event log: users with latent interests, Zipf popularity, sessions, drift.")
+    s = sub.add_parser(
+        "synth",
+        help="write a synthetic event log (parquet)",
+        description="Write a synthetic event log: users with latent interests, Zipf popularity, sessions, drift.",
+    )
     s.add_argument("--out", required=True, help="output folder (events.parquet is written there)")
     s.add_argument("--users", type=int, default=2000)
     s.add_argument("--items", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_synth)
 
-    e = sub.add_parser("embed", help="embed every user of an event log", description="Embed every user of an event log with a saved encoder; writes parquet (user, embedding).")
-    e.add_argument("--model", required=True, help="folder written by save_pretrained / userfm pretrain export")
+    e = sub.add_parser(
+        "embed",
+        help="embed every user of an event log",
+        description="Embed every user of an event log with a saved encoder; writes parquet (user, embedding).",
+    )
+    e.add_argument(
+        "--model", required=True, help="folder written by save_pretrained / userfm pretrain export"
+    )
     e.add_argument("--input", required=True, help="event log: .parquet, .csv, .tsv, .jsonl")
     e.add_argument("--output", required=True, help="output .parquet")
     e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    e.add_argument("--min-events", type=int, default=1, help="drop (and count) users with fewer events")
+    e.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"
+    )
+    e.add_argument(
+        "--min-events", type=int, default=1, help="drop (and count) users with fewer events"
+    )
     e.add_argument("--no-progress", action="store_true")
     _add_schema_args(e)
     e.set_defaults(func=cmd_embed)
 
-    d = sub.add_parser("demo", help="the README demo: synthetic log -> encoder -> embeddings", description="Synthetic log -> encoder -> save/load -> embeddings -> nearest neighbours.")
+    d = sub.add_parser(
+        "demo",
+        help="the README demo: synthetic log -> encoder -> embeddings",
+        description="Synthetic log -> encoder -> save/load -> embeddings -> nearest neighbours.",
+    )
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--users", type=int, default=2000)
     d.add_argument("--seed", type=int, default=0)
@@ -154,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command is None:
         parser.print_help()

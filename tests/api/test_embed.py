@@ -14,7 +14,9 @@ def make_events(n_users=40, seed=0):
     rows = []
     for u in range(n_users):
         for k in range(int(rng.integers(1, 30))):
-            rows.append((f"u{u}", f"i{rng.integers(0, 60)}", 1_600_000_000 + 3600 * k, ["a", "b|c"][k % 2]))
+            rows.append(
+                (f"u{u}", f"i{rng.integers(0, 60)}", 1_600_000_000 + 3600 * k, ["a", "b|c"][k % 2])
+            )
     return pd.DataFrame(rows, columns=["user", "item", "timestamp", "category"])
 
 
@@ -89,7 +91,13 @@ def test_bad_inputs_raise_typed_errors(model):
 
 
 def test_save_pretrained_writes_the_four_files_and_round_trips_exactly(model, log, tmp_path):
-    model.save_pretrained(tmp_path / "enc", card_data={"training_data": {"events": len(log)}, "metrics": {"HR@10 (full ranking)": 0.25}})
+    model.save_pretrained(
+        tmp_path / "enc",
+        card_data={
+            "training_data": {"events": len(log)},
+            "metrics": {"HR@10 (full ranking)": 0.25},
+        },
+    )
     files = sorted(p.name for p in (tmp_path / "enc").iterdir())
     assert files == ["README.md", "config.json", "model.safetensors", "vocab.json"]
     config = json.loads((tmp_path / "enc" / "config.json").read_text())
@@ -98,7 +106,9 @@ def test_save_pretrained_writes_the_four_files_and_round_trips_exactly(model, lo
     assert "HR@10 (full ranking) | 0.2500" in card and "no per-user parameters" in card
     assert "$" not in card  # every template field was filled
     loaded = UserEncoder.from_pretrained(tmp_path / "enc")
-    np.testing.assert_array_equal(model.embed(log, progress=False).vectors, loaded.embed(log, progress=False).vectors)
+    np.testing.assert_array_equal(
+        model.embed(log, progress=False).vectors, loaded.embed(log, progress=False).vectors
+    )
     assert loaded.vocabs.items.tokens == model.vocabs.items.tokens
 
 
@@ -123,7 +133,10 @@ def test_from_pretrained_on_a_wrong_folder_names_it(tmp_path):
 
 
 def test_histories_without_time_work_with_a_time_free_model():
-    log = read_events(pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"]}), EventSchema(timestamp=None))
+    log = read_events(
+        pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"]}),
+        EventSchema(timestamp=None),
+    )
     m = UserEncoder.from_log(log, hidden_size=8, num_heads=1)
     assert m.config.use_time is False
     emb = m.embed([UserHistory("c", np.array(["x", "y"], dtype=object))], progress=False)

@@ -17,7 +17,9 @@ def make_log(rows, **kw):
 
 
 def test_sort_is_stable_by_user_then_time_and_ties_keep_input_order():
-    log = make_log([("u1", "c", 5), ("u2", "x", 1), ("u1", "a", 3), ("u1", "b1", 3), ("u1", "b2", 3)])
+    log = make_log(
+        [("u1", "c", 5), ("u2", "x", 1), ("u1", "a", 3), ("u1", "b1", 3), ("u1", "b2", 3)]
+    )
     h = log.history("u1")
     assert h.items.tolist() == ["a", "b1", "b2", "c"]
     assert h.timestamps.tolist() == [3, 3, 3, 5]
@@ -36,7 +38,13 @@ def test_iter_histories_covers_every_user_in_chunks():
 
 
 def test_empty_log_raises():
-    df = pd.DataFrame({"user": pd.Series([], dtype=str), "item": pd.Series([], dtype=str), "timestamp": pd.Series([], dtype="int64")})
+    df = pd.DataFrame(
+        {
+            "user": pd.Series([], dtype=str),
+            "item": pd.Series([], dtype=str),
+            "timestamp": pd.Series([], dtype="int64"),
+        }
+    )
     with pytest.raises(EmptyLogError):
         EventLog(datasets.Dataset.from_pandas(df, preserve_index=False))
 

@@ -40,7 +40,9 @@ HistoriesLike = (
 )
 
 
-def as_histories(source: HistoriesLike, schema: EventSchema | None = None) -> tuple[Iterable[UserHistory], int | None]:
+def as_histories(
+    source: HistoriesLike, schema: EventSchema | None = None
+) -> tuple[Iterable[UserHistory], int | None]:
     """Normalise any accepted input to (an iterable of `UserHistory`, number of users or None).
 
     Accepted: an `EventLog`; a pandas DataFrame, `datasets.Dataset` or file path (read with
@@ -73,7 +75,9 @@ def _from_items(user: Any, items: Sequence[Any]) -> UserHistory:
     if isinstance(items, UserHistory):
         return items
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        raise DataError(f"history of user {user!r} must be a sequence of item ids, got {type(items).__name__}")
+        raise DataError(
+            f"history of user {user!r} must be a sequence of item ids, got {type(items).__name__}"
+        )
     arr = np.asarray([str(i) for i in items], dtype=object)
     return UserHistory(str(user), arr)
 
@@ -145,7 +149,9 @@ def iter_embed(
                 for lo in range(0, len(order), batch_size):
                     idx = order[lo : lo + batch_size]
                     batch = collate(
-                        [encoded[i] for i in idx], pad_to_multiple_of=PAD_MULTIPLE, max_len=cfg.max_len
+                        [encoded[i] for i in idx],
+                        pad_to_multiple_of=PAD_MULTIPLE,
+                        max_len=cfg.max_len,
                     ).to(device)
                     out[idx] = model(batch, return_states=False).embedding.float().cpu().numpy()
                     bar.update(len(idx))

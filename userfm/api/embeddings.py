@@ -69,7 +69,10 @@ class UserEmbeddings:
         """Arrow table: ``user`` string, ``embedding`` fixed-size list<float32>[D]."""
         flat = pa.array(self.vectors.reshape(-1), type=pa.float32())
         return pa.table(
-            {"user": pa.array(self.user_ids, pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim)}
+            {
+                "user": pa.array(self.user_ids, pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim),
+            }
         )
 
     def to_parquet(self, path: str | Path) -> Path:
@@ -84,7 +87,9 @@ class UserEmbeddings:
         """Read a file written by `to_parquet` (or by `userfm embed`)."""
         t = pq.read_table(path)
         if "user" not in t.column_names or "embedding" not in t.column_names:
-            raise DataError(f"{path} is not a userfm embeddings file (needs columns user, embedding)")
+            raise DataError(
+                f"{path} is not a userfm embeddings file (needs columns user, embedding)"
+            )
         emb = t.column("embedding").combine_chunks()
         dim = emb.type.list_size if pa.types.is_fixed_size_list(emb.type) else len(emb[0])
         vectors = np.asarray(emb.flatten().to_numpy(), dtype=np.float32).reshape(len(t), dim)
@@ -100,7 +105,9 @@ class UserEmbeddings:
             for k, v in p.stats.items():
                 stats[k] = stats.get(k, 0) + v
         return cls(
-            [u for p in parts for u in p.user_ids], np.concatenate([p.vectors for p in parts]), stats
+            [u for p in parts for u in p.user_ids],
+            np.concatenate([p.vectors for p in parts]),
+            stats,
         )
 
     def nearest(self, query: str | np.ndarray, k: int = 10) -> list[tuple[str, float]]:

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 def _table(rows: dict[str, Any], header: tuple[str, str]) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows.items()]
+    lines += [
+        f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows.items()
+    ]
     return "\n".join(lines)
 
 
@@ -55,7 +57,9 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         "num_actions": cfg.num_actions or "not used",
         "num_categories": cfg.num_categories or "not used",
         "text_features": f"{cfg.text_dim}-d, projected" if cfg.text_dim else "not used",
-        "time_features": "gap to previous event (log buckets), hour, weekday" if cfg.use_time else "not used",
+        "time_features": "gap to previous event (log buckets), hour, weekday"
+        if cfg.use_time
+        else "not used",
         "training_data": _table(training, ("fact", "value")) if training else "Not recorded.",
         "metrics": _table(metrics, ("metric", "value")) if metrics else "No metrics recorded.",
         "userfm_version": __version__,
@@ -64,5 +68,7 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         "date": _dt.date.today().isoformat(),
     }
     assert vocabs is None or len(vocabs.items) == cfg.num_items
-    template = resources.files("userfm.model_cards").joinpath("template.md").read_text(encoding="utf-8")
+    template = (
+        resources.files("userfm.model_cards").joinpath("template.md").read_text(encoding="utf-8")
+    )
     return Template(template).substitute(values)

@@ -76,7 +76,12 @@ class Featurizer:
     """
 
     def __init__(
-        self, vocabs: VocabSet, *, max_len: int = 200, num_time_gap_buckets: int = 32, max_categories: int = 4
+        self,
+        vocabs: VocabSet,
+        *,
+        max_len: int = 200,
+        num_time_gap_buckets: int = 32,
+        max_categories: int = 4,
     ):
         if max_len < 1:
             raise ConfigError(f"`max_len` must be >= 1, got {max_len}")

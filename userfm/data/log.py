@@ -54,7 +54,9 @@ def take_rows(
         return got.take(inverse)
 
     digest = hashlib.blake2b(indices.tobytes(), digest_size=8).hexdigest()
-    fingerprint = hashlib.blake2b(f"{dataset._fingerprint}-take-{digest}".encode(), digest_size=16).hexdigest()
+    fingerprint = hashlib.blake2b(
+        f"{dataset._fingerprint}-take-{digest}".encode(), digest_size=16
+    ).hexdigest()
     out = (
         dataset.select(range(len(indices)))
         .with_format("arrow")
@@ -161,7 +163,9 @@ class EventLog:
         EmptyLogError: the dataset has no rows.
     """
 
-    def __init__(self, dataset: datasets.Dataset, stats: ReadStats | None = None, *, has_time: bool = True):
+    def __init__(
+        self, dataset: datasets.Dataset, stats: ReadStats | None = None, *, has_time: bool = True
+    ):
         if len(dataset) == 0:
             raise EmptyLogError("the event log is empty: no events to read")
         if dataset._indices is not None:  # `dataset.data.table` below must be the logical rows
@@ -183,7 +187,9 @@ class EventLog:
         self._table: pa.Table = dataset.data.table  # zero-copy (memory-mapped for files)
         users_np = self._table.column(USER).to_numpy(zero_copy_only=False)
         starts = np.flatnonzero(np.r_[True, users_np[1:] != users_np[:-1]])
-        self.offsets = np.r_[starts, len(users_np)].astype(np.int64)  # user u: [offsets[u], offsets[u+1])
+        self.offsets = np.r_[starts, len(users_np)].astype(
+            np.int64
+        )  # user u: [offsets[u], offsets[u+1])
         self.user_ids: np.ndarray = users_np[starts]
         lengths = np.diff(self.offsets)
         self.stats.users = len(starts)
@@ -251,11 +257,12 @@ class EventLog:
                 categories=cols[CATEGORY][s:e] if CATEGORY in cols else None,
             )
 
-    def item_attributes(self, columns: tuple[str, ...] = (CATEGORY, TITLE)) -> dict[str, dict[str, str]]:
+    def item_attributes(
+        self, columns: tuple[str, ...] = (CATEGORY, TITLE)
+    ) -> dict[str, dict[str, str]]:
         """item id -> {attribute: value} for the given columns (last value seen wins)."""
         present = [c for c in columns if self.has(c)]
         if not present:
             return {}
         df = self._table.select([ITEM, *present]).to_pandas().drop_duplicates(ITEM, keep="last")
         return {row[ITEM]: {c: row[c] for c in present} for row in df.to_dict("records")}
-

@@ -72,7 +72,9 @@ class EventSchema:
         for name in ("user", "item"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
-                raise ConfigError(f"EventSchema.{name} must be a non-empty column name, got {value!r}")
+                raise ConfigError(
+                    f"EventSchema.{name} must be a non-empty column name, got {value!r}"
+                )
         if self.timestamp_unit not in ("s", "ms", "us", "ns", "datetime", "auto", "order"):
             raise ConfigError(
                 "EventSchema.timestamp_unit must be one of s, ms, us, ns, datetime, auto, order; "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from userfm.data.log import EventLog, UserHistory
+from userfm.data.log import EventLog, UserHistory, take_rows
 from userfm.data.schema import TIMESTAMP
 from userfm.errors import ConfigError, EmptyLogError
 
@@ -62,6 +62,6 @@ def time_split(log: EventLog, cutoff: int) -> tuple[EventLog, EventLog]:
             f"time_split cutoff {cutoff} leaves one side empty; timestamps span {ts.min()}..{ts.max()}"
         )
     return (
-        EventLog(log.dataset.select(before).flatten_indices(), has_time=True),
-        EventLog(log.dataset.select(after).flatten_indices(), has_time=True),
+        EventLog(take_rows(log.dataset, before), has_time=True),
+        EventLog(take_rows(log.dataset, after), has_time=True),
     )

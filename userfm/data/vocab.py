@@ -75,7 +75,9 @@ class Vocab:
         if max_size is not None and max_size < 1:
             raise ConfigError(f"`max_size` must be >= 1 or None, got {max_size}")
         counter = tokens if isinstance(tokens, Counter) else Counter(str(t) for t in tokens)
-        kept = sorted(((c, t) for t, c in counter.items() if c >= min_count), key=lambda x: (-x[0], x[1]))
+        kept = sorted(
+            ((c, t) for t, c in counter.items() if c >= min_count), key=lambda x: (-x[0], x[1])
+        )
         if max_size is not None:
             kept = kept[:max_size]
         return cls([t for _, t in kept], num_hash_buckets, [c for c, _ in kept])
@@ -128,7 +130,11 @@ class Vocab:
         return out
 
     def to_dict(self) -> dict:
-        return {"tokens": self.tokens, "num_hash_buckets": self.num_hash_buckets, "counts": self.counts}
+        return {
+            "tokens": self.tokens,
+            "num_hash_buckets": self.num_hash_buckets,
+            "counts": self.counts,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocab:
@@ -185,12 +191,17 @@ def build_vocabs(
         return Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
 
     items = Vocab.build(
-        counts(table.column(ITEM)), min_count=min_count, max_size=max_size, num_hash_buckets=num_hash_buckets
+        counts(table.column(ITEM)),
+        min_count=min_count,
+        max_size=max_size,
+        num_hash_buckets=num_hash_buckets,
     )
     actions = Vocab.build(counts(table.column(ACTION))) if log.has(ACTION) else None
     categories = None
     if log.has(CATEGORY):
-        split = pc.list_flatten(pc.split_pattern(table.column(CATEGORY).combine_chunks(), CATEGORY_SEP))
+        split = pc.list_flatten(
+            pc.split_pattern(table.column(CATEGORY).combine_chunks(), CATEGORY_SEP)
+        )
         cat_counts = counts(split)
         cat_counts.pop("", None)
         categories = Vocab.build(cat_counts)

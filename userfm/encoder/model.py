@@ -392,14 +392,20 @@ class UserEncoder(PreTrainedModel):
         cfg = self.config
         sizes = {
             "num_items": len(vocabs.items),
-            "num_actions": len(vocabs.actions) if vocabs.actions is not None and cfg.num_actions else 0,
+            "num_actions": len(vocabs.actions)
+            if vocabs.actions is not None and cfg.num_actions
+            else 0,
             "num_categories": (
-                len(vocabs.categories) if vocabs.categories is not None and cfg.num_categories else 0
+                len(vocabs.categories)
+                if vocabs.categories is not None and cfg.num_categories
+                else 0
             ),
         }
         for name, size in sizes.items():
             if size != getattr(cfg, name):
-                raise ConfigError(f"vocabulary size {size} does not match `{name}`={getattr(cfg, name)}")
+                raise ConfigError(
+                    f"vocabulary size {size} does not match `{name}`={getattr(cfg, name)}"
+                )
         self.vocabs = vocabs
 
     @classmethod
@@ -422,7 +428,9 @@ class UserEncoder(PreTrainedModel):
             seed: seed the weight initialisation.
             **config_kwargs: any `UserEncoderConfig` field (hidden_size, num_layers, ...).
         """
-        vocabs = build_vocabs(log, min_count=min_count, max_size=max_size, num_hash_buckets=num_hash_buckets)
+        vocabs = build_vocabs(
+            log, min_count=min_count, max_size=max_size, num_hash_buckets=num_hash_buckets
+        )
         sizes = {
             "num_items": len(vocabs.items),
             "num_actions": len(vocabs.actions) if vocabs.actions is not None else 0,
@@ -476,11 +484,15 @@ class UserEncoder(PreTrainedModel):
                 "saving an encoder without vocabularies: it can run on Batch tensors, but "
                 "embed() needs vocab.json (attach vocabularies with set_vocabs())"
             )
-        (save_directory / CARD_FILE).write_text(render_model_card(self, card_data), encoding="utf-8")
+        (save_directory / CARD_FILE).write_text(
+            render_model_card(self, card_data), encoding="utf-8"
+        )
         return save_directory
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> UserEncoder:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any
+    ) -> UserEncoder:
         """Load a directory written by `save_pretrained` (safetensors only, no pickle)."""
         path = Path(pretrained_model_name_or_path)
         if not (path / "config.json").is_file():
