@@ -171,19 +171,23 @@ def load_movielens_100k(
         }
     )
     ds = _attach(ds, "item", meta)
-    extra = ["year"]
+    user_table = None
     if user_attributes:
         users_file = _require(folder / "u.user", _ML100K_HELP)
         users = pd.read_csv(
             users_file, sep="|", header=None, dtype=str, encoding="latin-1", keep_default_na=False
         )
-        ds = _attach(
-            ds,
-            "user",
-            _string_table(
-                {"user": users[0], "age": users[1], "gender": users[2], "occupation": users[3]}
-            ),
-        )
+        user_table = {"user": users[0], "age": users[1], "gender": users[2], "occupation": users[3]}
+    return _movielens_log(ds, user_table, min_events)
+
+
+def _movielens_log(
+    ds: datasets.Dataset, users: dict[str, pd.Series] | None, min_events: int
+) -> EventLog:
+    """Attach the user attributes (when given) and read with the MovieLens schema."""
+    extra = ["year"]
+    if users is not None:
+        ds = _attach(ds, "user", _string_table(users))
         extra += ["gender", "age", "occupation"]
     schema = EventSchema(
         action="rating", category="genres", title="title", extra=tuple(extra), timestamp_unit="s"
@@ -243,21 +247,11 @@ def load_movielens_1m(
         }
     )
     ds = _attach(ds, "item", meta)
-    extra = ["year"]
+    user_table = None
     if user_attributes:
         users = _read_dat(_require(folder / "users.dat", _ML1M_HELP), 5)
-        ds = _attach(
-            ds,
-            "user",
-            _string_table(
-                {"user": users[0], "gender": users[1], "age": users[2], "occupation": users[3]}
-            ),
-        )
-        extra += ["gender", "age", "occupation"]
-    schema = EventSchema(
-        action="rating", category="genres", title="title", extra=tuple(extra), timestamp_unit="s"
-    )
-    return read_events(ds, schema, min_events=min_events)
+        user_table = {"user": users[0], "gender": users[1], "age": users[2], "occupation": users[3]}
+    return _movielens_log(ds, user_table, min_events)
 
 
 def _read_dat(path: Path, fields: int) -> pd.DataFrame:
