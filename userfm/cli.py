@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"userfm {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser(
+        "pretrain",
+        help="pretrain an encoder (LightningCLI: fit / validate / test), export, plot",
+        add_help=False,
+    )
+    sub.add_parser("plot", help="training curves of a run folder to PNG", add_help=False)
 
     s = sub.add_parser(
         "synth",
@@ -181,6 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[:1]
+    rest = argv[1:] if debug else argv
+    if rest and rest[0] in ("pretrain", "plot"):
+        # the pretraining stage has its own LightningCLI parser
+        from userfm.pretrain.cli import main as pretrain_main
+
+        sub = rest[1:] if rest[0] == "pretrain" else rest
+        try:
+            return pretrain_main(sub)
+        except (UserfmError, FileNotFoundError) as exc:
+            if debug:
+                raise
+            print(f"userfm {rest[0]}: error: {exc}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

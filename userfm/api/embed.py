@@ -8,9 +8,10 @@ over a streamed input of any size. `embed` concatenates the chunks.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import datasets
 import numpy as np
@@ -27,6 +28,8 @@ from userfm.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from userfm.encoder.model import UserEncoder
+
+T = TypeVar("T")
 
 HistoriesLike = (
     EventLog
@@ -92,6 +95,101 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass
+class EncodedChunk(Generic[T]):
+    """One chunk of users run through the encoder by `run_chunks`.
+
+    Attributes:
+        histories: the chunk's raw histories, in input order (full length, not truncated).
+        outputs: ``(positions, head output)`` per batch; ``positions`` (B,) int64 index
+            ``histories`` (batches are length-sorted, so positions are not contiguous).
+        stats: users, events, unknown items (``oov_items``) and histories cut to ``max_len``
+            (``truncated_users``).
+    """
+
+    histories: list[UserHistory]
+    outputs: list[tuple[np.ndarray, T]]
+    stats: dict
+
+
+def run_chunks(
+    model: UserEncoder,
+    histories: HistoriesLike,
+    head: Callable[[torch.Tensor, list[UserHistory]], T],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+    schema: EventSchema | None = None,
+    desc: str = "embedding",
+) -> Iterator[EncodedChunk[T]]:
+    """The batching loop shared by the embedding and recommendation APIs.
+
+    Reads ``chunk_size`` users at a time, sorts them by length (less padding), embeds them
+    ``batch_size`` at a time (eval mode, inference mode) and applies ``head`` to each batch.
+
+    Args:
+        model: a `UserEncoder` with vocabularies (``model.vocabs``).
+        histories: see `as_histories`.
+        head: ``head(embedding (B, D) on ``device``, raw histories of those B users)`` -> any
+            per-batch result (e.g. a numpy copy of the embeddings, or top-k items).
+        batch_size, device, progress, chunk_size, schema: as in `iter_embed`.
+        desc: progress bar label.
+
+    Yields:
+        One `EncodedChunk` per chunk.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"`batch_size` must be >= 1, got {batch_size}")
+    if model.vocabs is None:
+        raise ConfigError(
+            "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
+            "load a saved model with UserEncoder.from_pretrained(dir)"
+        )
+    chunk_size = chunk_size or batch_size * 32
+    device = torch.device(device) if device is not None else default_device()
+    stream, total = as_histories(histories, schema)
+    cfg = model.config
+    featurizer = Featurizer(
+        model.vocabs,
+        max_len=cfg.max_len,
+        num_time_gap_buckets=cfg.num_time_gap_buckets,
+        max_categories=cfg.max_categories,
+    )
+    was_training = model.training
+    model.eval().to(device)
+    bar = tqdm(total=total, unit="user", desc=desc, disable=not progress)
+    try:
+        it = iter(stream)
+        while chunk := list(itertools.islice(it, chunk_size)):
+            encoded = [featurizer(h) for h in chunk]
+            lengths = np.fromiter((len(h) for h in chunk), dtype=np.int64, count=len(chunk))
+            order = np.argsort(-np.minimum(lengths, cfg.max_len), kind="stable")
+            outputs = []
+            with torch.inference_mode():
+                for lo in range(0, len(order), batch_size):
+                    idx = order[lo : lo + batch_size]
+                    batch = collate(
+                        [encoded[i] for i in idx],
+                        pad_to_multiple_of=PAD_MULTIPLE,
+                        max_len=cfg.max_len,
+                    ).to(device)
+                    emb = model(batch, return_states=False).embedding  # (B, D)
+                    outputs.append((idx, head(emb, [chunk[i] for i in idx])))
+                    bar.update(len(idx))
+            stats = {
+                "users": len(chunk),
+                "events": int(lengths.sum()),
+                "oov_items": sum(e.oov for e in encoded),
+                "truncated_users": int((lengths > cfg.max_len).sum()),
+            }
+            yield EncodedChunk(chunk, outputs, stats)
+    finally:
+        bar.close()
+        model.train(was_training)
+
+
 def iter_embed(
     model: UserEncoder,
     histories: HistoriesLike,
@@ -118,53 +216,21 @@ def iter_embed(
         events, unknown items (``oov_items``) and histories cut to ``max_len``
         (``truncated_users``).
     """
-    if batch_size < 1:
-        raise ConfigError(f"`batch_size` must be >= 1, got {batch_size}")
-    if model.vocabs is None:
-        raise ConfigError(
-            "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
-            "load a saved model with UserEncoder.from_pretrained(dir)"
-        )
-    chunk_size = chunk_size or batch_size * 32
-    device = torch.device(device) if device is not None else default_device()
-    stream, total = as_histories(histories, schema)
-    cfg = model.config
-    featurizer = Featurizer(
-        model.vocabs,
-        max_len=cfg.max_len,
-        num_time_gap_buckets=cfg.num_time_gap_buckets,
-        max_categories=cfg.max_categories,
+    chunks = run_chunks(
+        model,
+        histories,
+        lambda emb, _: emb.float().cpu().numpy(),
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        chunk_size=chunk_size,
+        schema=schema,
     )
-    was_training = model.training
-    model.eval().to(device)
-    bar = tqdm(total=total, unit="user", desc="embedding", disable=not progress)
-    try:
-        it = iter(stream)
-        while chunk := list(itertools.islice(it, chunk_size)):
-            encoded = [featurizer(h) for h in chunk]
-            lengths = np.fromiter((len(h) for h in chunk), dtype=np.int64, count=len(chunk))
-            out = np.empty((len(chunk), cfg.hidden_size), dtype=np.float32)
-            order = np.argsort(-np.minimum(lengths, cfg.max_len), kind="stable")
-            with torch.inference_mode():
-                for lo in range(0, len(order), batch_size):
-                    idx = order[lo : lo + batch_size]
-                    batch = collate(
-                        [encoded[i] for i in idx],
-                        pad_to_multiple_of=PAD_MULTIPLE,
-                        max_len=cfg.max_len,
-                    ).to(device)
-                    out[idx] = model(batch, return_states=False).embedding.float().cpu().numpy()
-                    bar.update(len(idx))
-            stats = {
-                "users": len(chunk),
-                "events": int(lengths.sum()),
-                "oov_items": sum(e.oov for e in encoded),
-                "truncated_users": int((lengths > cfg.max_len).sum()),
-            }
-            yield UserEmbeddings([h.user for h in chunk], out, stats)
-    finally:
-        bar.close()
-        model.train(was_training)
+    for chunk in chunks:
+        out = np.empty((len(chunk.histories), model.config.hidden_size), dtype=np.float32)
+        for idx, vectors in chunk.outputs:
+            out[idx] = vectors
+        yield UserEmbeddings([h.user for h in chunk.histories], out, chunk.stats)
 
 
 def embed(model: UserEncoder, histories: HistoriesLike, **kwargs: Any) -> UserEmbeddings:

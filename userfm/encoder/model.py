@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -26,7 +27,7 @@ from transformers.utils import ModelOutput
 
 from userfm.data.batch import Batch
 from userfm.data.log import EventLog
-from userfm.data.vocab import VocabSet, build_vocabs
+from userfm.data.vocab import SPECIAL_TOKENS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
 from userfm.errors import ConfigError
@@ -34,6 +35,7 @@ from userfm.errors import ConfigError
 if TYPE_CHECKING:
     from userfm.api.embed import HistoriesLike
     from userfm.api.embeddings import UserEmbeddings
+    from userfm.api.recommend import Recommendations
 
 logger = logging.getLogger("userfm.encoder")
 VOCAB_FILE = "vocab.json"
@@ -463,6 +465,45 @@ class UserEncoder(PreTrainedModel):
         from userfm.api.embed import iter_embed
 
         return iter_embed(self, histories, **kwargs)
+
+    def item_embeddings(self) -> tuple[list[str], np.ndarray]:
+        """The real items and their output embeddings (rows of the tied item table).
+
+        Returns:
+            (item ids in vocabulary order, (V_real, D) float32 matrix); specials
+            (PAD/MASK/OOV) and hash buckets are left out.
+
+        Raises:
+            ConfigError: the encoder has no vocabularies.
+        """
+        if self.vocabs is None:
+            raise ConfigError(
+                "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
+                "load a saved model with UserEncoder.from_pretrained(dir)"
+            )
+        tokens = list(self.vocabs.items.tokens)
+        start = len(SPECIAL_TOKENS)
+        table = self.embeddings.item.weight[start : start + len(tokens)]  # (V_real, D)
+        return tokens, table.detach().float().cpu().numpy()
+
+    def recommend(
+        self,
+        histories: HistoriesLike,
+        k: int | None = 10,
+        exclude_seen: bool = True,
+        **kwargs: Any,
+    ) -> Recommendations:
+        """Top-k items per user by embedding · item embedding. See `userfm.api.recommend`.
+
+        Args:
+            histories: as in `embed`.
+            k: items per user; ``None`` ranks every real item.
+            exclude_seen: never recommend an item already in the user's (full) history.
+            **kwargs: ``batch_size``, ``device``, ``progress``, ``chunk_size``, ``schema``.
+        """
+        from userfm.api.recommend import recommend
+
+        return recommend(self, histories, k=k, exclude_seen=exclude_seen, **kwargs)
 
     def save_pretrained(
         self, save_directory: str | Path, *, card_data: dict | None = None, **kwargs: Any

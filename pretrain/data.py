@@ -1,0 +1,317 @@
+"""Pretraining data: leave-one-out examples -> `PretrainBatch`, and the Lightning DataModule.
+
+Examples follow the SASRec leave-one-out protocol. For a history of events e_0..e_n:
+
+* train: the encoder reads e_0..e_{n-3} and position t is trained to predict e_{t+1}
+  (the last two events are held out);
+* valid: it reads e_0..e_{n-2} and only the last position has a target, e_{n-1};
+* test: it reads e_0..e_{n-1}, target e_n.
+
+Each split keeps the ``max_len`` most recent input events. Users with fewer than 3 events
+have no held-out targets and users with fewer than 4 no training target; they are counted
+in `EventDataModule.stats`, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from userfm.data.batch import Batch
+from userfm.data.collate import collate
+from userfm.data.features import EncodedHistory, Featurizer
+from userfm.data.formats import (
+    load_amazon_reviews,
+    load_movielens_1m,
+    load_movielens_100k,
+    load_sasrec_txt,
+)
+from userfm.data.log import EventLog, UserHistory
+from userfm.data.readers import read_events
+from userfm.data.schema import EventSchema
+from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log
+from userfm.data.vocab import VocabSet, build_vocabs
+from userfm.errors import ConfigError
+
+logger = logging.getLogger("userfm.pretrain")
+
+SPLITS = ("train", "valid", "test")
+FORMATS = ("auto", "movielens-100k", "movielens-1m", "amazon", "sasrec")
+
+
+@dataclass
+class PretrainBatch:
+    """Inputs and next-item targets.
+
+    Attributes:
+        batch: (B, T) right-padded inputs.
+        targets: (B, T) int64 item index each position must predict; 0 = no target.
+        target_actions: (B, T) int64 action index of the target event, or None.
+    """
+
+    batch: Batch
+    targets: torch.Tensor
+    target_actions: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> PretrainBatch:
+        return PretrainBatch(
+            self.batch.to(device),
+            self.targets.to(device),
+            None if self.target_actions is None else self.target_actions.to(device),
+        )
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+
+@dataclass
+class Example:
+    """One user's inputs (length L) and targets (L,), 0 where there is no target."""
+
+    inputs: EncodedHistory
+    targets: np.ndarray
+    target_actions: np.ndarray | None
+
+
+def make_example(encoded: EncodedHistory, *, last_only: bool) -> Example | None:
+    """Shift an encoded history of length L + 1 into inputs [:-1] and targets [1:].
+
+    Args:
+        encoded: the events, oldest first (``max_len + 1`` at most).
+        last_only: keep only the last target (valid / test); else every position's.
+
+    Returns:
+        None when the history is too short to have a target.
+    """
+    if len(encoded) < 2:
+        return None
+    head = slice(None, -1)
+    inputs = replace(
+        encoded,
+        **{
+            f.name: v[head]
+            for f in fields(encoded)
+            if isinstance(v := getattr(encoded, f.name), np.ndarray)
+        },
+    )
+    targets = encoded.items[1:].copy()
+    actions = None if encoded.actions is None else encoded.actions[1:].copy()
+    if last_only:
+        targets[:-1] = 0
+        if actions is not None:
+            actions[:-1] = 0
+    return Example(inputs, targets, actions)
+
+
+def collate_examples(examples: list[Example]) -> PretrainBatch:
+    """Right-pad examples into a `PretrainBatch` (targets padded with 0 = no target)."""
+    batch = collate([e.inputs for e in examples])
+    B, T = batch.items.shape
+    targets = np.zeros((B, T), dtype=np.int64)
+    for b, e in enumerate(examples):
+        targets[b, : len(e.targets)] = e.targets
+    target_actions = None
+    if all(e.target_actions is not None for e in examples):
+        target_actions = np.zeros((B, T), dtype=np.int64)
+        for b, e in enumerate(examples):
+            target_actions[b, : len(e.target_actions)] = e.target_actions
+    return PretrainBatch(
+        batch,
+        torch.from_numpy(targets),
+        None if target_actions is None else torch.from_numpy(target_actions),
+    )
+
+
+class ExampleDataset(Dataset):
+    """Map-style dataset over precomputed examples (one per user)."""
+
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.examples[i]
+
+
+def split_history(history: UserHistory, split: str) -> UserHistory:
+    """The part of a history a split reads (inputs + its target events)."""
+    return {"train": history[:-2], "valid": history[:-1], "test": history}[split]
+
+
+def load_source(
+    source: str,
+    *,
+    format: str = "auto",
+    schema: dict[str, Any] | None = None,
+    synthetic: dict[str, Any] | None = None,
+    min_events: int = 1,
+) -> EventLog:
+    """Read the training log named by a config.
+
+    Args:
+        source: ``"synthetic"`` (the embedded generator), or a path: an event file for
+            ``format="auto"``, or the folder / file of a public format.
+        format: ``auto`` (by file extension), ``movielens-100k``, ``movielens-1m``,
+            ``amazon``, ``sasrec``.
+        schema: `EventSchema` fields for ``auto`` files (column names).
+        synthetic: `SyntheticConfig` fields when ``source="synthetic"``.
+        min_events: drop (and count) users with fewer events.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"`format` must be one of {FORMATS}, got {format!r}")
+    if source == "synthetic":
+        events = generate_synthetic_log(SyntheticConfig(**(synthetic or {})))
+        schema_ = EventSchema(action="action", category="category", title="title")
+        return read_events(events, schema_, min_events=min_events)
+    path = Path(source).expanduser()
+    loaders = {
+        "movielens-100k": load_movielens_100k,
+        "movielens-1m": load_movielens_1m,
+        "amazon": load_amazon_reviews,
+        "sasrec": load_sasrec_txt,
+    }
+    if format in loaders:
+        return loaders[format](path, min_events=min_events)
+    return read_events(path, EventSchema(**schema) if schema else None, min_events=min_events)
+
+
+class EventDataModule(L.LightningDataModule):
+    """Leave-one-out next-item data from an event log, for `PretrainModule`.
+
+    Args:
+        source: ``"synthetic"`` or a path (see `load_source`).
+        format: how to read ``source`` (see `load_source`).
+        schema: column names for ``format="auto"`` files (`EventSchema` fields).
+        synthetic: `SyntheticConfig` fields for ``source="synthetic"``.
+        max_len: input events per example (the encoder's ``max_len``).
+        batch_size: training users per step (per device).
+        eval_batch_size: users per validation / test step.
+        num_workers: DataLoader workers.
+        min_item_count: items seen fewer times map to OOV.
+        max_items: keep at most this many items in the vocabulary (most frequent).
+        num_hash_buckets: hash unknown items into this many buckets instead of OOV.
+        use_actions: feed action ids when the log has them.
+        use_categories: feed category ids when the log has them.
+        max_categories: categories per event kept (the encoder's ``max_categories``).
+        seed: shuffling seed.
+    """
+
+    def __init__(
+        self,
+        source: str = "synthetic",
+        format: str = "auto",
+        schema: dict[str, Any] | None = None,
+        synthetic: dict[str, Any] | None = None,
+        max_len: int = 50,
+        batch_size: int = 128,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        min_item_count: int = 1,
+        max_items: int | None = None,
+        num_hash_buckets: int = 0,
+        use_actions: bool = True,
+        use_categories: bool = True,
+        max_categories: int = 4,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if max_len < 1:
+            raise ConfigError(f"`max_len` must be >= 1, got {max_len}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ConfigError("`batch_size` and `eval_batch_size` must be >= 1")
+        self.save_hyperparameters()
+        self.log_: EventLog | None = None
+        self.vocabs: VocabSet | None = None
+        self.datasets: dict[str, ExampleDataset] = {}
+        self.stats: dict[str, Any] = {}
+
+    # ---- building -----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Read the log, build vocabularies and the three splits (once per process)."""
+        if self.datasets:
+            return
+        hp = self.hparams
+        log = load_source(hp.source, format=hp.format, schema=hp.schema, synthetic=hp.synthetic)
+        vocabs = build_vocabs(
+            log,
+            min_count=hp.min_item_count,
+            max_size=hp.max_items,
+            num_hash_buckets=hp.num_hash_buckets,
+        )
+        if not hp.use_actions:
+            vocabs.actions = None
+        if not hp.use_categories:
+            vocabs.categories = None
+        featurizer = Featurizer(vocabs, max_len=hp.max_len + 1, max_categories=hp.max_categories)
+        examples: dict[str, list[Example]] = {s: [] for s in SPLITS}
+        for history in log.iter_histories():
+            for split in SPLITS:
+                part = split_history(history, split)
+                if len(part) >= 2:
+                    ex = make_example(featurizer(part), last_only=split != "train")
+                    examples[split].append(ex)
+        self.log_, self.vocabs = log, vocabs
+        self.datasets = {s: ExampleDataset(examples[s]) for s in SPLITS}
+        lengths = log.lengths
+        self.stats = {
+            "source": hp.source,
+            "events": len(log),
+            "users": log.num_users,
+            "items": len(vocabs.items) - 3,
+            "train_users": len(examples["train"]),
+            "eval_users": len(examples["test"]),
+            "users_too_short_to_train (<4 events)": int((lengths < 4).sum()),
+            "users_too_short_to_evaluate (<3 events)": int((lengths < 3).sum()),
+            "duplicates_dropped": log.stats.duplicates_dropped,
+        }
+        logger.info("pretraining data: %s", self.stats)
+        if not examples["train"]:
+            raise ConfigError("no user has >= 4 events: nothing to train on")
+
+    @property
+    def item_counts(self) -> torch.Tensor:
+        """(num_items,) training frequency per item index (specials and hash buckets 0)."""
+        assert self.vocabs is not None, "call setup() first"
+        counts = torch.zeros(len(self.vocabs.items), dtype=torch.float64)
+        known = torch.tensor(self.vocabs.items.counts or [], dtype=torch.float64)
+        counts[3 : 3 + len(known)] = known
+        return counts
+
+    # ---- loaders ------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            self.setup()
+        hp = self.hparams
+        return DataLoader(
+            self.datasets[split],
+            batch_size=hp.batch_size if split == "train" else hp.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=hp.num_workers,
+            collate_fn=collate_examples,
+            generator=torch.Generator().manual_seed(hp.seed) if shuffle else None,
+            drop_last=False,
+            persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def transfer_batch_to_device(
+        self, batch: PretrainBatch, device: torch.device, dataloader_idx: int
+    ) -> PretrainBatch:
+        return batch.to(device)

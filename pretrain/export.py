@@ -1,0 +1,50 @@
+"""Export a pretraining checkpoint as a `save_pretrained` encoder directory (no Lightning needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from userfm.data.vocab import VocabSet
+from userfm.encoder import UserEncoder, UserEncoderConfig
+from userfm.errors import UserfmError
+
+PREFIX = "encoder."
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out_dir: str | Path, *, name: str | None = None
+) -> Path:
+    """Write ``out_dir`` (config.json, model.safetensors, vocab.json, README.md) from a
+    `PretrainModule` checkpoint; the model card lists the run's metrics and data statistics.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        UserfmError: the file is not a userfm pretraining checkpoint.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    # weights_only: tensors and plain containers only, never arbitrary pickled objects
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    info = ckpt.get("userfm")
+    if info is None:
+        raise UserfmError(
+            f"{checkpoint} is not a userfm pretraining checkpoint (no 'userfm' entry)"
+        )
+    config = UserEncoderConfig.from_dict(info["encoder_config"])
+    model = UserEncoder(config, vocabs=VocabSet.from_dict(info["vocabs"]))
+    state = {k[len(PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
+    model.load_state_dict(state, strict=True)
+    metrics = {
+        k: v for k, v in info.get("metrics", {}).items() if k.startswith(("valid/", "test/"))
+    }
+    card = {
+        "name": name or f"userfm encoder pretrained on {info['data_stats'].get('source', 'a log')}",
+        "training_data": {**info["data_stats"], "training steps": info.get("global_step")},
+        "metrics": {
+            f"{k} (leave-one-out, full ranking, seen items filtered)": v for k, v in metrics.items()
+        },
+    }
+    return model.save_pretrained(out_dir, card_data=card)

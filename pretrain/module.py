@@ -1,0 +1,290 @@
+"""`PretrainModule`: a thin LightningModule around `UserEncoder` and the objectives.
+
+One shared step for train / valid / test. The encoder is built in `configure_model` from the
+DataModule's vocabularies (so the config's sizes always match the data), before Lightning
+restores a checkpoint, which makes resume exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from userfm._version import __version__
+from userfm.encoder import UserEncoder, UserEncoderConfig
+from userfm.errors import ConfigError
+from userfm.pretrain.contrastive import augment, info_nce
+from userfm.pretrain.data import PretrainBatch
+from userfm.pretrain.dro import DROWeighting, frequency_buckets
+from userfm.pretrain.objectives import (
+    bce_loss,
+    full_softmax_loss,
+    proposal_log_q,
+    sample_negatives,
+    sampled_softmax_loss,
+)
+
+LOSSES = ("full", "sampled", "bce")
+DRO_CLASSES = ("item", "bucket", "action")
+NUM_SPECIALS = 3  # PAD, MASK, OOV
+
+
+class PretrainModule(L.LightningModule):
+    """Next-item pretraining (+ DRO weighting, + contrastive) of a `UserEncoder`.
+
+    Args:
+        hidden_size, num_layers, num_heads, dropout, pooling, attn_backend, use_time,
+            normalize: `UserEncoderConfig` fields (sizes and max_len come from the data).
+        loss: next-item loss: ``full`` softmax, ``sampled`` softmax (logQ-corrected), or
+            ``bce`` with one negative (the SASRec paper's loss).
+        num_negatives: negatives per step for ``sampled``.
+        sampler: proposal of ``sampled``: ``uniform``, ``log_uniform``, ``in_batch``, ``mixed``.
+        dro: DRO classes (None = plain mean): ``item`` (target item), ``bucket`` (item
+            frequency bucket), ``action`` (target action type).
+        dro_temperature: λ of the KL ball's dual (smaller = more robust; inf = plain mean).
+        dro_ema: EMA factor of the per-class losses.
+        dro_buckets: number of frequency buckets for ``dro="bucket"``.
+        contrastive_weight: α of the CL4SRec InfoNCE term (0 = off).
+        contrastive_temperature: InfoNCE temperature.
+        crop_rate, mask_rate, reorder_rate: augmentation rates of the two views.
+        lr: AdamW learning rate. weight_decay: on 2-D weight matrices only.
+        warmup_steps: linear warmup, then cosine decay to 0 over the run.
+        eval_k: K of the HR@K / NDCG@K logged on validation and test.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        dropout: float = 0.2,
+        pooling: str = "last",
+        attn_backend: str = "sdpa",
+        use_time: bool = True,
+        normalize: bool = False,
+        loss: str = "full",
+        num_negatives: int = 256,
+        sampler: str = "log_uniform",
+        dro: str | None = None,
+        dro_temperature: float = 1.0,
+        dro_ema: float = 0.9,
+        dro_buckets: int = 3,
+        contrastive_weight: float = 0.0,
+        contrastive_temperature: float = 0.5,
+        crop_rate: float = 0.6,
+        mask_rate: float = 0.3,
+        reorder_rate: float = 0.3,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 100,
+        eval_k: int = 10,
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"`loss` must be one of {LOSSES}, got {loss!r}")
+        if dro is not None and dro not in DRO_CLASSES:
+            raise ConfigError(f"`dro` must be None or one of {DRO_CLASSES}, got {dro!r}")
+        if contrastive_weight < 0:
+            raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
+        if lr <= 0:
+            raise ConfigError(f"`lr` must be > 0, got {lr}")
+        self.save_hyperparameters()
+        self.encoder: UserEncoder | None = None
+        self.dro_weighting: DROWeighting | None = None
+
+    # ---- construction ------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Build the encoder (and DRO state) from the DataModule's vocabularies."""
+        if self.encoder is not None:
+            return
+        dm = self.trainer.datamodule
+        vocabs = dm.vocabs
+        if vocabs is None:
+            dm.setup("fit")
+            vocabs = dm.vocabs
+        hp = self.hparams
+        config = UserEncoderConfig(
+            num_items=len(vocabs.items),
+            num_actions=len(vocabs.actions) if vocabs.actions else 0,
+            num_categories=len(vocabs.categories) if vocabs.categories else 0,
+            max_categories=dm.hparams.max_categories,
+            max_len=dm.hparams.max_len,
+            hidden_size=hp.hidden_size,
+            num_layers=hp.num_layers,
+            num_heads=hp.num_heads,
+            dropout=hp.dropout,
+            pooling=hp.pooling,
+            attn_backend=hp.attn_backend,
+            use_time=hp.use_time and dm.log_.has_time,
+            normalize=hp.normalize,
+        )
+        self.encoder = UserEncoder(config, vocabs=vocabs)
+        self.data_stats = dict(dm.stats)
+        counts = dm.item_counts.float()  # (V,)
+        self.item_counts = counts
+        self.register_buffer(
+            "item_bucket", frequency_buckets(counts, hp.dro_buckets), persistent=False
+        )
+        if hp.dro is not None:
+            if hp.dro == "item":
+                prior = counts
+            elif hp.dro == "bucket":
+                prior = torch.zeros(hp.dro_buckets).index_add_(0, self.item_bucket, counts)
+            else:
+                if vocabs.actions is None:
+                    raise ConfigError("`dro: action` needs a log with an action column")
+                prior = torch.zeros(len(vocabs.actions))
+                prior[NUM_SPECIALS:] = torch.tensor(vocabs.actions.counts, dtype=torch.float)
+            self.dro_weighting = DROWeighting(
+                num_classes=len(prior),
+                class_prior=prior / prior.sum(),
+                temperature=hp.dro_temperature,
+                ema=hp.dro_ema,
+            )
+
+    # ---- the shared step ---------------------------------------------------------------
+    def _next_item_losses(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(N, D) states, (N,) targets -> (N,) per-example losses."""
+        hp = self.hparams
+        item_emb = self.encoder.embeddings.item.weight  # (V, D)
+        if hp.loss == "full" or not self.training:
+            return full_softmax_loss(h, item_emb, targets)
+        if hp.loss == "sampled":
+            # logQ correction with the proposal the sampler really draws from (Yi et al. 2019)
+            log_q = proposal_log_q(
+                hp.sampler,
+                item_emb.shape[0],
+                counts=self.item_counts.to(h.device),
+                num_negatives=hp.num_negatives,
+                batch_size=len(targets),
+            )
+            return sampled_softmax_loss(
+                h,
+                item_emb,
+                targets,
+                num_negatives=hp.num_negatives,
+                sampler=hp.sampler,
+                item_log_q=log_q,
+            )
+        negatives = sample_negatives(targets, item_emb.shape[0])
+        return bce_loss(h, item_emb, targets, negatives)
+
+    def _dro_classes(
+        self, pb: PretrainBatch, valid: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        if self.hparams.dro == "item":
+            return targets
+        if self.hparams.dro == "bucket":
+            return self.item_bucket[targets]
+        return pb.target_actions[valid]
+
+    def _step(self, pb: PretrainBatch, stage: str) -> torch.Tensor:
+        hp = self.hparams
+        out = self.encoder(pb.batch)
+        valid = pb.targets > 0  # (B, T)
+        h, targets = out.states[valid], pb.targets[valid]  # (N, D), (N,)
+        losses = self._next_item_losses(h, targets)  # (N,)
+        n = len(targets)
+        self.log(f"{stage}/next_item_loss", losses.mean(), batch_size=n, sync_dist=stage != "train")
+        if stage == "train" and self.dro_weighting is not None:
+            loss = self.dro_weighting(losses, self._dro_classes(pb, valid, targets))
+            if hp.dro in ("bucket", "action"):
+                for c, w in enumerate(self.dro_weighting.weights.tolist()):
+                    self.log(f"dro/weight_{hp.dro}_{c}", w, batch_size=n)
+        else:
+            loss = losses.mean()
+        if stage == "train" and hp.contrastive_weight > 0:
+            view_1 = augment(
+                pb.batch,
+                crop_rate=hp.crop_rate,
+                mask_rate=hp.mask_rate,
+                reorder_rate=hp.reorder_rate,
+            )
+            view_2 = augment(
+                pb.batch,
+                crop_rate=hp.crop_rate,
+                mask_rate=hp.mask_rate,
+                reorder_rate=hp.reorder_rate,
+            )
+            z1 = self.encoder(view_1, return_states=False).embedding
+            z2 = self.encoder(view_2, return_states=False).embedding
+            cl = info_nce(z1, z2, temperature=hp.contrastive_temperature).mean()
+            self.log("train/contrastive_loss", cl, batch_size=len(z1))
+            loss = loss + hp.contrastive_weight * cl
+        self.log(f"{stage}/loss", loss, batch_size=n, prog_bar=True, sync_dist=stage != "train")
+        if stage != "train":
+            self._log_ranking(pb, out.states, valid, stage)
+        return loss
+
+    @torch.no_grad()
+    def _log_ranking(
+        self, pb: PretrainBatch, states: torch.Tensor, valid: torch.Tensor, stage: str
+    ) -> None:
+        """HR@K / NDCG@K of the held-out item, full ranking, the user's seen items filtered."""
+        rows = valid.nonzero()[:, 0]  # (N,) batch row of each target
+        scores = self.encoder.item_scores(states[valid]).float()  # (N, V)
+        scores[:, :NUM_SPECIALS] = -math.inf
+        scores.scatter_(1, pb.batch.items[rows], -math.inf)  # seen inputs (and PAD) filtered
+        target = pb.targets[valid]
+        target_score = scores.gather(1, target[:, None])  # (N, 1); -inf if seen before = miss
+        rank = (scores > target_score).sum(1) + 1  # (N,) 1-based
+        hit = (rank <= self.hparams.eval_k) & torch.isfinite(target_score[:, 0])
+        ndcg = hit.float() / torch.log2(rank.float() + 1)
+        k, n = self.hparams.eval_k, len(rank)
+        self.log(
+            f"{stage}/hr@{k}",
+            hit.float().mean(),
+            batch_size=n,
+            sync_dist=True,
+            prog_bar=stage == "valid",
+        )
+        self.log(
+            f"{stage}/ndcg@{k}",
+            ndcg.mean(),
+            batch_size=n,
+            sync_dist=True,
+            prog_bar=stage == "valid",
+        )
+
+    def training_step(self, batch: PretrainBatch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: PretrainBatch, batch_idx: int) -> None:
+        self._step(batch, "valid")
+
+    def test_step(self, batch: PretrainBatch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    # ---- optimisation ------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.encoder.optimizer_groups(hp.weight_decay), lr=hp.lr)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(hp.warmup_steps, total)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # ---- checkpoints carry what export needs (no Lightning needed to read them) ---------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
+        checkpoint["userfm"] = {
+            "encoder_config": self.encoder.config.to_dict(),
+            "vocabs": self.encoder.vocabs.to_dict(),
+            "data_stats": self.data_stats,
+            "metrics": metrics,
+            "global_step": self.global_step,
+            "userfm_version": __version__,
+        }

@@ -1,0 +1,476 @@
+"""Next-item losses with the item embedding table as a tied output layer.
+
+Every loss takes the hidden states at the target positions ``h`` (N, D), the item table
+``item_emb`` (V, D) (``UserEncoder.embeddings.item.weight``) and the target item indices
+``targets`` (N,), and returns PER-EXAMPLE losses (N,) so that a weighting (DRO) can be applied
+on top. Indices 0, 1, 2 are PAD / MASK / OOV (``userfm.data.vocab``): they are never
+predicted and never drawn as negatives; callers remove positions whose target is one of them
+before calling (a special target gets an infinite full-softmax loss).
+
+- :func:`full_softmax_loss`: exact cross-entropy over every real item (small catalogues).
+- :func:`sampled_softmax_loss`: softmax over the target and shared sampled negatives
+  (uniform, log-uniform, in-batch or mixed), logQ-corrected, accidental hits masked
+  (large catalogues).
+- :func:`bce_loss`: SASRec's binary cross-entropy with one negative per position.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from userfm.data.vocab import MASK, OOV, PAD
+from userfm.errors import ConfigError
+
+NUM_SPECIALS = 3  # PAD, MASK, OOV: indices 0..2 of every vocabulary
+assert (PAD, MASK, OOV) == (0, 1, 2)
+
+Sampler = Literal["uniform", "log_uniform", "all", "in_batch", "mixed"]
+SAMPLERS = ("uniform", "log_uniform", "all", "in_batch", "mixed")
+LossKind = Literal["full", "sampled", "bce"]
+LOSS_KINDS = ("full", "sampled", "bce")
+
+
+def _check_inputs(h: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor) -> None:
+    if h.dim() != 2:
+        raise ConfigError(f"`h` must be (N, D), got shape {tuple(h.shape)}")
+    if item_emb.dim() != 2 or item_emb.shape[1] != h.shape[1]:
+        raise ConfigError(
+            f"`item_emb` must be (V, D) with D = h.shape[1] = {h.shape[1]}, "
+            f"got shape {tuple(item_emb.shape)}"
+        )
+    if item_emb.shape[0] <= NUM_SPECIALS:
+        raise ConfigError(
+            f"`item_emb` has {item_emb.shape[0]} rows: at least one real item is needed after "
+            f"the {NUM_SPECIALS} specials (PAD, MASK, OOV)"
+        )
+    if targets.shape != h.shape[:1]:
+        raise ConfigError(
+            f"`targets` must be (N,) with N = h.shape[0] = {h.shape[0]}, "
+            f"got shape {tuple(targets.shape)}"
+        )
+
+
+def _num_real(num_items: int) -> int:
+    if num_items <= NUM_SPECIALS:
+        raise ConfigError(
+            f"`num_items` must be > {NUM_SPECIALS} (the specials PAD, MASK, OOV), got {num_items}"
+        )
+    return num_items - NUM_SPECIALS
+
+
+# ---- exact softmax -------------------------------------------------------------------------
+def full_softmax_loss(
+    h: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the target over every real item.
+
+    Args:
+        h: (N, D) hidden states at the target positions.
+        item_emb: (V, D) item embeddings (tied output layer).
+        targets: (N,) int64 target item indices, each >= 3.
+
+    Returns:
+        (N,) float32 ``-log softmax(h @ item_emb.T)[target]``, the specials (indices 0..2)
+        excluded from the softmax.
+    """
+    _check_inputs(h, item_emb, targets)
+    logits = (h @ item_emb.T).float()  # (N, V); float32 even under bf16 autocast
+    logits[:, :NUM_SPECIALS] = -math.inf
+    return F.cross_entropy(logits, targets, reduction="none")  # (N,)
+
+
+# ---- proposal distributions and their log q -------------------------------------------------
+def uniform_log_q(num_items: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """(V,) log-probabilities of the uniform proposal over real items (-inf at the specials)."""
+    num_real = _num_real(num_items)
+    log_q = torch.full((num_items,), -math.log(num_real), device=device)
+    log_q[:NUM_SPECIALS] = -math.inf
+    return log_q
+
+
+def log_uniform_log_q(num_items: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """(V,) log-probabilities of the log-uniform (Zipf) proposal over real items.
+
+    Items are ranked by index (vocabularies put the most frequent first): the item of rank
+    ``r = index - 3`` has ``q(r) = log((r + 2) / (r + 1)) / log(R + 1)`` for R real items, the
+    proposal of TensorFlow's ``log_uniform_candidate_sampler``. -inf at the specials.
+    """
+    num_real = _num_real(num_items)
+    r = torch.arange(num_real, dtype=torch.float64, device=device)
+    q = torch.log1p(1.0 / (r + 1.0)) / math.log(num_real + 1.0)  # log((r+2)/(r+1)) / log(R+1)
+    log_q = torch.full((num_items,), -math.inf, dtype=torch.float64, device=device)
+    log_q[NUM_SPECIALS:] = q.log()
+    return log_q.float()
+
+
+def log_q_from_counts(counts: torch.Tensor, *, smoothing: float = 1.0) -> torch.Tensor:
+    """(V,) log unigram (popularity) probabilities of the items, for in-batch negatives.
+
+    In-batch negatives are the batch's own targets, so an item is drawn in proportion to its
+    frequency; Yi et al. (2019, "Sampling-bias-corrected neural modeling") subtract this
+    log q from the logits so that popular items are not over-penalised.
+
+    Args:
+        counts: (V,) training frequency of each item index (the specials' entries are ignored;
+            ``Vocab.counts`` lists only known tokens: prepend 3 zeros).
+        smoothing: added to every real item's count, so items unseen in training (count 0)
+            get a finite log q instead of -inf.
+
+    Returns:
+        (V,) float32 ``log((counts + smoothing) / sum)`` over real items, -inf at the specials.
+    """
+    if counts.dim() != 1:
+        raise ConfigError(f"`counts` must be (V,), got shape {tuple(counts.shape)}")
+    _num_real(len(counts))
+    if smoothing < 0:
+        raise ConfigError(f"`smoothing` must be >= 0, got {smoothing}")
+    real = counts[NUM_SPECIALS:].double() + smoothing
+    if bool((real < 0).any()) or not bool(torch.isfinite(real).all()):
+        raise ConfigError("`counts` must be finite and >= 0")
+    total = real.sum()
+    if total <= 0:
+        raise ConfigError("`counts` of the real items sum to 0: pass smoothing > 0")
+    log_q = torch.full((len(counts),), -math.inf, dtype=torch.float64, device=counts.device)
+    log_q[NUM_SPECIALS:] = (real / total).log()
+    return log_q.float()
+
+
+def proposal_log_q(
+    sampler: Sampler,
+    num_items: int,
+    *,
+    counts: torch.Tensor | None = None,
+    num_negatives: int = 0,
+    batch_size: int = 0,
+) -> torch.Tensor:
+    """(V,) the log q that matches ``sampler`` in :func:`sampled_softmax_loss`.
+
+    Up to a constant (which the softmax ignores), log q of an item is the log of the expected
+    number of times it appears among the negatives: ``"uniform"`` / ``"all"``:
+    :func:`uniform_log_q`; ``"log_uniform"``: :func:`log_uniform_log_q`; ``"in_batch"``:
+    :func:`log_q_from_counts` (popularity); ``"mixed"``: ``log(M / R + N · pop)`` for M
+    uniform draws over R real items and N in-batch targets (pass ``num_negatives`` = M and
+    ``batch_size`` = N, the number of targets of the step).
+
+    Args:
+        sampler: as in :func:`sampled_softmax_loss`.
+        num_items: V.
+        counts: (V,) item training counts, for ``"in_batch"`` and ``"mixed"``.
+        num_negatives: M, for ``"mixed"``.
+        batch_size: N, for ``"mixed"``.
+    """
+    if sampler in ("uniform", "all"):
+        return uniform_log_q(num_items)
+    if sampler == "log_uniform":
+        return log_uniform_log_q(num_items)
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
+    if counts is None:
+        raise ConfigError(f"`counts` (V,) is required for sampler={sampler!r}")
+    popularity = log_q_from_counts(counts)
+    if sampler == "in_batch":
+        return popularity
+    if num_negatives < 1 or batch_size < 1:
+        raise ConfigError(
+            "`num_negatives` and `batch_size` must be >= 1 for sampler='mixed', "
+            f"got {num_negatives} and {batch_size}"
+        )
+    expected = (
+        num_negatives * uniform_log_q(num_items, device=counts.device).exp()
+        + batch_size * popularity.exp()
+    )
+    return expected.log()  # -inf at the specials (both terms are 0 there)
+
+
+def draw_negatives(
+    num_items: int,
+    num_negatives: int,
+    *,
+    sampler: Literal["uniform", "log_uniform", "all"] = "uniform",
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Draw negatives shared by every row of a batch, with replacement.
+
+    Args:
+        num_items: V, the size of the item index space (specials included).
+        num_negatives: M, the number of draws (ignored by ``"all"``).
+        sampler: ``"uniform"`` over real items; ``"log_uniform"`` over the popularity rank
+            (= index order, see :func:`log_uniform_log_q`); ``"all"``: every real item once
+            (deterministic; makes the sampled softmax exact).
+        generator: random generator on ``device`` (None: torch's default one).
+        device: where to draw.
+
+    Returns:
+        (M,) int64 item indices in [3, V) (``(V - 3,)`` for ``"all"``).
+    """
+    num_real = _num_real(num_items)
+    if sampler == "all":
+        return torch.arange(NUM_SPECIALS, num_items, device=device)
+    if num_negatives < 1:
+        raise ConfigError(f"`num_negatives` must be >= 1, got {num_negatives}")
+    if sampler == "uniform":
+        ranks = torch.randint(
+            num_real, (num_negatives,), generator=generator, device=device
+        )  # (M,)
+    elif sampler == "log_uniform":
+        # inverse CDF: P(rank <= k) = log(k + 2) / log(R + 1)
+        u = torch.rand(num_negatives, generator=generator, device=device, dtype=torch.float64)
+        ranks = (torch.exp(u * math.log(num_real + 1.0)).floor().long() - 1).clamp(0, num_real - 1)
+    else:
+        raise ConfigError(
+            f"`sampler` must be 'uniform', 'log_uniform' or 'all' here, got {sampler!r}"
+        )
+    return ranks + NUM_SPECIALS
+
+
+# ---- sampled softmax ------------------------------------------------------------------------
+def candidate_softmax_loss(
+    h: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    *,
+    item_log_q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Softmax over each row's target and a set of negatives shared by all rows.
+
+    A negative equal to the row's target (an accidental hit) is masked out, so the target is
+    counted exactly once. With ``item_log_q``, ``log q`` of each candidate (the target
+    included) is subtracted from its logit (logQ correction, Yi et al. 2019), which makes the
+    sampled softmax a consistent estimate of the full one.
+
+    Args:
+        h: (N, D) hidden states at the target positions.
+        item_emb: (V, D) item embeddings.
+        targets: (N,) int64 target item indices (>= 3).
+        negatives: (M,) int64 item indices (>= 3), shared by all rows; duplicates allowed.
+        item_log_q: (V,) log-probability of drawing each item as a negative, or None (no
+            correction).
+
+    Returns:
+        (N,) float32 ``-log softmax([s_target, s_neg_1, ..., s_neg_M])[0]``.
+    """
+    _check_inputs(h, item_emb, targets)
+    if negatives.dim() != 1:
+        raise ConfigError(f"`negatives` must be (M,), got shape {tuple(negatives.shape)}")
+    pos = (h * item_emb[targets]).sum(-1).float()  # (N,)
+    neg = (h @ item_emb[negatives].T).float()  # (N, M)
+    if item_log_q is not None:
+        if item_log_q.shape != item_emb.shape[:1]:
+            raise ConfigError(
+                f"`item_log_q` must be (V,) with V = {item_emb.shape[0]}, "
+                f"got shape {tuple(item_log_q.shape)}"
+            )
+        log_q = item_log_q.float()
+        pos = pos - log_q[targets]
+        neg = neg - log_q[negatives][None, :]
+    neg = neg.masked_fill(negatives[None, :] == targets[:, None], -math.inf)  # accidental hits
+    logits = torch.cat([pos[:, None], neg], dim=1)  # (N, 1 + M)
+    return torch.logsumexp(logits, dim=1) - pos  # (N,)
+
+
+def sampled_softmax_loss(
+    h: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    num_negatives: int = 256,
+    sampler: Sampler = "uniform",
+    item_log_q: torch.Tensor | None = None,
+    in_batch: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sampled softmax with negatives shared across the batch.
+
+    Negatives: ``num_negatives`` draws from ``sampler`` (``"uniform"``, ``"log_uniform"``,
+    ``"all"``: every real item, exact), plus the batch's own targets when ``in_batch``.
+    Shorthands: ``"in_batch"`` = the batch's targets only (``num_negatives`` ignored);
+    ``"mixed"`` = uniform draws + the batch's targets (mixed negative sampling, Yang et al.
+    2020). Accidental hits (a negative equal to the row's target, including the row's own
+    target among the in-batch ones) are masked.
+
+    ``item_log_q`` should be the log-probability of the proposal that produced the negatives:
+    :func:`uniform_log_q` (a constant: no effect), :func:`log_uniform_log_q`, or
+    :func:`log_q_from_counts` for in-batch negatives (whose proposal is item popularity).
+
+    Args:
+        h: (N, D) hidden states at the target positions.
+        item_emb: (V, D) item embeddings.
+        targets: (N,) int64 target item indices (>= 3).
+        num_negatives: number of drawn negatives (M).
+        sampler: see above.
+        item_log_q: (V,) log q for the logQ correction, or None (no correction).
+        in_batch: also use the batch's targets as negatives.
+        generator: random generator on ``h.device`` (None: torch's default one).
+
+    Returns:
+        (N,) float32 per-example losses.
+    """
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
+    _check_inputs(h, item_emb, targets)
+    parts = []
+    if sampler != "in_batch":
+        proposal = "uniform" if sampler == "mixed" else sampler
+        parts.append(
+            draw_negatives(
+                item_emb.shape[0],
+                num_negatives,
+                sampler=proposal,
+                generator=generator,
+                device=h.device,
+            )
+        )
+    if in_batch or sampler in ("in_batch", "mixed"):
+        parts.append(targets)
+    negatives = torch.cat(parts) if len(parts) > 1 else parts[0]  # (M,)
+    return candidate_softmax_loss(h, item_emb, targets, negatives, item_log_q=item_log_q)
+
+
+# ---- binary cross-entropy (SASRec) ----------------------------------------------------------
+def sample_negatives(
+    targets: torch.Tensor,
+    num_items: int,
+    *,
+    exclude: torch.Tensor | Sequence[Collection[int]] | None = None,
+    generator: torch.Generator | None = None,
+    max_rounds: int = 16,
+) -> torch.Tensor:
+    """One negative per row, uniform over the real items other than the row's target.
+
+    Args:
+        targets: (N,) int64 target item indices (>= 3).
+        num_items: V, the size of the item index space (specials included).
+        exclude: items each row must not get either (e.g. the user's seen items, as SASRec
+            does): an (N, S) int64 tensor padded with 0 (e.g. ``batch.items[rows]``), or N
+            collections of item indices; None: only the target is excluded.
+        generator: random generator on ``targets.device`` (None: torch's default one).
+        max_rounds: rejection-sampling rounds before the remaining rows are drawn exactly
+            from their allowed items (only matters when a row excludes most of the catalogue).
+
+    Returns:
+        (N,) int64 negatives in [3, V), each != its row's target and not in its row's
+        ``exclude``.
+
+    Raises:
+        ConfigError: a row excludes every real item.
+    """
+    num_real = _num_real(num_items)
+    if targets.dim() != 1:
+        raise ConfigError(f"`targets` must be (N,), got shape {tuple(targets.shape)}")
+    device = targets.device
+    if exclude is None:
+        if num_real < 2:
+            raise ConfigError("only one real item: there is no negative to sample")
+        # uniform over the R - 1 real items != target: draw a rank in [0, R - 1), skip the target
+        r = torch.randint(num_real - 1, targets.shape, generator=generator, device=device)
+        neg = r + NUM_SPECIALS
+        return neg + (neg >= targets).long()
+    if not isinstance(exclude, torch.Tensor):
+        width = max((len(e) for e in exclude), default=0)
+        padded = torch.zeros(len(exclude), max(width, 1), dtype=torch.long)
+        for i, e in enumerate(exclude):
+            padded[i, : len(e)] = torch.as_tensor(list(e), dtype=torch.long)
+        exclude = padded.to(device)
+    if exclude.dim() != 2 or exclude.shape[0] != targets.shape[0]:
+        raise ConfigError(
+            f"`exclude` must be (N, S) with N = {targets.shape[0]}, got shape {tuple(exclude.shape)}"
+        )
+    banned = torch.cat([targets[:, None], exclude], dim=1)  # (N, 1 + S)
+
+    def is_banned(cand: torch.Tensor) -> torch.Tensor:
+        return (cand[:, None] == banned).any(dim=1)  # (N,)
+
+    neg = torch.randint(num_real, targets.shape, generator=generator, device=device) + NUM_SPECIALS
+    todo = is_banned(neg)
+    for _ in range(max_rounds):
+        if not bool(todo.any()):
+            return neg
+        redraw = torch.randint(num_real, targets.shape, generator=generator, device=device)
+        neg = torch.where(todo, redraw + NUM_SPECIALS, neg)
+        todo = todo & is_banned(neg)
+    for i in todo.nonzero()[:, 0].tolist():  # rows that exclude most items: draw exactly
+        allowed = torch.ones(num_items, dtype=torch.bool, device=device)
+        allowed[:NUM_SPECIALS] = False
+        allowed[banned[i]] = False
+        choices = allowed.nonzero()[:, 0]
+        if len(choices) == 0:
+            raise ConfigError(f"`exclude` row {i} (with its target) bans every real item")
+        pick = torch.randint(len(choices), (1,), generator=generator, device=device)
+        neg[i] = choices[pick[0]]
+    return neg
+
+
+def bce_loss(
+    h: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """SASRec's loss: ``-log σ(s_pos) - log(1 - σ(s_neg))`` (Kang & McAuley, 2018).
+
+    Args:
+        h: (N, D) hidden states at the target positions.
+        item_emb: (V, D) item embeddings.
+        targets: (N,) int64 target item indices (>= 3).
+        negatives: (N,) one negative per row (see :func:`sample_negatives`), or (N, K): the
+            K negative terms are summed.
+
+    Returns:
+        (N,) float32 per-example losses (computed with softplus, stable for any score).
+    """
+    _check_inputs(h, item_emb, targets)
+    if negatives.shape[:1] != targets.shape or negatives.dim() not in (1, 2):
+        raise ConfigError(
+            f"`negatives` must be (N,) or (N, K) with N = {targets.shape[0]}, "
+            f"got shape {tuple(negatives.shape)}"
+        )
+    s_pos = (h * item_emb[targets]).sum(-1).float()  # (N,)
+    neg = negatives if negatives.dim() == 2 else negatives[:, None]  # (N, K)
+    s_neg = torch.einsum("nd,nkd->nk", h, item_emb[neg]).float()  # (N, K)
+    # -log σ(x) = softplus(-x); -log(1 - σ(x)) = softplus(x)
+    return F.softplus(-s_pos) + F.softplus(s_neg).sum(dim=1)
+
+
+# ---- dispatcher -----------------------------------------------------------------------------
+def next_item_loss(
+    h: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    kind: LossKind = "full",
+    num_negatives: int = 256,
+    sampler: Sampler = "uniform",
+    item_log_q: torch.Tensor | None = None,
+    in_batch: bool = False,
+    exclude: torch.Tensor | Sequence[Collection[int]] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Per-example next-item losses (N,) of the chosen ``kind``.
+
+    ``"full"``: :func:`full_softmax_loss`; ``"sampled"``: :func:`sampled_softmax_loss` with
+    ``num_negatives``, ``sampler``, ``item_log_q``, ``in_batch``; ``"bce"``: :func:`bce_loss`
+    with one negative per row from :func:`sample_negatives` (``exclude``). Shapes as there.
+    """
+    if kind == "full":
+        return full_softmax_loss(h, item_emb, targets)
+    if kind == "sampled":
+        return sampled_softmax_loss(
+            h,
+            item_emb,
+            targets,
+            num_negatives=num_negatives,
+            sampler=sampler,
+            item_log_q=item_log_q,
+            in_batch=in_batch,
+            generator=generator,
+        )
+    if kind == "bce":
+        negatives = sample_negatives(
+            targets, item_emb.shape[0], exclude=exclude, generator=generator
+        )
+        return bce_loss(h, item_emb, targets, negatives)
+    raise ConfigError(f"`kind` must be one of {LOSS_KINDS}, got {kind!r}")

@@ -1,0 +1,222 @@
+"""Next-item losses pinned on small hand-checkable cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from userfm.errors import ConfigError
+from userfm.pretrain.objectives import (
+    bce_loss,
+    candidate_softmax_loss,
+    draw_negatives,
+    full_softmax_loss,
+    log_q_from_counts,
+    log_uniform_log_q,
+    next_item_loss,
+    proposal_log_q,
+    sample_negatives,
+    sampled_softmax_loss,
+    uniform_log_q,
+)
+
+V, D, N = 12, 4, 5
+
+
+@pytest.fixture
+def data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(N, D, generator=g, dtype=torch.float64)
+    item_emb = torch.randn(V, D, generator=g, dtype=torch.float64)
+    targets = torch.tensor([3, 5, 11, 5, 7])
+    return h, item_emb, targets
+
+
+def manual_full(h: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    out = []
+    for i in range(len(targets)):
+        s = [float(h[i] @ item_emb[j]) for j in range(3, V)]
+        log_z = math.log(sum(math.exp(x) for x in s))
+        out.append(log_z - s[int(targets[i]) - 3])
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_full_softmax_equals_manual(data):
+    h, item_emb, targets = data
+    loss = full_softmax_loss(h, item_emb, targets)
+    assert loss.shape == (N,)
+    torch.testing.assert_close(
+        loss.double(), manual_full(h, item_emb, targets), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_sampled_with_all_items_equals_full(data):
+    h, item_emb, targets = data
+    full = full_softmax_loss(h, item_emb, targets)
+    sampled = sampled_softmax_loss(h, item_emb, targets, sampler="all")
+    torch.testing.assert_close(sampled, full, rtol=1e-5, atol=1e-5)
+    # uniform q is a constant: the logQ correction changes nothing
+    corrected = sampled_softmax_loss(
+        h, item_emb, targets, sampler="all", item_log_q=uniform_log_q(V)
+    )
+    torch.testing.assert_close(corrected, full, rtol=1e-5, atol=1e-5)
+    dispatched = next_item_loss(h, item_emb, targets, kind="sampled", sampler="all")
+    torch.testing.assert_close(dispatched, full)
+
+
+def test_accidental_hits_are_masked(data):
+    h, item_emb, targets = data
+    negatives = torch.tensor([4, 6])
+    base = candidate_softmax_loss(h, item_emb, targets, negatives)
+    # row 0 (target 3): the two 3's among the negatives are accidental hits, masked out
+    with_hits = candidate_softmax_loss(h, item_emb, targets, torch.tensor([4, 6, 3, 3]))
+    assert torch.isclose(with_hits[0], base[0])
+    # manual: row 1 (target 5) with negatives {4, 6, 5} counts its target once
+    hits_5 = candidate_softmax_loss(h, item_emb, targets, torch.tensor([4, 6, 5]))
+    s = {j: float(h[1] @ item_emb[j]) for j in (4, 5, 6)}
+    expected = math.log(sum(math.exp(x) for x in s.values())) - s[5]
+    assert math.isclose(float(hits_5[1]), expected, rel_tol=1e-6)
+    torch.testing.assert_close(hits_5[1], base[1])
+
+
+def test_in_batch_negatives_and_log_q(data):
+    h, item_emb, targets = data
+    loss = sampled_softmax_loss(h, item_emb, targets, sampler="in_batch")
+    # manual: candidates = other rows' targets != own target (duplicates count twice)
+    for i in range(N):
+        t = int(targets[i])
+        s_pos = float(h[i] @ item_emb[t])
+        negs = [int(x) for x in targets if int(x) != t]
+        z = math.exp(s_pos) + sum(math.exp(float(h[i] @ item_emb[j])) for j in negs)
+        assert math.isclose(float(loss[i]), math.log(z) - s_pos, rel_tol=1e-6)
+    counts = torch.tensor([0, 0, 0, 10, 1, 5, 1, 3, 1, 1, 1, 2], dtype=torch.float)
+    log_q = log_q_from_counts(counts, smoothing=0.0)
+    corrected = sampled_softmax_loss(h, item_emb, targets, sampler="in_batch", item_log_q=log_q)
+    # row 0 (target 3): candidates 3 (positive), 5, 11, 5, 7, each logit minus its log q
+    s = {j: float(h[0] @ item_emb[j]) - float(log_q[j]) for j in (3, 5, 11, 7)}
+    expected = math.log(sum(math.exp(s[j]) for j in (3, 5, 11, 5, 7))) - s[3]
+    assert math.isclose(float(corrected[0]), expected, rel_tol=1e-5)
+
+
+def test_log_q_helpers():
+    for log_q in (uniform_log_q(V), log_uniform_log_q(V), log_q_from_counts(torch.arange(V))):
+        assert log_q.shape == (V,)
+        assert torch.isinf(log_q[:3]).all()
+        assert math.isclose(float(log_q[3:].exp().sum()), 1.0, rel_tol=1e-5)
+    lu = log_uniform_log_q(V)
+    assert (lu[3:-1] > lu[4:]).all()  # decreasing with rank
+    with pytest.raises(ConfigError, match="counts"):
+        log_q_from_counts(torch.tensor([0, 0, 0, -1.0]))
+
+
+def test_draw_negatives_ranges_and_log_uniform_frequencies():
+    g = torch.Generator().manual_seed(0)
+    for sampler in ("uniform", "log_uniform"):
+        neg = draw_negatives(V, 20000, sampler=sampler, generator=g)
+        assert neg.shape == (20000,) and neg.min() >= 3 and neg.max() < V
+    freq = torch.bincount(neg, minlength=V)[3:].double() / len(neg)
+    torch.testing.assert_close(freq, log_uniform_log_q(V)[3:].double().exp(), atol=0.01, rtol=0)
+    assert torch.equal(draw_negatives(V, 0, sampler="all"), torch.arange(3, V))
+    with pytest.raises(ConfigError, match="num_negatives"):
+        draw_negatives(V, 0, sampler="uniform")
+    with pytest.raises(ConfigError, match="sampler"):
+        sampled_softmax_loss(torch.zeros(1, D), torch.zeros(V, D), torch.tensor([3]), sampler="x")
+
+
+def test_sampled_is_seeded_and_finite(data):
+    h, item_emb, targets = data
+    for sampler in ("uniform", "log_uniform", "mixed"):
+        a = sampled_softmax_loss(
+            h,
+            item_emb,
+            targets,
+            num_negatives=8,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(1),
+        )
+        b = sampled_softmax_loss(
+            h,
+            item_emb,
+            targets,
+            num_negatives=8,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(1),
+        )
+        assert torch.equal(a, b) and torch.isfinite(a).all() and (a >= 0).all()
+
+
+def test_bce_equals_manual_formula(data):
+    h, item_emb, targets = data
+    negatives = torch.tensor([4, 4, 3, 6, 10])
+    loss = bce_loss(h, item_emb, targets, negatives)
+    for i in range(N):
+        sp = float(h[i] @ item_emb[targets[i]])
+        sn = float(h[i] @ item_emb[negatives[i]])
+        sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+        expected = -math.log(sig(sp)) - math.log(1 - sig(sn))
+        assert math.isclose(float(loss[i]), expected, rel_tol=1e-6)
+    # (N, K) negatives: the K negative terms are summed
+    two = bce_loss(h, item_emb, targets, torch.stack([negatives, negatives], 1))
+    s_neg = (h * item_emb[negatives]).sum(-1)
+    torch.testing.assert_close(two.double(), loss.double() + torch.nn.functional.softplus(s_neg))
+
+
+def test_sample_negatives_excludes_target_and_seen():
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(3, V, (2000,), generator=g)
+    neg = sample_negatives(targets, V, generator=g)
+    assert (neg != targets).all() and neg.min() >= 3 and neg.max() < V
+    assert set(neg.tolist()) == set(range(3, V))  # every real item can be drawn
+    seen = torch.tensor([[4, 5, 6, 0], [3, 0, 0, 0]])
+    t = torch.tensor([7, 4])
+    for _ in range(20):
+        n = sample_negatives(t, V, exclude=seen, generator=g)
+        assert int(n[0]) not in (4, 5, 6, 7) and int(n[1]) not in (3, 4)
+    # a row that bans all but one item gets it (exact fallback after rejection)
+    only = sample_negatives(torch.tensor([3]), V, exclude=[set(range(4, V - 1))], generator=g)
+    assert only.tolist() == [V - 1]
+    with pytest.raises(ConfigError, match="exclude"):
+        sample_negatives(torch.tensor([3]), V, exclude=[set(range(4, V))])
+
+
+@pytest.mark.parametrize("kind", ["full", "sampled", "bce"])
+def test_gradients_flow(data, kind):
+    h, item_emb, targets = (x.clone() for x in data)
+    h.requires_grad_(True)
+    item_emb.requires_grad_(True)
+    loss = next_item_loss(
+        h, item_emb, targets, kind=kind, num_negatives=4, generator=torch.Generator().manual_seed(0)
+    )
+    assert loss.shape == (N,)
+    loss.sum().backward()
+    assert h.grad is not None and h.grad.abs().sum() > 0
+    assert item_emb.grad is not None and item_emb.grad[targets].abs().sum() > 0
+    if kind == "full":
+        assert item_emb.grad[:3].abs().sum() == 0  # specials get no gradient
+
+
+def test_bad_arguments_name_the_field(data):
+    h, item_emb, targets = data
+    with pytest.raises(ConfigError, match="item_emb"):
+        full_softmax_loss(h, item_emb[:, :2], targets)
+    with pytest.raises(ConfigError, match="targets"):
+        full_softmax_loss(h, item_emb, targets[:2])
+    with pytest.raises(ConfigError, match="item_log_q"):
+        sampled_softmax_loss(h, item_emb, targets, sampler="all", item_log_q=torch.zeros(3))
+    with pytest.raises(ConfigError, match="kind"):
+        next_item_loss(h, item_emb, targets, kind="nope")
+
+
+def test_proposal_log_q_matches_the_sampler():
+    counts = torch.tensor([0, 0, 0, 10, 1, 5, 1, 3, 1, 1, 1, 2], dtype=torch.float)
+    assert torch.equal(proposal_log_q("uniform", V), uniform_log_q(V))
+    assert torch.equal(proposal_log_q("log_uniform", V), log_uniform_log_q(V))
+    assert torch.equal(proposal_log_q("in_batch", V, counts=counts), log_q_from_counts(counts))
+    mixed = proposal_log_q("mixed", V, counts=counts, num_negatives=9, batch_size=4)
+    pop = log_q_from_counts(counts).exp()
+    torch.testing.assert_close(mixed[3:].exp(), 9 / (V - 3) + 4 * pop[3:])
+    assert torch.isinf(mixed[:3]).all()
+    with pytest.raises(ConfigError, match="counts"):
+        proposal_log_q("in_batch", V)

@@ -1,0 +1,229 @@
+"""Top-k item recommendation from user histories with the encoder's tied item table.
+
+A user's score for item i is ``embedding · item_embedding[i]`` (`UserEncoder.item_scores`), the
+same dot product the next-item objective trains. Specials (PAD/MASK/OOV) and hash buckets are
+never recommended; with ``exclude_seen`` every item of the user's full history is removed too.
+Batching (chunks, length sorting, no grad) is shared with the embedding API (`run_chunks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from userfm.api.embed import HistoriesLike, run_chunks
+from userfm.data.log import UserHistory
+from userfm.data.schema import EventSchema
+from userfm.data.vocab import SPECIAL_TOKENS
+from userfm.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from userfm.encoder.model import UserEncoder
+
+NUM_SPECIALS = len(SPECIAL_TOKENS)  # item indices 0..2 (PAD, MASK, OOV) are never items
+
+
+@dataclass
+class Recommendations:
+    """Top-k items of N users, best first.
+
+    Attributes:
+        user_ids: (N,) user ids, row order of ``item_ids`` / ``scores``.
+        item_ids: (N, k) object array of item ids (str). A user with fewer than k
+            recommendable items (after removing seen ones) has ``None`` in the last slots.
+        scores: (N, k) float32 scores, descending along each row; ``-inf`` where the item
+            is ``None``. Equal scores keep the model's item order (stable sort by index).
+        stats: what recommending did (users, events, oov_items, truncated_users), if known.
+    """
+
+    user_ids: list[str]
+    item_ids: np.ndarray
+    scores: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.user_ids = [str(u) for u in self.user_ids]
+        self.item_ids = np.asarray(self.item_ids, dtype=object)
+        self.scores = np.asarray(self.scores, dtype=np.float32)
+        n = len(self.user_ids)
+        if self.item_ids.ndim != 2 or self.item_ids.shape[0] != n:
+            raise ValueError(
+                f"item_ids must be (N, k) with N = {n} user ids, got {self.item_ids.shape}"
+            )
+        if self.scores.shape != self.item_ids.shape:
+            raise ValueError(
+                f"scores {self.scores.shape} and item_ids {self.item_ids.shape} must match"
+            )
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def k(self) -> int:
+        """Slots per user (the requested k, capped at the number of real items)."""
+        return self.item_ids.shape[1]
+
+    def __getitem__(self, user: str) -> list[str]:
+        """The recommended item ids of one user, best first (``None`` slots dropped)."""
+        try:
+            row = self.user_ids.index(str(user))
+        except ValueError:
+            raise KeyError(f"user {user!r} has no recommendations here") from None
+        return [i for i in self.item_ids[row] if i is not None]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Long format: one row per (user, recommended item) with columns ``user``, ``rank``
+        (1 = best), ``item`` and ``score``; empty (``None``) slots are left out."""
+        import pandas as pd
+
+        n, k = self.item_ids.shape
+        keep = (self.item_ids != None).ravel()  # noqa: E711 (elementwise on an object array)
+        return pd.DataFrame(
+            {
+                "user": np.repeat(np.asarray(self.user_ids, dtype=object), k)[keep],
+                "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), n)[keep],
+                "item": self.item_ids.ravel()[keep],
+                "score": self.scores.ravel()[keep],
+            }
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Recommendations]) -> Recommendations:
+        """Stack parts with the same k; stats are summed."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        stats: dict = {}
+        for p in parts:
+            for key, v in p.stats.items():
+                stats[key] = stats.get(key, 0) + v
+        return cls(
+            [u for p in parts for u in p.user_ids],
+            np.concatenate([p.item_ids for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            stats,
+        )
+
+
+def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best columns of each row, best first; equal scores by ascending column.
+
+    `torch.topk` picks arbitrarily among ties (and may differ across devices), so its result
+    is re-sorted by (score desc, column asc), and rows whose k-th score also occurs outside
+    the selection are redone with a stable full sort.
+
+    Args:
+        scores: (B, V) float scores (``-inf`` for excluded columns).
+        k: 1 <= k <= V.
+
+    Returns:
+        (values (B, k), columns (B, k) int64).
+    """
+    V = scores.shape[1]
+    if 2 * k >= V:  # a full sort is about as cheap
+        values, cols = torch.sort(scores, dim=1, descending=True, stable=True)
+        return values[:, :k], cols[:, :k]
+    values, cols = torch.topk(scores, k, dim=1)  # (B, k)
+    cols, perm = torch.sort(cols, dim=1)  # ascending column ...
+    values = values.gather(1, perm)
+    values, perm = torch.sort(values, dim=1, descending=True, stable=True)  # ... within ties
+    cols = cols.gather(1, perm)
+    ambiguous = (scores >= values[:, -1:]).sum(dim=1) > k  # (B,) ties across the cut
+    if ambiguous.any():
+        rows = ambiguous.nonzero().squeeze(1)
+        v, c = torch.sort(scores[rows], dim=1, descending=True, stable=True)
+        values[rows], cols[rows] = v[:, :k], c[:, :k]
+    return values, cols
+
+
+def recommend(
+    model: UserEncoder,
+    histories: HistoriesLike,
+    *,
+    k: int | None = 10,
+    exclude_seen: bool = True,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+    schema: EventSchema | None = None,
+) -> Recommendations:
+    """Recommend the k highest-scoring items to each user.
+
+    Score of item i for a user = last-state embedding · item_embedding[i]
+    (``model.item_scores``). Specials (PAD/MASK/OOV) and hash buckets are never
+    recommended. The encoder reads at most ``max_len`` recent events, but ``exclude_seen``
+    removes every item of the full history given.
+
+    Args:
+        model: a `UserEncoder` with vocabularies.
+        histories: anything `as_histories` accepts (EventLog, DataFrame, mapping
+            ``user -> item ids``, iterable of UserHistory, ...).
+        k: items per user; capped at the number of real items. ``None``: the full ranking
+            of every real item (seen ones, when excluded, become ``None`` slots at the end).
+        exclude_seen: never recommend an item the user already has in ``histories``.
+        batch_size, device, progress, chunk_size, schema: as in `userfm.api.embed.iter_embed`.
+
+    Returns:
+        `Recommendations` with users in input order.
+
+    Raises:
+        ConfigError: ``k`` < 1, the model has no vocabularies or no real items.
+    """
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ConfigError(f"`k` must be an int >= 1 or None (full ranking), got {k!r}")
+    if model.vocabs is None:
+        raise ConfigError(
+            "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
+            "load a saved model with UserEncoder.from_pretrained(dir)"
+        )
+    vocab = model.vocabs.items
+    num_real = len(vocab.tokens)  # real items: indices NUM_SPECIALS .. NUM_SPECIALS + num_real
+    if num_real == 0:
+        raise ConfigError("the item vocabulary has no items to recommend")
+    k_eff = num_real if k is None else min(k, num_real)
+
+    def head(emb: torch.Tensor, batch: list[UserHistory]) -> tuple[np.ndarray, np.ndarray]:
+        scores = model.item_scores(emb).float()  # (B, V)
+        scores = scores[:, NUM_SPECIALS : NUM_SPECIALS + num_real].clone()  # (B, num_real)
+        if exclude_seen:
+            codes = [vocab.encode(h.items)[0] for h in batch]  # full history, not max_len
+            rows = np.repeat(np.arange(len(batch)), [len(c) for c in codes])
+            cols = np.concatenate(codes) - NUM_SPECIALS
+            real = (cols >= 0) & (cols < num_real)  # unknown items map to OOV / hash buckets
+            r, c = (torch.from_numpy(a[real]).to(scores.device) for a in (rows, cols))
+            scores[r, c] = -torch.inf
+        values, cols = stable_topk(scores, k_eff)  # (B, k_eff)
+        return cols.cpu().numpy(), values.cpu().numpy()
+
+    tokens = np.asarray(vocab.tokens, dtype=object)
+    parts = []
+    for chunk in run_chunks(
+        model,
+        histories,
+        head,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        chunk_size=chunk_size,
+        schema=schema,
+        desc="recommending",
+    ):
+        n = len(chunk.histories)
+        cols = np.empty((n, k_eff), dtype=np.int64)
+        scores = np.empty((n, k_eff), dtype=np.float32)
+        for idx, (c, s) in chunk.outputs:
+            cols[idx], scores[idx] = c, s
+        item_ids = tokens[cols]
+        item_ids[np.isneginf(scores)] = None  # excluded (seen) items fill the tail
+        parts.append(
+            Recommendations([h.user for h in chunk.histories], item_ids, scores, chunk.stats)
+        )
+    if not parts:
+        raise DataError("no user histories to recommend for")
+    return Recommendations.concat(parts)
