@@ -37,14 +37,12 @@ def export_checkpoint(
     model = UserEncoder(config, vocabs=VocabSet.from_dict(info["vocabs"]))
     state = {k[len(PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     model.load_state_dict(state, strict=True)
-    metrics = {
-        k: v for k, v in info.get("metrics", {}).items() if k.startswith(("valid/", "test/"))
-    }
+    metrics = dict(info.get("metrics", {}))
+    at = metrics.pop("step", None)
+    protocol = f"leave-one-out valid split, full ranking, seen items filtered, at step {at}"
     card = {
         "name": name or f"userfm encoder pretrained on {info['data_stats'].get('source', 'a log')}",
         "training_data": {**info["data_stats"], "training steps": info.get("global_step")},
-        "metrics": {
-            f"{k} (leave-one-out, full ranking, seen items filtered)": v for k, v in metrics.items()
-        },
+        "metrics": {f"{k} ({protocol})": v for k, v in metrics.items()},
     }
     return model.save_pretrained(out_dir, card_data=card)

@@ -278,8 +278,15 @@ class PretrainModule(L.LightningModule):
         }
 
     # ---- checkpoints carry what export needs (no Lightning needed to read them) ---------
+    def on_validation_epoch_end(self) -> None:
+        # remembered for checkpoints: a step checkpoint is written before that step's validation
+        self.last_eval = {
+            "step": self.global_step,
+            **{k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("valid/")},
+        }
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
+        metrics = dict(getattr(self, "last_eval", {}))
         checkpoint["userfm"] = {
             "encoder_config": self.encoder.config.to_dict(),
             "vocabs": self.encoder.vocabs.to_dict(),

@@ -1,0 +1,99 @@
+"""Pretraining end to end on a tiny synthetic log: fit, checkpoint, export, embed, plot."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from userfm import UserEncoder
+from userfm.errors import ConfigError
+from userfm.pretrain.data import EventDataModule
+from userfm.pretrain.export import export_checkpoint
+from userfm.pretrain.module import PretrainModule
+from userfm.pretrain.plot import plot_run
+
+TINY_DATA = dict(synthetic={"num_users": 120, "num_items": 80, "seed": 1}, max_len=12, batch_size=16)
+TINY_MODEL = dict(hidden_size=16, num_heads=2, dropout=0.0, lr=5e-3, warmup_steps=2)
+
+
+def fit(tmp_path, steps: int, val_every: int | None = None, **model_kwargs):
+    L.seed_everything(0)
+    dm = EventDataModule(**TINY_DATA)
+    module = PretrainModule(**{**TINY_MODEL, **model_kwargs})
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=CSVLogger(tmp_path, name="run"),
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=steps, save_last=True)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        val_check_interval=val_every or steps,
+        check_val_every_n_epoch=None,
+    )
+    trainer.fit(module, dm)
+    return trainer, module, dm
+
+
+def fixed_batch_loss(module: PretrainModule, dm: EventDataModule) -> float:
+    batch = next(iter(dm.train_dataloader()))
+    module.eval()
+    with torch.no_grad():
+        out = module.encoder(batch.batch)
+        valid = batch.targets > 0
+        return module._next_item_losses(out.states[valid], batch.targets[valid]).mean().item()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"loss": "full"},
+        {"loss": "sampled", "num_negatives": 32, "dro": "bucket"},
+        {"loss": "bce", "contrastive_weight": 0.5, "dro": "action"},
+    ],
+    ids=["full", "sampled+dro", "bce+contrastive+dro-action"],
+)
+def test_training_lowers_the_next_item_loss(tmp_path, kwargs):
+    trainer, module, dm = fit(tmp_path, steps=1, **kwargs)
+    before = fixed_batch_loss(module, dm)
+    trainer, module, dm = fit(tmp_path / "long", steps=40, **kwargs)
+    after = fixed_batch_loss(module, dm)
+    assert after < before - 0.2, (before, after)
+    assert "valid/ndcg@10" in trainer.callback_metrics
+
+
+def test_export_writes_a_loadable_encoder_with_a_filled_card(tmp_path):
+    trainer, module, dm = fit(tmp_path, steps=12, val_every=6, dro="bucket")
+    out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "encoder")
+    model = UserEncoder.from_pretrained(out)
+    torch.testing.assert_close(
+        model.embeddings.item.weight, module.encoder.embeddings.item.weight, rtol=0, atol=0
+    )
+    card = (out / "README.md").read_text()
+    assert "valid/ndcg@10 (leave-one-out valid split" in card and "at step 6" in card
+    assert "train_users" in card and "training steps | 12" in card
+    emb = model.embed(dm.log_, progress=False)
+    assert len(emb) == dm.log_.num_users
+    png = plot_run(tmp_path / "run")
+    assert png.stat().st_size > 1000
+
+
+def test_dro_weights_are_logged_per_bucket(tmp_path):
+    trainer, _, _ = fit(tmp_path, steps=3, dro="bucket", dro_buckets=3)
+    assert {f"dro/weight_bucket_{c}" for c in range(3)} <= set(trainer.callback_metrics)
+
+
+def test_bad_hyperparameters_name_the_field():
+    with pytest.raises(ConfigError, match="loss"):
+        PretrainModule(loss="hinge")
+    with pytest.raises(ConfigError, match="dro"):
+        PretrainModule(dro="user")
+
+
+def test_export_rejects_a_foreign_checkpoint(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "x.ckpt")
+    with pytest.raises(Exception, match="not a userfm pretraining checkpoint"):
+        export_checkpoint(tmp_path / "x.ckpt", tmp_path / "out")
