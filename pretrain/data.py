@@ -22,7 +22,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from userfm.data.batch import Batch
 from userfm.data.collate import collate
@@ -287,11 +288,13 @@ class EventDataModule(L.LightningDataModule):
         return counts
 
     # ---- loaders ------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         if not self.datasets:
             self.setup()
         hp = self.hparams
-        return DataLoader(
+        # StatefulDataLoader: Lightning saves its position in checkpoints, so a run resumed
+        # mid-epoch continues with the next unseen batch instead of restarting the epoch.
+        return StatefulDataLoader(
             self.datasets[split],
             batch_size=hp.batch_size if split == "train" else hp.eval_batch_size,
             shuffle=shuffle,
@@ -302,13 +305,13 @@ class EventDataModule(L.LightningDataModule):
             persistent_workers=hp.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StatefulDataLoader:
         return self._loader("valid", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StatefulDataLoader:
         return self._loader("test", shuffle=False)
 
     def transfer_batch_to_device(

@@ -282,7 +282,11 @@ class PretrainModule(L.LightningModule):
         # remembered for checkpoints: a step checkpoint is written before that step's validation
         self.last_eval = {
             "step": self.global_step,
-            **{k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("valid/")},
+            **{
+                k: float(v)
+                for k, v in self.trainer.callback_metrics.items()
+                if k.startswith("valid/")
+            },
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

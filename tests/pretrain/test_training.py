@@ -15,7 +15,9 @@ from userfm.pretrain.export import export_checkpoint
 from userfm.pretrain.module import PretrainModule
 from userfm.pretrain.plot import plot_run
 
-TINY_DATA = dict(synthetic={"num_users": 120, "num_items": 80, "seed": 1}, max_len=12, batch_size=16)
+TINY_DATA = dict(
+    synthetic={"num_users": 120, "num_items": 80, "seed": 1}, max_len=12, batch_size=16
+)
 TINY_MODEL = dict(hidden_size=16, num_heads=2, dropout=0.0, lr=5e-3, warmup_steps=2)
 
 
@@ -27,7 +29,9 @@ def fit(tmp_path, steps: int, val_every: int | None = None, **model_kwargs):
         accelerator="cpu",
         max_steps=steps,
         logger=CSVLogger(tmp_path, name="run"),
-        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=steps, save_last=True)],
+        callbacks=[
+            ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=steps, save_last=True)
+        ],
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
