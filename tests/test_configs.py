@@ -3,12 +3,12 @@
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 from lightning.pytorch.cli import LightningCLI
 
 from userfm.pretrain.data import EventDataModule
 from userfm.pretrain.module import PretrainModule
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
