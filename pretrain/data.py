@@ -19,10 +19,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import datasets
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from datasets.distributed import split_dataset_by_node
+from torch.utils.data import Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from userfm.data.batch import Batch
@@ -130,6 +132,53 @@ def collate_examples(examples: list[Example]) -> PretrainBatch:
     )
 
 
+class StreamingExamples(IterableDataset):
+    """Training examples streamed user by user from the (memory-mapped) event log.
+
+    Users are sharded per rank with `datasets.distributed.split_dataset_by_node` and per
+    DataLoader worker by HF's shard assignment, then shuffled through a seeded buffer whose
+    order changes with `set_epoch`. Only the user offsets are held in memory, so logs larger
+    than RAM train as well. Ranks may differ by a batch at an epoch's end: use ``max_steps``.
+
+    Args:
+        log: the event log.
+        featurizer: encodes a history of ``max_len + 1`` events.
+        rank, world_size: this process's place among the training processes.
+        seed: shuffling seed (same on every rank).
+        num_workers: DataLoader workers per rank (sets the shard count).
+        buffer_size: shuffle buffer, in users.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        featurizer: Featurizer,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        num_workers: int = 0,
+        buffer_size: int = 1024,
+    ):
+        num_shards = min(log.num_users, world_size * max(num_workers, 1) * 8)
+        users = datasets.Dataset.from_dict({"user_index": np.arange(log.num_users)})
+        users = users.to_iterable_dataset(num_shards=num_shards)
+        if world_size > 1:
+            users = split_dataset_by_node(users, rank=rank, world_size=world_size)
+        self.users = users.shuffle(seed=seed, buffer_size=buffer_size)
+        self.log, self.featurizer = log, featurizer
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch`` (called by `PretrainModule` at each epoch start)."""
+        self.users.set_epoch(epoch)
+
+    def __iter__(self):
+        for row in self.users:
+            part = split_history(self.log.history_at(int(row["user_index"])), "train")
+            if len(part) >= 2:
+                yield make_example(self.featurizer(part), last_only=False)
+
+
 class ExampleDataset(Dataset):
     """Map-style dataset over precomputed examples (one per user)."""
 
@@ -203,6 +252,9 @@ class EventDataModule(L.LightningDataModule):
         use_actions: feed action ids when the log has them.
         use_categories: feed category ids when the log has them.
         max_categories: categories per event kept (the encoder's ``max_categories``).
+        streaming: train from a `StreamingExamples` stream (sharded per rank and worker,
+            constant memory) instead of precomputed examples; valid/test stay map-style.
+        shuffle_buffer: users in the streaming shuffle buffer.
         seed: shuffling seed.
     """
 
@@ -222,6 +274,8 @@ class EventDataModule(L.LightningDataModule):
         use_actions: bool = True,
         use_categories: bool = True,
         max_categories: int = 4,
+        streaming: bool = False,
+        shuffle_buffer: int = 1024,
         seed: int = 0,
     ):
         super().__init__()
@@ -254,28 +308,40 @@ class EventDataModule(L.LightningDataModule):
             vocabs.categories = None
         featurizer = Featurizer(vocabs, max_len=hp.max_len + 1, max_categories=hp.max_categories)
         examples: dict[str, list[Example]] = {s: [] for s in SPLITS}
+        splits = ("valid", "test") if hp.streaming else SPLITS
         for history in log.iter_histories():
-            for split in SPLITS:
+            for split in splits:
                 part = split_history(history, split)
                 if len(part) >= 2:
                     ex = make_example(featurizer(part), last_only=split != "train")
                     examples[split].append(ex)
         self.log_, self.vocabs = log, vocabs
         self.datasets = {s: ExampleDataset(examples[s]) for s in SPLITS}
+        if hp.streaming:
+            trainer = self.trainer
+            self.datasets["train"] = StreamingExamples(
+                log,
+                featurizer,
+                rank=trainer.global_rank if trainer else 0,
+                world_size=trainer.world_size if trainer else 1,
+                seed=hp.seed,
+                num_workers=hp.num_workers,
+                buffer_size=hp.shuffle_buffer,
+            )
         lengths = log.lengths
         self.stats = {
             "source": hp.source,
             "events": len(log),
             "users": log.num_users,
             "items": len(vocabs.items) - 3,
-            "train_users": len(examples["train"]),
+            "train_users": "streamed" if hp.streaming else len(examples["train"]),
             "eval_users": len(examples["test"]),
             "users_too_short_to_train (<4 events)": int((lengths < 4).sum()),
             "users_too_short_to_evaluate (<3 events)": int((lengths < 3).sum()),
             "duplicates_dropped": log.stats.duplicates_dropped,
         }
         logger.info("pretraining data: %s", self.stats)
-        if not examples["train"]:
+        if not hp.streaming and not examples["train"]:
             raise ConfigError("no user has >= 4 events: nothing to train on")
 
     @property
@@ -294,13 +360,15 @@ class EventDataModule(L.LightningDataModule):
         hp = self.hparams
         # StatefulDataLoader: Lightning saves its position in checkpoints, so a run resumed
         # mid-epoch continues with the next unseen batch instead of restarting the epoch.
+        dataset = self.datasets[split]
+        streamed = isinstance(dataset, IterableDataset)
         return StatefulDataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=hp.batch_size if split == "train" else hp.eval_batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and not streamed,
             num_workers=hp.num_workers,
             collate_fn=collate_examples,
-            generator=torch.Generator().manual_seed(hp.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(hp.seed) if shuffle and not streamed else None,
             drop_last=False,
             persistent_workers=hp.num_workers > 0,
         )

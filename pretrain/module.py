@@ -249,6 +249,11 @@ class PretrainModule(L.LightningModule):
             prog_bar=stage == "valid",
         )
 
+    def on_train_epoch_start(self) -> None:
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if callable(getattr(dataset, "set_epoch", None)):  # a streamed log: reshuffle per epoch
+            dataset.set_epoch(self.current_epoch)
+
     def training_step(self, batch: PretrainBatch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 

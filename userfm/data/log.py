@@ -232,7 +232,13 @@ class EventLog:
             i = self._index[str(user)]
         except KeyError:
             raise KeyError(f"user {user!r} is not in this event log") from None
-        return next(self._slice(i, i + 1))
+        return self.history_at(i)
+
+    def history_at(self, index: int) -> UserHistory:
+        """The history of the ``index``-th user (in `user_ids` order)."""
+        if not 0 <= index < self.num_users:
+            raise IndexError(f"user index {index} out of range for {self.num_users} users")
+        return next(self._slice(index, index + 1))
 
     def iter_histories(self, chunk_users: int = 4096) -> Iterator[UserHistory]:
         """All users' histories in log order, reading ``chunk_users`` users at a time."""

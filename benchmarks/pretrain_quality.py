@@ -1,0 +1,559 @@
+"""Pretraining quality on MovieLens-100K: our encoder vs SASRec (BCE / CE) and most-popular,
+an ablation of our objectives, the DRO head/tail check, and training throughput.
+
+Protocol:
+
+- data: MovieLens-100K (943 users, 1,682 movies, 100k ratings; research licence, read from
+  ``../shared/data/ml-100k``, never copied), leave-one-out (`userfm.pretrain.data`): train on
+  each user's events but the last two, targets = every next event; test = the last event.
+- training: the code users run, `lightning.Trainer` on `PretrainModule` + `EventDataModule`,
+  CPU, ``seed_everything(seed)`` before every run, no checkpoints / logger / progress bar, no
+  validation during training (``limit_val_batches=0``, ``num_sanity_val_steps=0``), no early
+  stopping: every model trains for the same number of epochs with the same batch size (128),
+  max_len 200, AdamW lr 1e-3, weight decay 0.01, linear warmup then cosine decay to 0.
+- models (one shape for all, 2 blocks, hidden 50, 1 head, dropout 0.2, unless --hidden /
+  --heads change ours):
+    * SASRec-BCE: ``loss="bce"`` (one uniform negative per position, the SASRec paper's
+      loss), item ids + positions only (``use_time=False``, no actions, no categories);
+    * SASRec-CE: the same with the full softmax (``loss="full"``);
+    * MostPopular: training-event counts (`userfm.eval.baselines.MostPopular`);
+    * ours: full softmax + side information (genres as categories, ratings as actions, time
+      features) + contrastive (CL4SRec InfoNCE, weight 0.1) + DRO (``dro="bucket"``: item
+      frequency buckets, λ = 1).
+  With the default shape, "next-item only" in the ablation IS SASRec-CE (same run).
+- evaluation: every model by the same call, ``evaluate_retrieval(model, log, split="test")``:
+  full ranking over all items with the user's seen items filtered (HR@K, NDCG@K, MRR, macro /
+  weighted recall@K in 3 item-frequency buckets of equal training mass), and the SASRec
+  paper's sampled protocol (target vs 100 uniformly sampled unseen items). The protocol
+  string of every metric is printed. Targets are judged on full-ranking NDCG@10; the sampled
+  ratios are shown for reference only (sampled metrics can reorder models).
+- DRO check: ours vs the same model without DRO (everything else equal): macro_recall@10
+  ratio (target >= 1.2x) and the relative NDCG@10 change (target: no more than 3% lower).
+- throughput: training events/s = next-item target positions processed per second of
+  ``trainer.fit`` wall time (equal to input events/s here: every training input position has
+  one target), i.e. epochs x target positions per epoch / fit seconds (data preparation done
+  before the clock starts; validation off). The two augmented views of the contrastive
+  objective are extra cost, not extra events. Ours vs SASRec-BCE, same shape, same run; CPU
+  seconds of this process are shown too, since this machine is shared and wall time is noisy.
+
+Run: python benchmarks/pretrain_quality.py [--quick] [--data PATH] [--epochs N]
+``--quick``: 10 epochs and the "+ contrastive" / "+ DRO" ablation rows skipped (a few minutes
+on 2 cores; the numbers are a smoke test, not results). Default: 100 epochs (~800 steps), all
+rows (about an hour on 2 CPU cores). Prints a table per section and ends with one JSON line
+{"benchmark": "pretrain_quality", ...}. Exits 0 with "skipped": true when the data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
+
+TARGETS = {
+    "ndcg_vs_sasrec_bce": 1.3,
+    "ndcg_vs_sasrec_ce": 1.1,
+    "ndcg_vs_most_popular": 3.0,
+    "dro_macro_recall": 1.2,
+    "dro_ndcg_drop": 0.03,
+    "throughput_vs_sasrec": 2.0,
+}
+SASREC_SHAPE = dict(hidden_size=50, num_layers=2, num_heads=1, dropout=0.2)
+TABLE_METRICS = (
+    "HR@10",
+    "NDCG@10",
+    "MRR",
+    "macro_recall@10",
+    "sampled_HR@10",
+    "sampled_NDCG@10",
+)
+
+
+@dataclass
+class Spec:
+    """One training run: PretrainModule and EventDataModule keyword arguments."""
+
+    name: str
+    label: str
+    module: dict[str, Any]
+    data: dict[str, Any]
+    alias_of: str | None = None  # same configuration as another run: reuse its result
+
+
+@dataclass
+class Result:
+    label: str
+    report: Any  # RetrievalReport
+    fit_s: float = math.nan
+    fit_cpu_s: float = math.nan
+    events: int = 0
+    steps: int = 0
+    train_loss: float = math.nan
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.fit_s if self.fit_s > 0 else math.nan
+
+    @property
+    def events_per_cpu_s(self) -> float:
+        return self.events / self.fit_cpu_s if self.fit_cpu_s > 0 else math.nan
+
+    def m(self, name: str) -> float:
+        return float(self.report.metrics[name])
+
+
+# ---- configuration ----------------------------------------------------------------------------
+def build_specs(args: argparse.Namespace) -> list[Spec]:
+    """Every training run of the benchmark (ablation rows skipped in --quick are left out)."""
+    common = dict(lr=args.lr, weight_decay=0.01, warmup_steps=args.warmup)
+    no_side = dict(use_actions=False, use_categories=False)
+    side = dict(use_actions=True, use_categories=True)
+    sasrec = dict(SASREC_SHAPE, use_time=False, **common)
+    ours = dict(
+        hidden_size=args.hidden,
+        num_layers=2,
+        num_heads=args.heads,
+        dropout=0.2,
+        loss="full",
+        **common,
+    )
+    cl = dict(contrastive_weight=args.contrastive_weight)
+    dro = dict(dro="bucket", dro_temperature=args.dro_temperature, dro_buckets=3)
+    same_shape = args.hidden == SASREC_SHAPE["hidden_size"] and args.heads == 1
+    specs = [
+        Spec("sasrec_bce", "SASRec-BCE", dict(sasrec, loss="bce"), no_side),
+        Spec("sasrec_ce", "SASRec-CE", dict(sasrec, loss="full"), no_side),
+        Spec(
+            "next_item",
+            "next-item only",
+            dict(ours, use_time=False),
+            no_side,
+            alias_of="sasrec_ce" if same_shape else None,
+        ),
+    ]
+    if not args.quick:
+        specs += [
+            Spec("plus_cl", "+ contrastive", dict(ours, use_time=False, **cl), no_side),
+            Spec("plus_dro", "+ DRO", dict(ours, use_time=False, **dro), no_side),
+        ]
+    specs += [
+        Spec("plus_side", "+ side information", dict(ours, use_time=True), side),
+        Spec("all_no_dro", "all but DRO", dict(ours, use_time=True, **cl), side),
+        Spec("ours", "ours (all)", dict(ours, use_time=True, **cl, **dro), side),
+    ]
+    return specs
+
+
+def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
+    """Build every config once without data, so bad hyper-parameters fail before training."""
+    from userfm.encoder import UserEncoderConfig
+    from userfm.errors import ConfigError
+    from userfm.pretrain.data import EventDataModule
+    from userfm.pretrain.module import PretrainModule
+
+    problems = []
+    if args.epochs is not None and args.epochs < 1:
+        problems.append(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1 or args.max_len < 1:
+        problems.append("--batch-size and --max-len must be >= 1")
+    if args.contrastive_weight <= 0:
+        problems.append("--contrastive-weight must be > 0 (0 would make '+ contrastive' a no-op)")
+    if args.warmup < 0:
+        problems.append(f"--warmup must be >= 0, got {args.warmup}")
+    if args.hidden >= 1 and args.heads >= 1 and args.hidden % args.heads:
+        problems.append(f"--heads {args.heads} must divide --hidden {args.hidden}")
+    for spec in specs:
+        try:
+            PretrainModule(**spec.module)
+            mk = spec.module
+            UserEncoderConfig(
+                num_items=4,
+                num_actions=4 if spec.data["use_actions"] else 0,
+                num_categories=4 if spec.data["use_categories"] else 0,
+                hidden_size=mk["hidden_size"],
+                num_layers=mk["num_layers"],
+                num_heads=mk["num_heads"],
+                dropout=mk["dropout"],
+                max_len=args.max_len,
+                use_time=mk["use_time"],
+            )
+            EventDataModule(
+                source="synthetic", max_len=args.max_len, batch_size=args.batch_size, **spec.data
+            )
+        except (ConfigError, TypeError, ValueError) as e:
+            problems.append(f"run {spec.label!r}: {e}")
+    if problems:
+        raise SystemExit("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def machine_description() -> str:
+    import torch
+
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {platform.python_implementation()} "
+        f"{platform.python_version()}"
+    )
+
+
+def quiet() -> None:
+    """Keep the output to the benchmark's own tables."""
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "userfm"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# ---- running ----------------------------------------------------------------------------------
+def make_datamodule(args: argparse.Namespace, data_kwargs: dict[str, Any]):
+    from userfm.pretrain.data import EventDataModule
+
+    dm = EventDataModule(
+        source=str(args.data),
+        format="movielens-100k",
+        max_len=args.max_len,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        **data_kwargs,
+    )
+    dm.setup("fit")  # data preparation is not part of the timed fit
+    return dm
+
+
+def train_and_evaluate(args: argparse.Namespace, spec: Spec, epochs: int) -> Result:
+    import lightning as L
+    import torch
+
+    from userfm.eval.retrieval import evaluate_retrieval
+    from userfm.pretrain.module import PretrainModule
+
+    dm = make_datamodule(args, spec.data)
+    L.seed_everything(args.seed, verbose=False)
+    module = PretrainModule(**spec.module)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        enable_checkpointing=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer.fit(module, datamodule=dm)
+    fit_s, fit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    per_epoch = sum(int((ex.targets > 0).sum()) for ex in dm.datasets["train"].examples)
+    loss = trainer.callback_metrics.get("train/loss")
+    report = evaluate_retrieval(module.encoder, dm.log_, split="test")
+    extra: dict[str, Any] = {}
+    if module.dro_weighting is not None:
+        extra["dro_weights"] = [round(w, 4) for w in module.dro_weighting.weights.tolist()]
+        extra["dro_prior"] = [round(p, 4) for p in module.dro_weighting.prior.tolist()]
+        extra["dro_class_loss"] = [round(x, 3) for x in module.dro_weighting.class_loss.tolist()]
+    return Result(
+        spec.label,
+        report,
+        fit_s=fit_s,
+        fit_cpu_s=fit_cpu_s,
+        events=per_epoch * epochs,
+        steps=trainer.global_step,
+        train_loss=float(loss) if isinstance(loss, torch.Tensor) else math.nan,
+        extra=extra,
+    )
+
+
+def most_popular(args: argparse.Namespace) -> Result:
+    from userfm.data.formats import load_movielens_100k
+    from userfm.eval.baselines import MostPopular
+    from userfm.eval.retrieval import evaluate_retrieval
+
+    log = load_movielens_100k(args.data)
+    pop = MostPopular().fit(log, split="test")
+    return Result("MostPopular", evaluate_retrieval(pop, log, split="test"))
+
+
+# ---- printing ---------------------------------------------------------------------------------
+def ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.inf if a > 0 else math.nan
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+def print_table(title: str, rows: list[tuple[str, Result | None, str]], extra_cols=()) -> None:
+    """rows: (label, result or None (skipped), note)."""
+    print(f"\n== {title} ==")
+    cols = list(TABLE_METRICS)
+    head = f"{'model':<22}" + "".join(f"{c:>17}" for c in cols)
+    head += "".join(f"{c:>14}" for c, _ in extra_cols)
+    print(head)
+    for label, res, note in rows:
+        if res is None:
+            print(f"{label:<22}  ({note})")
+            continue
+        line = f"{label:<22}" + "".join(f"{res.m(c):>17.4f}" for c in cols)
+        line += "".join(f"{fn(res):>14}" for _, fn in extra_cols)
+        print(line + (f"  {note}" if note else ""))
+    done = [r for _, r, _ in rows if r is not None]
+    print("protocols:")
+    seen: dict[str, list[str]] = {}
+    for c in cols:
+        protocols = {r.report.protocol_of(c) for r in done}
+        for p in sorted(protocols):
+            seen.setdefault(p, []).append(c)
+    for p, metrics in seen.items():
+        print(f"  {', '.join(metrics)}: {p}")
+
+
+def fmt_s(res: Result) -> str:
+    return f"{res.fit_s:.0f}" if not math.isnan(res.fit_s) else "-"
+
+
+def fmt_loss(res: Result) -> str:
+    return f"{res.train_loss:.3f}" if not math.isnan(res.train_loss) else "-"
+
+
+# ---- main -------------------------------------------------------------------------------------
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MovieLens-100K folder")
+    p.add_argument("--quick", action="store_true", help="10 epochs, 2 ablation rows skipped")
+    p.add_argument("--epochs", type=int, default=None, help="default 100 (10 with --quick)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-len", type=int, default=200)
+    p.add_argument("--hidden", type=int, default=50, help="our encoder's width (SASRec: 50)")
+    p.add_argument("--heads", type=int, default=1, help="our encoder's heads (SASRec: 1)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--warmup", type=int, default=50, help="warmup steps, capped at 10%% of all steps"
+    )
+    p.add_argument("--contrastive-weight", type=float, default=0.1)
+    p.add_argument("--dro-temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="also write every report as JSON")
+    args = p.parse_args()
+    quiet()
+    start = time.perf_counter()
+    epochs = args.epochs or (10 if args.quick else 100)
+    machine = machine_description()
+    summary: dict[str, Any] = {"benchmark": "pretrain_quality"}
+
+    validate(args, build_specs(args))
+    if not (args.data / "u.data").is_file() or not (args.data / "u.item").is_file():
+        print(
+            f"SKIP: MovieLens-100K not found at {args.data} (needs u.data and u.item; its "
+            "licence forbids copying it into the repository). Pass --data PATH."
+        )
+        summary.update(skipped=True, data=str(args.data), quick=args.quick, machine=machine)
+        print(json.dumps(summary))
+        return 0
+
+    probe = make_datamodule(args, dict(use_actions=False, use_categories=False))
+    steps_per_epoch = -(-len(probe.datasets["train"]) // args.batch_size)
+    args.warmup = min(args.warmup, max(1, steps_per_epoch * epochs // 10))
+    specs = build_specs(args)
+
+    print(f"machine: {machine}")
+    print(f"data: {probe.stats}")
+    print(
+        f"budget: {epochs} epochs x {steps_per_epoch} steps, batch {args.batch_size}, "
+        f"max_len {args.max_len}, AdamW lr {args.lr:g} (warmup {args.warmup} steps, cosine "
+        f"to 0), seed {args.seed}; quick={args.quick}"
+    )
+    print(
+        f"ours: hidden {args.hidden}, 2 blocks, {args.heads} head(s), dropout 0.2, full "
+        f"softmax, genres + ratings + time, contrastive weight {args.contrastive_weight:g}, "
+        f"DRO over 3 frequency buckets (λ = {args.dro_temperature:g}); SASRec: hidden 50, "
+        "2 blocks, 1 head, dropout 0.2, ids only"
+    )
+
+    results: dict[str, Result] = {"most_popular": most_popular(args)}
+    for spec in specs:
+        if spec.alias_of:
+            results[spec.name] = results[spec.alias_of]
+            print(f"[{spec.label}] same configuration as {spec.alias_of}: reusing that run")
+            continue
+        res = train_and_evaluate(args, spec, epochs)
+        results[spec.name] = res
+        print(
+            f"[{spec.label}] fit {res.fit_s:.0f}s ({res.steps} steps, final train loss "
+            f"{res.train_loss:.3f}), NDCG@10 {res.m('NDCG@10'):.4f}",
+            flush=True,
+        )
+        if not math.isfinite(res.train_loss):
+            print(f"WARNING: {spec.label} ended with a non-finite training loss")
+
+    pop, bce, ce, ours = (results[k] for k in ("most_popular", "sasrec_bce", "sasrec_ce", "ours"))
+    cols = (("fit s", fmt_s), ("train loss", fmt_loss))
+
+    # 1. baselines
+    print_table(
+        f"Baselines vs ours, MovieLens-100K, test split, {epochs} epochs each",
+        [
+            ("MostPopular", pop, ""),
+            ("SASRec-BCE", bce, ""),
+            ("SASRec-CE", ce, ""),
+            (f"ours (hidden {args.hidden})", ours, ""),
+        ],
+        cols,
+    )
+    nd = ours.m("NDCG@10")
+    checks = {
+        "ndcg_vs_sasrec_bce": ratio(nd, bce.m("NDCG@10")),
+        "ndcg_vs_sasrec_ce": ratio(nd, ce.m("NDCG@10")),
+        "ndcg_vs_most_popular": ratio(nd, pop.m("NDCG@10")),
+    }
+    names = {
+        "ndcg_vs_sasrec_bce": ("SASRec-BCE", bce),
+        "ndcg_vs_sasrec_ce": ("SASRec-CE", ce),
+        "ndcg_vs_most_popular": ("MostPopular", pop),
+    }
+    met: dict[str, bool] = {}
+    for key, value in checks.items():
+        who, other = names[key]
+        met[key] = value >= TARGETS[key]
+        sampled = ratio(ours.m("sampled_NDCG@10"), other.m("sampled_NDCG@10"))
+        print(
+            f"full-ranking NDCG@10 ours / {who}: {value:.2f}x (target >= {TARGETS[key]}x) "
+            f"{verdict(met[key])}   [sampled-100 NDCG@10: {sampled:.2f}x, reference only]"
+        )
+
+    # 2. ablation
+    rows = []
+    base = results["next_item"]
+    for spec_name, label in (
+        ("next_item", "next-item only"),
+        ("plus_cl", "+ contrastive"),
+        ("plus_dro", "+ DRO"),
+        ("plus_side", "+ side information"),
+        ("ours", "all"),
+    ):
+        res = results.get(spec_name)
+        note = ""
+        if spec_name == "next_item" and specs[2].alias_of:
+            note = "(= SASRec-CE run)"
+        if res is not None and spec_name != "next_item":
+            note = f"NDCG@10 {ratio(res.m('NDCG@10'), base.m('NDCG@10')):.2f}x next-item only"
+        rows.append((label, res, note if res is not None else "skipped in --quick"))
+    print_table(f"Ablation (our shape, full softmax, {epochs} epochs each)", rows, cols)
+    if args.quick:
+        print("note: --quick skips the '+ contrastive' and '+ DRO' rows; run without it for all")
+
+    # 3. DRO
+    no_dro = results["all_no_dro"]
+    macro = ratio(ours.m("macro_recall@10"), no_dro.m("macro_recall@10"))
+    ndcg_change = ratio(ours.m("NDCG@10"), no_dro.m("NDCG@10")) - 1.0
+    met["dro_macro_recall"] = macro >= TARGETS["dro_macro_recall"]
+    met["dro_ndcg_within_3pct"] = ndcg_change >= -TARGETS["dro_ndcg_drop"]
+    print_table(
+        "DRO check: ours vs the same model without DRO",
+        [("all but DRO", no_dro, ""), ("ours (with DRO)", ours, "")],
+        cols,
+    )
+    print("recall@10 per item-frequency bucket (head -> tail; targets per bucket):")
+    for label, res in (("without DRO", no_dro), ("with DRO", ours)):
+        cells = ", ".join(
+            f"b{b['bucket']} {b['recall@10']:.4f} ({b['targets']} targets, {b['items']} items)"
+            for b in res.report.buckets
+        )
+        print(f"  {label:<12} {cells}")
+    if "dro_weights" in ours.extra:
+        print(
+            f"  final DRO bucket weights {ours.extra['dro_weights']} vs prior "
+            f"{ours.extra['dro_prior']} (EMA class losses {ours.extra['dro_class_loss']})"
+        )
+    print(
+        f"macro_recall@10 with / without DRO: {macro:.2f}x (target >= "
+        f"{TARGETS['dro_macro_recall']}x) {verdict(met['dro_macro_recall'])}"
+    )
+    print(
+        f"NDCG@10 change with DRO: {100 * ndcg_change:+.1f}% (target: no more than "
+        f"{100 * TARGETS['dro_ndcg_drop']:.0f}% lower) {verdict(met['dro_ndcg_within_3pct'])}"
+    )
+
+    # 4. throughput
+    print("\n== Training throughput (trainer.fit, validation off; events = target positions) ==")
+    print(f"{'model':<22}{'events':>12}{'fit s':>9}{'events/s':>11}{'CPU s':>9}{'ev/CPU s':>11}")
+    trained = [(s.label, results[s.name]) for s in specs if not s.alias_of]
+    for label, res in trained:
+        print(
+            f"{label:<22}{res.events:>12,}{res.fit_s:>9.1f}{res.events_per_s:>11,.0f}"
+            f"{res.fit_cpu_s:>9.1f}{res.events_per_cpu_s:>11,.0f}"
+        )
+    tput = ratio(ours.events_per_s, bce.events_per_s)
+    tput_cpu = ratio(ours.events_per_cpu_s, bce.events_per_cpu_s)
+    met["throughput_vs_sasrec"] = tput >= TARGETS["throughput_vs_sasrec"]
+    same = "same shape" if args.hidden == 50 and args.heads == 1 else "NOT the same shape"
+    print(
+        f"training events/s ours / SASRec-BCE ({same}): {tput:.2f}x wall, {tput_cpu:.2f}x "
+        f"CPU time (target >= {TARGETS['throughput_vs_sasrec']}x) "
+        f"{verdict(met['throughput_vs_sasrec'])}"
+    )
+
+    total_s = time.perf_counter() - start
+    print(f"\ntotal time {total_s:.0f}s")
+    if args.out:
+        dump = {
+            k: {
+                "label": r.label,
+                "report": r.report.to_dict(),
+                "fit_s": r.fit_s,
+                "fit_cpu_s": r.fit_cpu_s,
+                "events": r.events,
+                "steps": r.steps,
+                "train_loss": r.train_loss,
+                **r.extra,
+            }
+            for k, r in results.items()
+        }
+        args.out.write_text(json.dumps(dump, indent=1, default=float))
+        print(f"reports written to {args.out}")
+
+    summary.update(
+        skipped=False,
+        epochs=epochs,
+        hidden=args.hidden,
+        heads=args.heads,
+        ndcg10_most_popular=round(pop.m("NDCG@10"), 4),
+        ndcg10_sasrec_bce=round(bce.m("NDCG@10"), 4),
+        ndcg10_sasrec_ce=round(ce.m("NDCG@10"), 4),
+        ndcg10_ours=round(nd, 4),
+        sampled_ndcg10_sasrec_bce=round(bce.m("sampled_NDCG@10"), 4),
+        sampled_ndcg10_ours=round(ours.m("sampled_NDCG@10"), 4),
+        **{k: round(v, 3) for k, v in checks.items()},
+        macro_recall10_dro=round(ours.m("macro_recall@10"), 4),
+        macro_recall10_no_dro=round(no_dro.m("macro_recall@10"), 4),
+        dro_macro_recall_ratio=round(macro, 3),
+        dro_ndcg_rel_change=round(ndcg_change, 4),
+        throughput_events_per_s_ours=round(ours.events_per_s, 1),
+        throughput_events_per_s_sasrec_bce=round(bce.events_per_s, 1),
+        throughput_ratio=round(tput, 3),
+        throughput_ratio_cpu=round(tput_cpu, 3),
+        targets_met=met,
+        seconds=round(total_s, 1),
+        quick=args.quick,
+        machine=machine,
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
