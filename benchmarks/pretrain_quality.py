@@ -158,9 +158,12 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
 
 def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
     """Build every config once without data, so bad hyper-parameters fail before training."""
+    import torch
+
     from userfm.encoder import UserEncoderConfig
     from userfm.errors import ConfigError
     from userfm.pretrain.data import EventDataModule
+    from userfm.pretrain.dro import DROWeighting
     from userfm.pretrain.module import PretrainModule
 
     problems = []
@@ -172,8 +175,6 @@ def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
         problems.append("--contrastive-weight must be > 0 (0 would make '+ contrastive' a no-op)")
     if args.warmup < 0:
         problems.append(f"--warmup must be >= 0, got {args.warmup}")
-    if args.hidden >= 1 and args.heads >= 1 and args.hidden % args.heads:
-        problems.append(f"--heads {args.heads} must divide --hidden {args.hidden}")
     for spec in specs:
         try:
             PretrainModule(**spec.module)
@@ -189,6 +190,12 @@ def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
                 max_len=args.max_len,
                 use_time=mk["use_time"],
             )
+            if mk.get("dro"):
+                DROWeighting(
+                    num_classes=mk["dro_buckets"],
+                    class_prior=torch.ones(mk["dro_buckets"]),
+                    temperature=mk["dro_temperature"],
+                )
             EventDataModule(
                 source="synthetic", max_len=args.max_len, batch_size=args.batch_size, **spec.data
             )

@@ -114,3 +114,43 @@ def test_debug_shows_the_traceback(tmp_path):
         text=True,
     )
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_embed_on_two_devices_writes_one_disjoint_shard_per_rank(tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--users", "60", "--no-progress"]) == 0
+    model, log = tmp_path / "demo" / "encoder", tmp_path / "demo" / "events.parquet"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "userfm.cli",
+            "embed",
+            "--model",
+            str(model),
+            "--input",
+            str(log),
+            "--output",
+            str(tmp_path / "shards"),
+            "--devices",
+            "2",
+            "--batch-size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    shards = sorted((tmp_path / "shards").glob("part-*.parquet"))
+    assert [p.name for p in shards] == ["part-00000.parquet", "part-00001.parquet"]
+    parts = [UserEmbeddings.from_parquet(p) for p in shards]
+    assert not set(parts[0].user_ids) & set(parts[1].user_ids)
+    both = UserEmbeddings.concat(parts)
+    single = UserEmbeddings.from_parquet(tmp_path / "demo" / "embeddings.parquet")
+    assert sorted(both.user_ids) == sorted(single.user_ids)
+    for u in single.user_ids[:10]:
+        np.testing.assert_allclose(both[u], single[u], atol=1e-5)
+    assert pq.read_table(tmp_path / "shards").num_rows == len(single)

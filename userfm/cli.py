@@ -66,6 +66,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     model = UserEncoder.from_pretrained(args.model)
     log = read_events(args.input, _schema(args), min_events=args.min_events)
+    if args.devices > 1:
+        from userfm.pretrain.predict import embed_sharded
+
+        users = embed_sharded(
+            model, log, args.output, devices=args.devices, batch_size=args.batch_size
+        )
+        print(f"rank shard: embedded {users:,} users -> {args.output}/part-*.parquet")
+        return 0
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     totals = {"users": 0, "events": 0, "oov_items": 0, "truncated_users": 0}
@@ -168,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--min-events", type=int, default=1, help="drop (and count) users with fewer events"
+    )
+    e.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="> 1: shard users over this many processes/GPUs with Lightning's predict loop; "
+        "--output is then a folder of part-<rank>.parquet files",
     )
     e.add_argument("--no-progress", action="store_true")
     _add_schema_args(e)
