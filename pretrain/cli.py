@@ -25,7 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = argparse.ArgumentParser(
             prog="userfm pretrain export", description="Checkpoint -> save_pretrained directory."
         )
-        p.add_argument("checkpoint", help="a .ckpt written by `userfm pretrain fit`")
+        p.add_argument(
+            "checkpoint",
+            help="a .ckpt written by `userfm pretrain fit`, or a run folder (its newest last.ckpt)",
+        )
         p.add_argument("out_dir", help="output folder (loadable by UserEncoder.from_pretrained)")
         p.add_argument("--name", default=None, help="model name for the card")
         args = p.parse_args(argv[1:])

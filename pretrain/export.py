@@ -17,13 +17,19 @@ def export_checkpoint(
     checkpoint: str | Path, out_dir: str | Path, *, name: str | None = None
 ) -> Path:
     """Write ``out_dir`` (config.json, model.safetensors, vocab.json, README.md) from a
-    `PretrainModule` checkpoint; the model card lists the run's metrics and data statistics.
+    `PretrainModule` checkpoint (or a run folder: its newest ``last.ckpt``); the model card
+    lists the run's metrics and data statistics.
 
     Raises:
         FileNotFoundError: no such checkpoint.
         UserfmError: the file is not a userfm pretraining checkpoint.
     """
     checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():  # a run folder: its newest last.ckpt
+        found = sorted(checkpoint.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"no last.ckpt under {checkpoint}")
+        checkpoint = found[-1]
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}")
     # weights_only: tensors and plain containers only, never arbitrary pickled objects

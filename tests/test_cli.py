@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from userfm import __version__
 from userfm.api.embeddings import UserEmbeddings
 from userfm.cli import main
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "synthetic-tiny.yaml"
 
 
 def test_version(capsys):
@@ -26,9 +29,26 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_demo_synth_then_embed_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--users", "150", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(tmp_path / "demo"),
+                "--users",
+                "150",
+                "--epochs",
+                "2",
+                "--config",
+                str(TINY),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "UNTRAINED" in out and "nearest neighbours" in out
+    assert "[5/5] next-item retrieval, leave-one-out, test split" in out
+    assert "most popular  HR@10" in out and "top-5 next items" in out and "nearest users" in out
     assert (
         main(
             [
@@ -120,7 +140,8 @@ def test_embed_on_two_devices_writes_one_disjoint_shard_per_rank(tmp_path):
     import numpy as np
     import pyarrow.parquet as pq
 
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--users", "60", "--no-progress"]) == 0
+    args = ["--users", "60", "--epochs", "1", "--config", str(TINY), "--no-progress"]
+    assert main(["demo", "--out", str(tmp_path / "demo"), *args]) == 0
     model, log = tmp_path / "demo" / "encoder", tmp_path / "demo" / "events.parquet"
     r = subprocess.run(
         [
@@ -138,6 +159,10 @@ def test_embed_on_two_devices_writes_one_disjoint_shard_per_rank(tmp_path):
             "2",
             "--batch-size",
             "8",
+            "--action-col",
+            "action",
+            "--category-col",
+            "category",
         ],
         capture_output=True,
         text=True,

@@ -76,7 +76,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    totals = {"users": 0, "events": 0, "oov_items": 0, "truncated_users": 0}
+    totals = dict.fromkeys(
+        ("users", "events", "oov_items", "truncated_users", "users_without_side_features"), 0
+    )
     writer = None
     try:
         for part in model.iter_embed(
@@ -94,43 +96,82 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(
         f"embedded {totals['users']:,} users ({totals['events']:,} events, "
         f"{totals['truncated_users']:,} histories cut to the {model.config.max_len} most recent) -> {out}\n"
-        f"unknown items (mapped to OOV): {totals['oov_items']:,}\n"
+        f"unknown items (mapped to OOV): {totals['oov_items']:,}; users without the side "
+        f"features the model uses (embedded without them): {totals['users_without_side_features']:,}\n"
         f"input: {s.summary()}"
     )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole path on the embedded synthetic log, each step with its own command."""
+    import json
+
     from userfm.data.readers import read_events
+    from userfm.data.schema import EventSchema
     from userfm.data.synthetic import SyntheticConfig, write_synthetic_log
     from userfm.encoder import UserEncoder
+    from userfm.eval import MostPopular, evaluate_retrieval
+    from userfm.pretrain.cli import make_cli
+    from userfm.pretrain.export import export_checkpoint
 
     out = Path(args.out)
-    cfg = SyntheticConfig(num_users=args.users, seed=args.seed)
-    path = write_synthetic_log(out / "events.parquet", cfg)
-    print(f"[1/4] synthetic log: {path}")
-    log = read_events(path)
-    print(f"      {log.stats.summary()}")
-    model = UserEncoder.from_log(log, seed=args.seed)
-    print(
-        "[2/4] encoder: UNTRAINED (random weights; pretraining arrives with `userfm pretrain`), "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters"
+    config = Path(args.config)
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"no pretraining config at {config} (run the demo from the repository root)"
+        )
+    events = write_synthetic_log(
+        out / "events.parquet", SyntheticConfig(num_users=args.users, seed=args.seed)
     )
-    model_dir = model.save_pretrained(
-        out / "encoder", card_data={"name": "userfm demo encoder", "trained": False}
+    print(f"[1/5] synthetic log -> {events}   (userfm synth --out {out})")
+    columns = {"action": "action", "category": "category", "title": "title"}
+    fit_args = [
+        "--config",
+        str(config),
+        "--data.source",
+        str(events),
+        "--data.schema",
+        json.dumps(columns),
+    ]
+    fit_args += [
+        "--trainer.default_root_dir",
+        str(out),
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+    ]
+    fit_args += ["--trainer.max_epochs", str(args.epochs)] if args.epochs else []
+    print(f"[2/5] pretraining   (userfm pretrain fit --config {config} ...)")
+    cli = make_cli(fit_args, run=False)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    encoder_dir = export_checkpoint(
+        ckpt, out / "encoder", name="userfm demo encoder (synthetic log)"
     )
-    print(
-        f"[3/4] saved to {out / 'encoder'} (config.json, model.safetensors, vocab.json, README.md)"
-    )
-    model = UserEncoder.from_pretrained(out / "encoder")
+    print(f"[3/5] exported {ckpt} -> {encoder_dir}   (userfm pretrain export CKPT DIR)")
+    model = UserEncoder.from_pretrained(encoder_dir)
+    schema = EventSchema(**columns)
+    log = read_events(events, schema)
     emb = model.embed(log, progress=not args.no_progress)
     emb_path = emb.to_parquet(out / "embeddings.parquet")
-    print(f"[4/4] embedded {len(emb):,} users, dim {emb.dim} -> {emb_path}")
+    print(f"[4/5] embedded {len(emb):,} users, dim {emb.dim} -> {emb_path}   (userfm embed ...)")
+    ours = evaluate_retrieval(model, log)
+    popular = evaluate_retrieval(MostPopular().fit(log), log)
+    print(f"[5/5] next-item retrieval, {ours.protocol}:")
+    for name, report in (("encoder", ours), ("most popular", popular)):
+        m = report.metrics
+        print(f"      {name:<13} HR@10 {m['HR@10']:.3f}  NDCG@10 {m['NDCG@10']:.3f}")
     user = emb.user_ids[0]
-    print(f"nearest neighbours of user {user} (cosine; untrained encoder):")
-    for other, sim in emb.nearest(user, k=5):
-        print(f"  {other:>8}  {sim:.3f}")
-    del model_dir
+    titles = log.item_attributes(("title", "category"))
+    history = log.history(user)
+    print(f"\nuser {user}: last 5 of {len(history)} events")
+    for item in history.items[-5:]:
+        print(f"  {titles[item]['title']:<32} [{titles[item]['category']}]")
+    print("top-5 next items (seen items excluded):")
+    recs = model.recommend([history], k=5, progress=False)
+    for item, score in zip(recs.item_ids[0], recs.scores[0]):
+        print(f"  {titles[item]['title']:<32} [{titles[item]['category']}]  score {score:.2f}")
+    print("nearest users (cosine):", ", ".join(f"{u} {s:.2f}" for u, s in emb.nearest(user, k=5)))
     return 0
 
 
@@ -190,15 +231,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser(
         "demo",
-        help="the README demo: synthetic log -> encoder -> embeddings",
-        description="Synthetic log -> encoder -> save/load -> embeddings -> nearest neighbours.",
+        help="the README demo: synthetic log -> pretrain -> export -> embed -> evaluate",
+        description="The whole path on the embedded synthetic log: write it, pretrain an encoder "
+        "(configs/pretrain/synthetic-tiny.yaml), export it, embed every user, compare next-item "
+        "retrieval with most-popular, and show one user's history, next items and neighbours.",
     )
     d.add_argument("--out", default="runs/demo")
+    d.add_argument(
+        "--config", default="configs/pretrain/synthetic-tiny.yaml", help="pretraining config"
+    )
     d.add_argument("--users", type=int, default=2000)
+    d.add_argument("--epochs", type=int, default=None, help="override the config's max_epochs")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
     return p
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (tests and notebooks swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,10 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # only userfm's own loggers: Lightning and transformers keep their handlers (no duplicates)
+    root = logging.getLogger("userfm")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        root.addHandler(_StderrHandler())
+    root.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     if args.command is None:
         parser.print_help()
         return 2

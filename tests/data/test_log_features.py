@@ -122,3 +122,14 @@ def test_collate_pads_to_a_multiple_but_never_beyond_max_len():
     assert collate(hs, pad_to_multiple_of=4).items.shape == (2, 8)
     assert collate(hs, pad_to_multiple_of=4, max_len=6).items.shape == (2, 6)
     assert collate(hs, pad_to_multiple_of=4).mask.sum().item() == 6
+
+
+def test_histories_without_the_models_side_features_get_pad_and_are_counted():
+    log = make_log([("u", f"i{k}", k, "A|B") for k in range(4)])
+    f = Featurizer(build_vocabs(log), max_categories=2)
+    plain = UserHistory("new", np.array(["i1", "i2"], dtype=object), np.array([0, 5]))
+    enc = f(plain)
+    assert enc.categories.shape == (2, 2) and enc.categories.max() == PAD
+    assert f.missing_side_features == 1
+    f(log.history("u"))
+    assert f.missing_side_features == 1

@@ -103,8 +103,9 @@ class EncodedChunk(Generic[T]):
         histories: the chunk's raw histories, in input order (full length, not truncated).
         outputs: ``(positions, head output)`` per batch; ``positions`` (B,) int64 index
             ``histories`` (batches are length-sorted, so positions are not contiguous).
-        stats: users, events, unknown items (``oov_items``) and histories cut to ``max_len``
-            (``truncated_users``).
+        stats: users, events, unknown items (``oov_items``), histories cut to ``max_len``
+            (``truncated_users``) and histories lacking the actions / categories the model was
+            trained with (``users_without_side_features``; embedded with those features unset).
     """
 
     histories: list[UserHistory]
@@ -163,6 +164,7 @@ def run_chunks(
     try:
         it = iter(stream)
         while chunk := list(itertools.islice(it, chunk_size)):
+            missing_before = featurizer.missing_side_features
             encoded = [featurizer(h) for h in chunk]
             lengths = np.fromiter((len(h) for h in chunk), dtype=np.int64, count=len(chunk))
             order = np.argsort(-np.minimum(lengths, cfg.max_len), kind="stable")
@@ -183,6 +185,7 @@ def run_chunks(
                 "events": int(lengths.sum()),
                 "oov_items": sum(e.oov for e in encoded),
                 "truncated_users": int((lengths > cfg.max_len).sum()),
+                "users_without_side_features": featurizer.missing_side_features - missing_before,
             }
             yield EncodedChunk(chunk, outputs, stats)
     finally:

@@ -92,6 +92,7 @@ class Featurizer:
         self.num_time_gap_buckets = num_time_gap_buckets
         self.max_categories = max_categories
         self.oov_items = 0  # running count over every history encoded
+        self.missing_side_features = 0  # histories without the actions / categories the model uses
         self._category_cache: dict[str, np.ndarray] = {}
 
     def __call__(self, history: UserHistory) -> EncodedHistory:
@@ -108,12 +109,24 @@ class Featurizer:
             gaps = hours = weekdays = np.zeros(n, dtype=np.int64)
         items, oov = self.vocabs.items.encode(history.items[-L:])
         self.oov_items += oov
+        # A model trained with actions / categories can embed histories without them (e.g. a
+        # plain list of item ids): the missing feature is PAD, which adds nothing, and counted.
         actions = None
-        if self.vocabs.actions is not None and history.actions is not None:
-            actions, _ = self.vocabs.actions.encode(history.actions[-L:])
+        if self.vocabs.actions is not None:
+            if history.actions is not None:
+                actions, _ = self.vocabs.actions.encode(history.actions[-L:])
+            else:
+                actions = np.zeros(len(items), dtype=np.int64)
         categories = None
-        if self.vocabs.categories is not None and history.categories is not None:
-            categories = np.stack([self._categories(c) for c in history.categories[-L:]])
+        if self.vocabs.categories is not None:
+            if history.categories is not None:
+                categories = np.stack([self._categories(c) for c in history.categories[-L:]])
+            else:
+                categories = np.zeros((len(items), self.max_categories), dtype=np.int64)
+        missing = (self.vocabs.actions is not None and history.actions is None) or (
+            self.vocabs.categories is not None and history.categories is None
+        )
+        self.missing_side_features += int(missing)
         return EncodedHistory(history.user, items, gaps, hours, weekdays, actions, categories, oov)
 
     def _categories(self, value: str | None) -> np.ndarray:
