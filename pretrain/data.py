@@ -309,13 +309,22 @@ class EventDataModule(L.LightningDataModule):
         featurizer = Featurizer(vocabs, max_len=hp.max_len + 1, max_categories=hp.max_categories)
         examples: dict[str, list[Example]] = {s: [] for s in SPLITS}
         splits = ("valid", "test") if hp.streaming else SPLITS
+        # item frequencies of the training part only (held-out events excluded): they feed the
+        # DRO prior / buckets and the sampled-softmax logQ correction
+        train_counts = np.zeros(len(vocabs.items), dtype=np.int64)
         for history in log.iter_histories():
+            train_part = split_history(history, "train")
+            if len(train_part):
+                train_counts += np.bincount(
+                    vocabs.items.encode(train_part.items)[0], minlength=len(vocabs.items)
+                )
             for split in splits:
                 part = split_history(history, split)
                 if len(part) >= 2:
                     ex = make_example(featurizer(part), last_only=split != "train")
                     examples[split].append(ex)
-        self.log_, self.vocabs = log, vocabs
+        train_counts[:3] = 0  # specials
+        self.log_, self.vocabs, self._train_counts = log, vocabs, train_counts
         self.datasets = {s: ExampleDataset(examples[s]) for s in SPLITS}
         if hp.streaming:
             trainer = self.trainer
@@ -346,12 +355,10 @@ class EventDataModule(L.LightningDataModule):
 
     @property
     def item_counts(self) -> torch.Tensor:
-        """(num_items,) training frequency per item index (specials and hash buckets 0)."""
+        """(num_items,) frequency of each item index in the training split (held-out valid and
+        test events not counted; specials 0)."""
         assert self.vocabs is not None, "call setup() first"
-        counts = torch.zeros(len(self.vocabs.items), dtype=torch.float64)
-        known = torch.tensor(self.vocabs.items.counts or [], dtype=torch.float64)
-        counts[3 : 3 + len(known)] = known
-        return counts
+        return torch.from_numpy(self._train_counts).to(torch.float64)
 
     # ---- loaders ------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:

@@ -146,8 +146,13 @@ class PretrainModule(L.LightningModule):
             )
 
     # ---- the shared step ---------------------------------------------------------------
-    def _next_item_losses(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """(N, D) states, (N,) targets -> (N,) per-example losses."""
+    def _next_item_losses(
+        self, h: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(N, D) states, (N,) targets -> (N,) per-example losses.
+
+        ``seen`` (N, T): each example's input items; BCE negatives avoid them, as in SASRec.
+        """
         hp = self.hparams
         item_emb = self.encoder.embeddings.item.weight  # (V, D)
         if hp.loss == "full" or not self.training:
@@ -169,7 +174,7 @@ class PretrainModule(L.LightningModule):
                 sampler=hp.sampler,
                 item_log_q=log_q,
             )
-        negatives = sample_negatives(targets, item_emb.shape[0])
+        negatives = sample_negatives(targets, item_emb.shape[0], exclude=seen)
         return bce_loss(h, item_emb, targets, negatives)
 
     def _dro_classes(
@@ -186,7 +191,8 @@ class PretrainModule(L.LightningModule):
         out = self.encoder(pb.batch)
         valid = pb.targets > 0  # (B, T)
         h, targets = out.states[valid], pb.targets[valid]  # (N, D), (N,)
-        losses = self._next_item_losses(h, targets)  # (N,)
+        seen = pb.batch.items[valid.nonzero()[:, 0]] if hp.loss == "bce" else None  # (N, T)
+        losses = self._next_item_losses(h, targets, seen)  # (N,)
         n = len(targets)
         self.log(f"{stage}/next_item_loss", losses.mean(), batch_size=n, sync_dist=stage != "train")
         if stage == "train" and self.dro_weighting is not None:

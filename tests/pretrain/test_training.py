@@ -101,3 +101,11 @@ def test_export_rejects_a_foreign_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "x.ckpt")
     with pytest.raises(Exception, match="not a userfm pretraining checkpoint"):
         export_checkpoint(tmp_path / "x.ckpt", tmp_path / "out")
+
+
+def test_item_counts_cover_the_training_split_only():
+    dm = EventDataModule(**TINY_DATA)
+    dm.setup()
+    expected = sum(max(n - 2, 0) for n in dm.log_.lengths)
+    assert dm.item_counts.sum().item() == expected < len(dm.log_)
+    assert dm.item_counts[:3].sum() == 0
