@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from userfm.errors import DataError
+
+
+def sum_stats(stats: Iterable[dict]) -> dict:
+    """Key-wise sum of per-chunk counters (users, events, oov_items, ...)."""
+    total: dict = {}
+    for part in stats:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 @dataclass
@@ -100,14 +109,10 @@ class UserEmbeddings:
         """Stack parts (e.g. the chunks of `UserEncoder.iter_embed`); stats are summed."""
         if not parts:
             raise ValueError("nothing to concatenate")
-        stats: dict = {}
-        for p in parts:
-            for k, v in p.stats.items():
-                stats[k] = stats.get(k, 0) + v
         return cls(
             [u for p in parts for u in p.user_ids],
             np.concatenate([p.vectors for p in parts]),
-            stats,
+            sum_stats(p.stats for p in parts),
         )
 
     def nearest(self, query: str | np.ndarray, k: int = 10) -> list[tuple[str, float]]:

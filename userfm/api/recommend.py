@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from userfm.api.embed import HistoriesLike, run_chunks
+from userfm.api.embeddings import sum_stats
 from userfm.data.log import UserHistory
 from userfm.data.schema import EventSchema
 from userfm.data.vocab import SPECIAL_TOKENS
@@ -98,15 +99,11 @@ class Recommendations:
         """Stack parts with the same k; stats are summed."""
         if not parts:
             raise ValueError("nothing to concatenate")
-        stats: dict = {}
-        for p in parts:
-            for key, v in p.stats.items():
-                stats[key] = stats.get(key, 0) + v
         return cls(
             [u for p in parts for u in p.user_ids],
             np.concatenate([p.item_ids for p in parts]),
             np.concatenate([p.scores for p in parts]),
-            stats,
+            sum_stats(p.stats for p in parts),
         )
 
 
