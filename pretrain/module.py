@@ -94,6 +94,7 @@ class PretrainModule(L.LightningModule):
         self.save_hyperparameters()
         self.encoder: UserEncoder | None = None
         self.dro_weighting: DROWeighting | None = None
+        self.contrastive_head: torch.nn.Module | None = None
 
     # ---- construction ------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -122,6 +123,11 @@ class PretrainModule(L.LightningModule):
             normalize=hp.normalize,
         )
         self.encoder = UserEncoder(config, vocabs=vocabs)
+        if hp.contrastive_weight > 0:  # training only: not exported with the encoder
+            D = hp.hidden_size
+            self.contrastive_head = torch.nn.Sequential(
+                torch.nn.Linear(D, D), torch.nn.GELU(), torch.nn.Linear(D, D)
+            )
         self.data_stats = dict(dm.stats)
         counts = dm.item_counts.float()  # (V,)
         self.item_counts = counts
@@ -215,8 +221,10 @@ class PretrainModule(L.LightningModule):
                 mask_rate=hp.mask_rate,
                 reorder_rate=hp.reorder_rate,
             )
-            z1 = self.encoder(view_1, return_states=False).embedding
-            z2 = self.encoder(view_2, return_states=False).embedding
+            # InfoNCE on a projection of the embedding (SimCLR): the contrastive invariances
+            # live in the head instead of the embedding that also scores items
+            z1 = self.contrastive_head(self.encoder(view_1, return_states=False).embedding)
+            z2 = self.contrastive_head(self.encoder(view_2, return_states=False).embedding)
             cl = info_nce(z1, z2, temperature=hp.contrastive_temperature).mean()
             self.log("train/contrastive_loss", cl, batch_size=len(z1))
             loss = loss + hp.contrastive_weight * cl
@@ -272,7 +280,11 @@ class PretrainModule(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.encoder.optimizer_groups(hp.weight_decay), lr=hp.lr)
+        groups = self.encoder.optimizer_groups(hp.weight_decay)
+        if self.contrastive_head is not None:  # same rule: decay on 2-D weights only
+            for p in self.contrastive_head.parameters():
+                groups[0 if p.dim() >= 2 else 1]["params"].append(p)
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = min(hp.warmup_steps, total)
 

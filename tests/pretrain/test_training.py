@@ -109,3 +109,11 @@ def test_item_counts_cover_the_training_split_only():
     expected = sum(max(n - 2, 0) for n in dm.log_.lengths)
     assert dm.item_counts.sum().item() == expected < len(dm.log_)
     assert dm.item_counts[:3].sum() == 0
+
+
+def test_the_optimizer_covers_every_trainable_parameter_once(tmp_path):
+    trainer, module, _ = fit(tmp_path, steps=2, contrastive_weight=0.5, dro="bucket")
+    in_optimizer = [id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]]
+    assert len(in_optimizer) == len(set(in_optimizer))
+    assert set(in_optimizer) == {id(p) for p in module.parameters() if p.requires_grad}
+    assert module.contrastive_head is not None
