@@ -88,7 +88,6 @@ def worker(
     import torch
 
     from userfm.data.collate import collate
-    from userfm.data.features import Featurizer
 
     model = build_model(attn_backend).eval().to(device)
     t0 = time.perf_counter()
@@ -104,9 +103,7 @@ def worker(
                 writer.write_table(table)
             writer.close()
     else:
-        f = Featurizer(
-            model.vocabs, max_len=MAX_LEN, num_time_gap_buckets=model.config.num_time_gap_buckets
-        )
+        f = model.featurizer()
         with torch.inference_mode():
             for h in stream_users(users, lengths):
                 model(collate([f(h)]).to(device), return_states=False).embedding.cpu()

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 
 from userfm._version import __version__
-from userfm.encoder import UserEncoder, UserEncoderConfig
+from userfm.encoder import UserEncoder
 from userfm.errors import ConfigError
 from userfm.pretrain.contrastive import augment, info_nce
 from userfm.pretrain.data import PretrainBatch
@@ -107,10 +107,8 @@ class PretrainModule(L.LightningModule):
             dm.setup("fit")
             vocabs = dm.vocabs
         hp = self.hparams
-        config = UserEncoderConfig(
-            num_items=len(vocabs.items),
-            num_actions=len(vocabs.actions) if vocabs.actions else 0,
-            num_categories=len(vocabs.categories) if vocabs.categories else 0,
+        self.encoder = UserEncoder.from_vocabs(
+            vocabs,
             max_categories=dm.hparams.max_categories,
             max_len=dm.hparams.max_len,
             hidden_size=hp.hidden_size,
@@ -122,7 +120,6 @@ class PretrainModule(L.LightningModule):
             use_time=hp.use_time and dm.log_.has_time,
             normalize=hp.normalize,
         )
-        self.encoder = UserEncoder(config, vocabs=vocabs)
         if hp.contrastive_weight > 0:  # training only: not exported with the encoder
             D = hp.hidden_size
             self.contrastive_head = torch.nn.Sequential(
@@ -209,18 +206,10 @@ class PretrainModule(L.LightningModule):
         else:
             loss = losses.mean()
         if stage == "train" and hp.contrastive_weight > 0:
-            view_1 = augment(
-                pb.batch,
-                crop_rate=hp.crop_rate,
-                mask_rate=hp.mask_rate,
-                reorder_rate=hp.reorder_rate,
+            rates = dict(
+                crop_rate=hp.crop_rate, mask_rate=hp.mask_rate, reorder_rate=hp.reorder_rate
             )
-            view_2 = augment(
-                pb.batch,
-                crop_rate=hp.crop_rate,
-                mask_rate=hp.mask_rate,
-                reorder_rate=hp.reorder_rate,
-            )
+            view_1, view_2 = (augment(pb.batch, **rates) for _ in range(2))
             # InfoNCE on a projection of the embedding (SimCLR): the contrastive invariances
             # live in the head instead of the embedding that also scores items
             z1 = self.contrastive_head(self.encoder(view_1, return_states=False).embedding)

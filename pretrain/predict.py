@@ -86,13 +86,7 @@ def embed_sharded(
     num_workers: int = 0,
 ) -> int:
     """Embed every user of ``log`` on ``devices`` processes; returns the users this rank wrote."""
-    cfg = model.config
-    featurizer = Featurizer(
-        model.vocabs,
-        max_len=cfg.max_len,
-        num_time_gap_buckets=cfg.num_time_gap_buckets,
-        max_categories=cfg.max_categories,
-    )
+    featurizer = model.featurizer()
     loader = DataLoader(
         _Histories(log, featurizer),
         batch_size=batch_size,

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from userfm.api.embeddings import UserEmbeddings
 from userfm.data.collate import collate
-from userfm.data.features import Featurizer
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import EventSchema
 from userfm.errors import ConfigError, DataError
@@ -143,21 +142,11 @@ def run_chunks(
     """
     if batch_size < 1:
         raise ConfigError(f"`batch_size` must be >= 1, got {batch_size}")
-    if model.vocabs is None:
-        raise ConfigError(
-            "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
-            "load a saved model with UserEncoder.from_pretrained(dir)"
-        )
+    featurizer = model.featurizer()  # ConfigError when the model has no vocabularies
     chunk_size = chunk_size or batch_size * 32
     device = torch.device(device) if device is not None else default_device()
     stream, total = as_histories(histories, schema)
     cfg = model.config
-    featurizer = Featurizer(
-        model.vocabs,
-        max_len=cfg.max_len,
-        num_time_gap_buckets=cfg.num_time_gap_buckets,
-        max_categories=cfg.max_categories,
-    )
     was_training = model.training
     model.eval().to(device)
     bar = tqdm(total=total, unit="user", desc=desc, disable=not progress)

@@ -26,6 +26,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from userfm.data.batch import Batch
+from userfm.data.features import Featurizer
 from userfm.data.log import EventLog
 from userfm.data.vocab import SPECIAL_TOKENS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
@@ -433,16 +434,38 @@ class UserEncoder(PreTrainedModel):
         vocabs = build_vocabs(
             log, min_count=min_count, max_size=max_size, num_hash_buckets=num_hash_buckets
         )
+        if not log.has_time:
+            config_kwargs.setdefault("use_time", False)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls.from_vocabs(vocabs, **config_kwargs)
+
+    @classmethod
+    def from_vocabs(cls, vocabs: VocabSet, **config_kwargs: Any) -> UserEncoder:
+        """A new (untrained) encoder whose index spaces match ``vocabs`` (actions and
+        categories used when the vocabularies have them); ``config_kwargs`` set the other
+        `UserEncoderConfig` fields."""
         sizes = {
             "num_items": len(vocabs.items),
             "num_actions": len(vocabs.actions) if vocabs.actions is not None else 0,
             "num_categories": len(vocabs.categories) if vocabs.categories is not None else 0,
         }
-        if not log.has_time:
-            sizes["use_time"] = False
-        if seed is not None:
-            torch.manual_seed(seed)
         return cls(UserEncoderConfig(**{**sizes, **config_kwargs}), vocabs=vocabs)
+
+    def featurizer(self) -> Featurizer:
+        """A `Featurizer` that encodes histories the way this model reads them."""
+        if self.vocabs is None:
+            raise ConfigError(
+                "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
+                "load a saved model with UserEncoder.from_pretrained(dir)"
+            )
+        cfg = self.config
+        return Featurizer(
+            self.vocabs,
+            max_len=cfg.max_len,
+            num_time_gap_buckets=cfg.num_time_gap_buckets,
+            max_categories=cfg.max_categories,
+        )
 
     def embed(self, histories: HistoriesLike, **kwargs: Any) -> UserEmbeddings:
         """Embed users; batched, length-sorted, no grad. See `userfm.api.embed.iter_embed`.
