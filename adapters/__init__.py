@@ -1,6 +1,13 @@
-"""userfm.adapters: stage 2, user embeddings into a frozen LLM.
+"""userfm.adapters: stage 2, user histories into a frozen LLM.
 
-Perceiver resampler, soft prompts, gated cross-attention, LoRA and adapter fine-tuning arrive
-with the adapter issue. Installed as ``userfm.adapters`` (never as a top-level ``adapters``
-package: that name belongs to an existing PyPI library).
+A `PerceiverResampler` turns behaviour-encoder states into K vectors, used as a soft prompt or
+read by gated cross-attention blocks (`UserConditionedLM`), optionally with LoRA; fine-tuned
+with `AdapterModule` / ``userfm adapters fit``. Installed as ``userfm.adapters`` (never as a
+top-level ``adapters`` package: that name belongs to an existing PyPI library).
 """
+
+from userfm.adapters.config import AdapterConfig
+from userfm.adapters.model import UserConditionedLM
+from userfm.adapters.perceiver import PerceiverResampler
+
+__all__ = ["AdapterConfig", "PerceiverResampler", "UserConditionedLM"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -30,23 +29,14 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from userfm.data.batch import Batch
 from userfm.data.collate import collate
 from userfm.data.features import EncodedHistory, Featurizer
-from userfm.data.formats import (
-    load_amazon_reviews,
-    load_movielens_1m,
-    load_movielens_100k,
-    load_sasrec_txt,
-)
 from userfm.data.log import EventLog, UserHistory
-from userfm.data.readers import read_events
-from userfm.data.schema import EventSchema
-from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log
+from userfm.data.sources import load_source
 from userfm.data.vocab import VocabSet, build_vocabs
 from userfm.errors import ConfigError
 
 logger = logging.getLogger("userfm.pretrain")
 
 SPLITS = ("train", "valid", "test")
-FORMATS = ("auto", "movielens-100k", "movielens-1m", "amazon", "sasrec")
 
 
 @dataclass
@@ -192,46 +182,55 @@ class ExampleDataset(Dataset):
         return self.examples[i]
 
 
+class LengthGroupedBatches(Dataset):
+    """Training batches of users with similar history lengths, one item per batch.
+
+    Random batches of users pad every batch to its longest history; on logs where lengths
+    vary a lot (MovieLens: median 65, capped at 200) most positions are padding. Each epoch
+    the examples are shuffled, cut into mega-batches of ``group`` batches, sorted by length
+    inside each mega-batch and cut into batches whose order is shuffled again (the
+    length-grouping of Hugging Face's Trainer), so batches still vary from epoch to epoch.
+    The grouping is a pure function of ``(seed, epoch)``: a resumed run rebuilds it, and the
+    DataLoader's saved position picks up at the next unseen batch.
+
+    Args:
+        examples: the training examples.
+        batch_size: examples per batch.
+        seed: shuffling seed.
+        group: batches per mega-batch (1 = plain random batches).
+    """
+
+    def __init__(self, examples: list[Example], *, batch_size: int, seed: int = 0, group: int = 4):
+        if group < 1:
+            raise ConfigError(f"`group` must be >= 1, got {group}")
+        self.examples, self.batch_size, self.seed, self.group = examples, batch_size, seed, group
+        self.lengths = np.array([len(e.targets) for e in examples])
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Regroup for ``epoch`` (called by `PretrainModule` at each epoch start)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.examples))
+        mega = self.batch_size * self.group
+        batches = []
+        for lo in range(0, len(order), mega):
+            chunk = order[lo : lo + mega]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
+        self.batches = [batches[i] for i in rng.permutation(len(batches))]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> PretrainBatch:
+        return collate_examples([self.examples[j] for j in self.batches[i]])
+
+
 def split_history(history: UserHistory, split: str) -> UserHistory:
     """The part of a history a split reads (inputs + its target events)."""
     return {"train": history[:-2], "valid": history[:-1], "test": history}[split]
-
-
-def load_source(
-    source: str,
-    *,
-    format: str = "auto",
-    schema: dict[str, Any] | None = None,
-    synthetic: dict[str, Any] | None = None,
-    min_events: int = 1,
-) -> EventLog:
-    """Read the training log named by a config.
-
-    Args:
-        source: ``"synthetic"`` (the embedded generator), or a path: an event file for
-            ``format="auto"``, or the folder / file of a public format.
-        format: ``auto`` (by file extension), ``movielens-100k``, ``movielens-1m``,
-            ``amazon``, ``sasrec``.
-        schema: `EventSchema` fields for ``auto`` files (column names).
-        synthetic: `SyntheticConfig` fields when ``source="synthetic"``.
-        min_events: drop (and count) users with fewer events.
-    """
-    if format not in FORMATS:
-        raise ConfigError(f"`format` must be one of {FORMATS}, got {format!r}")
-    if source == "synthetic":
-        events = generate_synthetic_log(SyntheticConfig(**(synthetic or {})))
-        schema_ = EventSchema(action="action", category="category", title="title")
-        return read_events(events, schema_, min_events=min_events)
-    path = Path(source).expanduser()
-    loaders = {
-        "movielens-100k": load_movielens_100k,
-        "movielens-1m": load_movielens_1m,
-        "amazon": load_amazon_reviews,
-        "sasrec": load_sasrec_txt,
-    }
-    if format in loaders:
-        return loaders[format](path, min_events=min_events)
-    return read_events(path, EventSchema(**schema) if schema else None, min_events=min_events)
 
 
 class EventDataModule(L.LightningDataModule):
@@ -252,6 +251,8 @@ class EventDataModule(L.LightningDataModule):
         use_actions: feed action ids when the log has them.
         use_categories: feed category ids when the log has them.
         max_categories: categories per event kept (the encoder's ``max_categories``).
+        group_by_length: train on batches of users with similar history lengths
+            (`LengthGroupedBatches`): less padding, faster epochs.
         streaming: train from a `StreamingExamples` stream (sharded per rank and worker,
             constant memory) instead of precomputed examples; valid/test stay map-style.
         shuffle_buffer: users in the streaming shuffle buffer.
@@ -274,6 +275,7 @@ class EventDataModule(L.LightningDataModule):
         use_actions: bool = True,
         use_categories: bool = True,
         max_categories: int = 4,
+        group_by_length: bool = False,
         streaming: bool = False,
         shuffle_buffer: int = 1024,
         seed: int = 0,
@@ -283,6 +285,11 @@ class EventDataModule(L.LightningDataModule):
             raise ConfigError(f"`max_len` must be >= 1, got {max_len}")
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError("`batch_size` and `eval_batch_size` must be >= 1")
+        if group_by_length and streaming:
+            raise ConfigError(
+                "`group_by_length` needs the map-style examples; it cannot be combined with "
+                "`streaming=True`"
+            )
         self.save_hyperparameters()
         self.log_: EventLog | None = None
         self.vocabs: VocabSet | None = None
@@ -326,6 +333,10 @@ class EventDataModule(L.LightningDataModule):
         train_counts[:3] = 0  # specials
         self.log_, self.vocabs, self._train_counts = log, vocabs, train_counts
         self.datasets = {s: ExampleDataset(examples[s]) for s in SPLITS}
+        if hp.group_by_length:
+            self.datasets["train"] = LengthGroupedBatches(
+                examples["train"], batch_size=hp.batch_size, seed=hp.seed
+            )
         if hp.streaming:
             trainer = self.trainer
             self.datasets["train"] = StreamingExamples(
@@ -368,6 +379,13 @@ class EventDataModule(L.LightningDataModule):
         # StatefulDataLoader: Lightning saves its position in checkpoints, so a run resumed
         # mid-epoch continues with the next unseen batch instead of restarting the epoch.
         dataset = self.datasets[split]
+        if isinstance(dataset, LengthGroupedBatches):  # already batched and shuffled
+            return StatefulDataLoader(
+                dataset,
+                batch_size=None,
+                num_workers=hp.num_workers,
+                persistent_workers=hp.num_workers > 0,
+            )
         streamed = isinstance(dataset, IterableDataset)
         return StatefulDataLoader(
             dataset,

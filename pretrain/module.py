@@ -254,7 +254,7 @@ class PretrainModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         dataset = getattr(self.trainer.train_dataloader, "dataset", None)
-        if callable(getattr(dataset, "set_epoch", None)):  # a streamed log: reshuffle per epoch
+        if callable(getattr(dataset, "set_epoch", None)):  # streamed / length-grouped: reshuffle
             dataset.set_epoch(self.current_epoch)
 
     def training_step(self, batch: PretrainBatch, batch_idx: int) -> torch.Tensor:

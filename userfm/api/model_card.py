@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from userfm.encoder.model import UserEncoder
 
 
-def _table(rows: dict[str, Any], header: tuple[str, str]) -> str:
+def markdown_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [
         f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows.items()
@@ -60,8 +60,12 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         "time_features": "gap to previous event (log buckets), hour, weekday"
         if cfg.use_time
         else "not used",
-        "training_data": _table(training, ("fact", "value")) if training else "Not recorded.",
-        "metrics": _table(metrics, ("metric", "value")) if metrics else "No metrics recorded.",
+        "training_data": markdown_table(training, ("fact", "value"))
+        if training
+        else "Not recorded.",
+        "metrics": markdown_table(metrics, ("metric", "value"))
+        if metrics
+        else "No metrics recorded.",
         "userfm_version": __version__,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,

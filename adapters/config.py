@@ -1,0 +1,97 @@
+"""`AdapterConfig`: everything that defines an adapter, validated, saved as adapter_config.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from userfm._version import __version__
+from userfm.errors import ConfigError
+
+logger = logging.getLogger("userfm.adapters")
+
+MODES = ("soft_prompt", "cross_attn")
+CONFIG_FILE = "adapter_config.json"
+
+
+@dataclass
+class AdapterConfig:
+    """How user states enter the LLM.
+
+    Attributes:
+        mode: "soft_prompt" (K vectors prepended to the input embeddings) or "cross_attn"
+            (gated cross-attention blocks before every ``cross_attn_every``-th decoder layer).
+        num_latents: K, the Perceiver's output vectors.
+        depth: Perceiver layers.
+        heads: attention heads (Perceiver and cross-attention).
+        dim_head: width of each head.
+        cross_attn_every: N, a block before layers 0, N, 2N, ... (cross_attn mode).
+        layers_path: dotted path of the LLM's decoder layers when not a known family.
+        lora: add LoRA adapters to the LLM (peft); otherwise the LLM is fully frozen.
+        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling and dropout.
+        lora_target_modules: module names to adapt; None = peft's default for the model type.
+        train_encoder: fine-tune the behaviour encoder too (frozen by default).
+        encoder: path of the encoder directory this adapter reads (recorded on save).
+        llm: name or path of the base LLM (recorded on save; see `userfm.llm.load_llm`).
+        userfm_version: version that wrote the config.
+    """
+
+    mode: str = "soft_prompt"
+    num_latents: int = 8
+    depth: int = 2
+    heads: int = 4
+    dim_head: int = 32
+    cross_attn_every: int = 4
+    layers_path: str | None = None
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    train_encoder: bool = False
+    encoder: str | None = None
+    llm: str | None = None
+    userfm_version: str = field(default=__version__)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"`mode` must be one of {MODES}, got {self.mode!r}")
+        for name in ("num_latents", "depth", "heads", "dim_head", "cross_attn_every", "lora_r"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"`{name}` must be an integer > 0, got {value!r}")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"`lora_alpha` must be > 0, got {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout}")
+        if self.lora_target_modules is not None:
+            self.lora_target_modules = list(self.lora_target_modules)
+            if not self.lora_target_modules:
+                raise ConfigError("`lora_target_modules` must be None or a non-empty list")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(asdict(self), userfm_version=__version__)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / CONFIG_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> AdapterConfig:
+        """Read adapter_config.json; unknown keys (from a newer version) are ignored with a
+        warning, so older code can still load what it understands."""
+        path = Path(directory) / CONFIG_FILE
+        if not path.is_file():
+            raise ConfigError(f"{directory} is not an adapter directory (no {CONFIG_FILE} there)")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            logger.warning(
+                "ignoring unknown adapter config keys %s (written by a newer userfm?)", unknown
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,73 @@
+"""UQABench-style question answering about users: question builder, scorer, non-learned baselines.
+
+`build_questions` turns any event log with item attributes into multiple-choice / free-form
+questions in seven sub-tasks (sequence understanding, action prediction, interest
+perception), balanced so that answer priors stay at chance; `score` / `accuracy_table` grade
+any model's answers. Imports no training stage.
+"""
+
+from userfm.eval.uqa.baselines import (
+    DirectAnswerBaseline,
+    ItemPrior,
+    direct_answer,
+    majority_answer_accuracy,
+    prior_only_accuracy,
+)
+from userfm.eval.uqa.schema import (
+    DIMENSIONS,
+    LETTERS,
+    RECORD_FEATURES,
+    RECORD_FIELDS,
+    SPLITS,
+    TASK_DIMENSION,
+    TASKS,
+)
+from userfm.eval.uqa.scoring import (
+    accuracy_table,
+    normalise,
+    parse_letter,
+    score,
+    score_free,
+    score_mc,
+)
+from userfm.eval.uqa.tasks import (
+    QuestionConfig,
+    VisibleEvent,
+    balance_cap,
+    build_questions,
+    format_multiple_choice,
+    load_questions,
+    question_stats,
+    save_questions,
+    split_users,
+)
+
+__all__ = [
+    "DIMENSIONS",
+    "LETTERS",
+    "RECORD_FEATURES",
+    "RECORD_FIELDS",
+    "SPLITS",
+    "TASKS",
+    "TASK_DIMENSION",
+    "DirectAnswerBaseline",
+    "ItemPrior",
+    "QuestionConfig",
+    "VisibleEvent",
+    "accuracy_table",
+    "balance_cap",
+    "build_questions",
+    "direct_answer",
+    "format_multiple_choice",
+    "load_questions",
+    "majority_answer_accuracy",
+    "normalise",
+    "parse_letter",
+    "prior_only_accuracy",
+    "question_stats",
+    "save_questions",
+    "score",
+    "score_free",
+    "score_mc",
+    "split_users",
+]
