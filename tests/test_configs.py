@@ -23,6 +23,7 @@ class ParseOnly(LightningCLI):
 def test_there_are_configs():
     names = {p.stem for p in CONFIGS}
     assert {"synthetic-tiny", "ml100k", "ddp-multinode", "fsdp"} <= names
+    assert {"soft_prompt", "cross_attn", "soft_prompt_lora", "cross_attn_lora"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -49,3 +50,18 @@ def test_a_wrong_key_or_type_is_rejected(tmp_path):
     bad.write_text("model:\n  hidden_size: many\n")
     with pytest.raises(SystemExit):
         ParseOnly(PretrainModule, EventDataModule, run=False, args=["--config", str(bad)])
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if p.parent.name == "adapters"], ids=lambda p: p.name
+)
+def test_adapter_config_parses(path):
+    from userfm.adapters.config import AdapterConfig
+    from userfm.adapters.data import QADataModule
+    from userfm.adapters.module import AdapterModule
+
+    cli = ParseOnly(AdapterModule, QADataModule, run=False, args=["--config", str(path)])
+    m = cli.config.model
+    AdapterConfig(mode=m.mode, num_latents=m.num_latents, lora=m.lora)  # validates
+    assert m.export_dir and path.stem in m.export_dir
+    assert m.lora == path.stem.endswith("_lora")

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from userfm._version import __version__
@@ -175,6 +176,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_questions(args: argparse.Namespace) -> int:
+    from userfm.data.sources import load_source
+    from userfm.eval.uqa import QuestionConfig, build_questions, save_questions
+
+    log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
+    overrides: dict = {"format": args.format}
+    if args.tasks:
+        overrides["tasks"] = tuple(t.strip() for t in args.tasks.split(","))
+    questions = build_questions(log, seed=args.seed, config=QuestionConfig(**overrides))
+    out = save_questions(questions, args.out)
+    counts = ", ".join(f"{split} {len(ds):,}" for split, ds in questions.items())
+    print(f"wrote {out}: {counts} questions (users skipped per sub-task: {out}/stats.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="userfm",
@@ -189,6 +205,30 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser("plot", help="training curves of a run folder to PNG", add_help=False)
+    sub.add_parser(
+        "adapters",
+        help="fine-tune an LLM adapter (LightningCLI: fit / validate / test), chat",
+        add_help=False,
+    )
+    ev = sub.add_parser("eval", help="evaluation: build UQA question sets")
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
+    q = ev_sub.add_parser(
+        "questions",
+        help="build UQABench-style questions about users from an event log",
+        description="Build personalised questions (seven sub-tasks in three dimensions) from "
+        "a log with item attributes; writes train/valid/test .jsonl (users split, test users "
+        "unseen in training) and the dataset.",
+    )
+    q.add_argument(
+        "--log", required=True, help="event log: a file, a dataset folder, or 'synthetic'"
+    )
+    q.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
+    q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--format", default="mc", choices=["mc", "free", "both"])
+    q.add_argument("--tasks", default=None, help="comma-separated sub-tasks (default: all seven)")
+    q.add_argument("--seed", type=int, default=0)
+    _add_schema_args(q)
+    q.set_defaults(func=cmd_eval_questions)
 
     s = sub.add_parser(
         "synth",
@@ -268,13 +308,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[:1]
     rest = argv[1:] if debug else argv
-    if rest and rest[0] in ("pretrain", "plot"):
-        # the pretraining stage has its own LightningCLI parser
-        from userfm.pretrain.cli import main as pretrain_main
+    if rest and rest[0] in ("pretrain", "plot", "adapters"):
+        # each training stage has its own LightningCLI parser
+        if rest[0] == "adapters":
+            from userfm.adapters.cli import main as stage_main
+        else:
+            from userfm.pretrain.cli import main as stage_main
 
-        sub = rest[1:] if rest[0] == "pretrain" else rest
+        sub = rest if rest[0] == "plot" else rest[1:]
         try:
-            return pretrain_main(sub)
+            return stage_main(sub)
         except (UserfmError, FileNotFoundError) as exc:
             if debug:
                 raise

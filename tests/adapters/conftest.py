@@ -18,7 +18,49 @@ from userfm.data.readers import read_events
 from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log
 from userfm.encoder import UserEncoder
 
-WORDS = ["<pad>", "<unk>", "<eos>", "<user>", "<assistant>", "what", "which", "genre", "is", "the", "user", "most", "likely", "to", "watch", "a", "b", "c", "d", "answer", ":", "?", ".", ",", "comedy", "drama", "action", "thriller", "horror", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "yes", "no"]
+WORDS = [
+    "<pad>",
+    "<unk>",
+    "<eos>",
+    "<user>",
+    "<assistant>",
+    "what",
+    "which",
+    "genre",
+    "is",
+    "the",
+    "user",
+    "most",
+    "likely",
+    "to",
+    "watch",
+    "a",
+    "b",
+    "c",
+    "d",
+    "answer",
+    ":",
+    "?",
+    ".",
+    ",",
+    "comedy",
+    "drama",
+    "action",
+    "thriller",
+    "horror",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+    "yes",
+    "no",
+]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} <eos> {% endfor %}"
     "{% if add_generation_prompt %}<assistant> {% endif %}"

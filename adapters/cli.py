@@ -1,0 +1,73 @@
+"""`userfm adapters ...`: LightningCLI (fit / validate / test) plus ``chat``.
+
+userfm adapters fit --config configs/adapters/soft_prompt.yaml
+userfm adapters chat --adapter runs/adapters/soft_prompt/adapter --log runs/demo/events.parquet \
+    --user u00001 "Which category does this user interact with most?"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from lightning.pytorch.cli import LightningCLI
+
+from userfm.adapters.data import QADataModule
+from userfm.adapters.module import AdapterModule
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "chat":
+        return chat(argv[1:])
+    make_cli(argv)
+    return 0
+
+
+def chat(argv: Sequence[str]) -> int:
+    """Answer one question for one user with a saved adapter."""
+    from userfm.adapters.model import UserConditionedLM
+    from userfm.data.sources import load_source
+
+    p = argparse.ArgumentParser(
+        prog="userfm adapters chat", description="Ask a trained adapter about one user."
+    )
+    p.add_argument("question", help="the question, e.g. 'What does this user watch most?'")
+    p.add_argument("--adapter", required=True, help="adapter directory (written by fit)")
+    p.add_argument("--user", required=True, help="user id in the log")
+    p.add_argument(
+        "--log", required=True, help="event log: a file, a dataset folder or 'synthetic'"
+    )
+    p.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
+    p.add_argument(
+        "--log-schema",
+        default='{"action": "action", "category": "category", "title": "title"}',
+        help="JSON EventSchema fields for auto files (default: the synthetic log's columns)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    args = p.parse_args(argv)
+    model = UserConditionedLM.from_adapter(args.adapter)
+    log = load_source(args.log, format=args.log_format, schema=json.loads(args.log_schema))
+    history = log.history(args.user)
+    answer = model.generate([history], [args.question], max_new_tokens=args.max_new_tokens)[0]
+    print(f"user {args.user} ({len(history)} events): {answer}")
+    return 0
+
+
+def make_cli(argv: Sequence[str], **kwargs) -> LightningCLI:
+    """The adapter LightningCLI on ``argv`` (e.g. ``["fit", "--config", path]``)."""
+    saved = sys.argv
+    sys.argv = ["userfm adapters", *argv]  # LightningCLI reads sys.argv for its usage lines
+    try:
+        return LightningCLI(
+            AdapterModule,
+            QADataModule,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "userfm adapters"},
+            **kwargs,
+        )
+    finally:
+        sys.argv = saved

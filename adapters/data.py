@@ -1,0 +1,200 @@
+"""Adapter training data: question records joined to the asking user's history.
+
+A question file is JSON lines (``userfm eval questions`` writes ``train.jsonl``,
+``valid.jsonl`` and ``test.jsonl`` in one folder); each record needs ``user_id`` and
+``prompt`` (the text shown to the LLM; ``question`` is accepted instead) and either
+``target`` (the text the LLM must produce) or ``answer`` (with ``format: "mc"`` and an
+``answer_letter``, the target is the letter). ``context_end`` (optional) is the number of the
+user's events, oldest first, the model may see; without it, the whole history.
+
+Batches are lists of `QAExample` (history, prompt, target): featurising and tokenising
+happen in `AdapterModule`, which owns the encoder's vocabulary and the LLM's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from userfm.data.log import EventLog, UserHistory
+from userfm.data.sources import load_source
+from userfm.errors import ConfigError, DataError
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class QAExample:
+    """One question about one user: the visible history, the prompt and the target text."""
+
+    history: UserHistory
+    prompt: str
+    target: str
+    record: dict[str, Any]
+
+
+def record_target(record: dict[str, Any]) -> str:
+    """The text the LLM is trained to produce for ``record``."""
+    if record.get("target") is not None:
+        return str(record["target"])
+    if record.get("format") == "mc" and record.get("answer_letter"):
+        return str(record["answer_letter"])
+    return str(record["answer"])
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records of one JSON-lines file; a bad line raises `DataError` naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, f"no question file at {path}", str(path))
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n} is not JSON ({e.msg})") from None
+            missing = [k for k in ("user_id",) if k not in record]
+            if "prompt" not in record and "question" not in record:
+                missing.append("prompt")
+            if "target" not in record and "answer" not in record:
+                missing.append("answer")
+            if missing:
+                raise DataError(f"{path}:{n} lacks {missing}", column=missing[0])
+            records.append(record)
+    return records
+
+
+def join_histories(records: Sequence[dict[str, Any]], log: EventLog) -> list[QAExample]:
+    """`QAExample` per record; a user missing from the log raises `DataError`."""
+    out = []
+    for n, r in enumerate(records):
+        user = str(r["user_id"])
+        try:
+            history = log.history(user)
+        except KeyError:
+            raise DataError(
+                f"question {n} is about user {user!r}, who is not in the event log",
+                column="user_id",
+                row=n,
+            ) from None
+        end = r.get("context_end")
+        if end is not None:
+            history = history[: int(end)]
+        prompt = r.get("prompt") or r["question"]
+        out.append(QAExample(history, str(prompt), record_target(r), r))
+    return out
+
+
+class QADataset(Dataset):
+    def __init__(self, examples: list[QAExample]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> QAExample:
+        return self.examples[i]
+
+
+def _as_list(batch: list[QAExample]) -> list[QAExample]:
+    return batch
+
+
+class QADataModule(L.LightningDataModule):
+    """Question records + the event log they are about, for `AdapterModule`.
+
+    Args:
+        questions: a folder holding ``train.jsonl`` / ``valid.jsonl`` / ``test.jsonl``.
+        log: the event log (``"synthetic"``, a file or a public dataset folder; see
+            `userfm.data.sources.load_source`).
+        log_format: how to read ``log``.
+        log_schema: `EventSchema` fields for ``auto`` files.
+        synthetic: `SyntheticConfig` fields for ``log="synthetic"``.
+        tasks: keep only these sub-tasks (``task`` field); None = all.
+        formats: keep only these formats (``format`` field: "mc", "free"); None = all.
+        max_train, max_eval: use at most this many records per split (the first ones).
+        batch_size: questions per training step.
+        eval_batch_size: questions per validation / test step.
+        seed: training shuffle seed.
+    """
+
+    def __init__(
+        self,
+        questions: str = "runs/qa",
+        log: str = "synthetic",
+        log_format: str = "auto",
+        log_schema: dict[str, Any] | None = None,
+        synthetic: dict[str, Any] | None = None,
+        tasks: list[str] | None = None,
+        formats: list[str] | None = None,
+        max_train: int | None = None,
+        max_eval: int | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ConfigError("`batch_size` and `eval_batch_size` must be >= 1")
+        self.save_hyperparameters()
+        self.datasets: dict[str, QADataset] = {}
+        self.log_: EventLog | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        folder = Path(hp.questions).expanduser()
+        if not (folder / "train.jsonl").is_file():
+            raise ConfigError(
+                f"`questions`: no train.jsonl in {folder}; build a question set first "
+                "(userfm eval questions --log ... --out DIR)"
+            )
+        self.log_ = load_source(
+            hp.log, format=hp.log_format, schema=hp.log_schema, synthetic=hp.synthetic
+        )
+        for split in SPLITS:
+            path = folder / f"{split}.jsonl"
+            records = read_records(path) if path.is_file() else []
+            if hp.tasks is not None:
+                records = [r for r in records if r.get("task") in hp.tasks]
+            if hp.formats is not None:
+                records = [r for r in records if r.get("format") in hp.formats]
+            limit = hp.max_train if split == "train" else hp.max_eval
+            records = records[:limit] if limit is not None else records
+            self.datasets[split] = QADataset(join_histories(records, self.log_))
+        if not len(self.datasets["train"]):
+            raise ConfigError(f"no training questions left in {folder} after the filters")
+
+    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
+        self.setup()
+        import torch
+
+        return StatefulDataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size
+            if split == "train"
+            else self.hparams.eval_batch_size,
+            shuffle=shuffle,
+            collate_fn=_as_list,
+            generator=torch.Generator().manual_seed(self.hparams.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> StatefulDataLoader:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> StatefulDataLoader:
+        return self._loader("test", shuffle=False)
