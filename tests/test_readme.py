@@ -35,7 +35,7 @@ def test_cli_lines_run(tmp_path):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     # the README's commands use the model that `make demo` writes; build a small one first
     config = README.parent / "configs" / "pretrain" / "synthetic-tiny.yaml"
-    setup = ["userfm", "demo", "--out", "runs/demo", "--users", "200", "--epochs", "1"]
+    setup = ["userfm", "demo", "--out", "runs/demo", "--epochs", "1"]
     setup += ["--config", str(config), "--no-progress"]
     subprocess.run(setup, cwd=tmp_path, env=env, check=True, capture_output=True)
     (tmp_path / "configs").symlink_to(README.parent / "configs")
@@ -43,5 +43,7 @@ def test_cli_lines_run(tmp_path):
         args = shlex.split(cmd)
         if args[1:3] == ["pretrain", "fit"]:
             args += ["--trainer.max_epochs", "1"]  # the same run, one epoch, to keep CI short
+        if args[1:3] == ["adapters", "fit"]:  # the same run, two steps on a few questions
+            args += ["--trainer.max_steps", "2", "--data.max_train", "16", "--data.max_eval", "8"]
         r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
