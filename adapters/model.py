@@ -202,12 +202,13 @@ class UserConditionedLM(nn.Module):
         Returns:
             B decoded answers (special tokens removed, stripped).
         """
-        if len(prompts) != len(self.to_batch(histories)):
-            raise ConfigError(f"{len(prompts)} prompts for {len(histories)} histories")
+        batch = self.to_batch(histories)
+        if len(prompts) != len(batch):
+            raise ConfigError(f"{len(prompts)} prompts for {len(batch)} histories")
         was_training = self.training
         self.eval()
         try:
-            latents = self.user_latents(histories)  # (B, K, H)
+            latents = self.user_latents(batch)  # (B, K, H)
             ids = [prompt_ids(self.tokenizer, p) for p in prompts]
             pad = self.tokenizer.pad_token_id
             if pad is None:
