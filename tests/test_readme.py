@@ -44,6 +44,7 @@ def test_cli_lines_run(tmp_path):
         if args[1:3] == ["pretrain", "fit"]:
             args += ["--trainer.max_epochs", "1"]  # the same run, one epoch, to keep CI short
         if args[1:3] == ["adapters", "fit"]:  # the same run, two steps on a few questions
-            args += ["--trainer.max_steps", "2", "--data.max_train", "16", "--data.max_eval", "8"]
+            args += ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
+            args += ["--data.max_train", "16", "--data.max_eval", "8"]
         r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
