@@ -8,6 +8,7 @@ import torch
 
 from userfm.adapters import AdapterConfig, UserConditionedLM
 from userfm.adapters.text import pad_right, qa_ids
+from userfm.errors import ConfigError
 
 from .conftest import histories, make_llm
 
@@ -160,8 +161,6 @@ def test_save_and_load_reproduce_the_logits(
 
 
 def test_config_errors_name_the_field():
-    from userfm.errors import ConfigError
-
     with pytest.raises(ConfigError, match="mode"):
         AdapterConfig(mode="prefix")
     with pytest.raises(ConfigError, match="num_latents"):
@@ -191,3 +190,25 @@ def test_a_short_overfit_drives_the_loss_near_zero(tiny_encoder, tiny_log, token
         opt.step()
     assert loss.item() < 0.35, loss.item()
     assert model.generate(hs, ["what genre ?"] * 4, max_new_tokens=1) == answers
+    assert model.choose(hs, ["what genre ?"] * 4, options=answers) == answers
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_choose_picks_the_best_scored_option_in_one_pass(
+    tiny_encoder, tiny_log, llm, tokenizer, mode
+):
+    from userfm.adapters.text import prompt_ids
+
+    model = build(tiny_encoder, llm, tokenizer, mode).eval()
+    hs = histories(tiny_log, 2)
+    prompts = ["what genre is the user most likely to watch ?", "which ?"]
+    options = ["a", "b", "c", "d"]
+    option_ids = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in options]
+    expected = []
+    with torch.no_grad():
+        for h, p in zip(hs, prompts):
+            logits = model([h], torch.tensor([prompt_ids(tokenizer, p)])).logits[0, -1]
+            expected.append(options[int(logits[option_ids].argmax())])
+    assert model.choose(hs, prompts, options) == expected  # batched with padding = one by one
+    with pytest.raises(ConfigError, match="distinct"):
+        model.choose(hs, prompts, ["a", "a"])
