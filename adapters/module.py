@@ -89,14 +89,6 @@ class AdapterModule(L.LightningModule):
         self.model: UserConditionedLM | None = None
         self.strict_loading = False  # checkpoints hold the trainable tensors only
 
-    @classmethod
-    def from_parts(cls, model: UserConditionedLM, **hparams: Any) -> AdapterModule:
-        """Wrap an already built model (tests, notebooks): nothing is loaded from disk."""
-        module = cls(**{"encoder": model.config.encoder or ".", **hparams})
-        module.adapter_config = model.config
-        module.model = model
-        return module
-
     def configure_model(self) -> None:
         if self.model is not None:
             return
