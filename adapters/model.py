@@ -31,7 +31,7 @@ from userfm.adapters.cross_attn import (
 )
 from userfm.adapters.perceiver import PerceiverResampler
 from userfm.adapters.soft_prompt import SoftPromptScale, prepend_soft_prompt, token_embedding_rms
-from userfm.adapters.text import pad_right, prompt_ids
+from userfm.adapters.text import pad_right, pad_token_id, prompt_ids
 from userfm.data.batch import Batch
 from userfm.data.collate import collate
 from userfm.data.log import UserHistory
@@ -183,6 +183,25 @@ class UserConditionedLM(nn.Module):
         with self.user_context(latents):
             return self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
 
+    def _prompt_batch(
+        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
+    ) -> tuple[Batch, list[list[int]]]:
+        """The histories' `Batch` and each prompt's token ids (one prompt per history)."""
+        batch = self.to_batch(histories)
+        if len(prompts) != len(batch):
+            raise ConfigError(f"{len(prompts)} prompts for {len(batch)} histories")
+        return batch, [prompt_ids(self.tokenizer, p) for p in prompts]
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode inside the block (no dropout), the previous mode restored after."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
     @torch.no_grad()
     def generate(
         self,
@@ -202,17 +221,10 @@ class UserConditionedLM(nn.Module):
         Returns:
             B decoded answers (special tokens removed, stripped).
         """
-        batch = self.to_batch(histories)
-        if len(prompts) != len(batch):
-            raise ConfigError(f"{len(prompts)} prompts for {len(batch)} histories")
-        was_training = self.training
-        self.eval()
-        try:
+        batch, ids = self._prompt_batch(histories, prompts)
+        with self._evaluating():
             latents = self.user_latents(batch)  # (B, K, H)
-            ids = [prompt_ids(self.tokenizer, p) for p in prompts]
-            pad = self.tokenizer.pad_token_id
-            if pad is None:
-                pad = self.tokenizer.eos_token_id
+            pad = pad_token_id(self.tokenizer)
             generate_kwargs = {"do_sample": False, "pad_token_id": pad, **generate_kwargs}
             embed = self.llm.get_input_embeddings()
             if self.config.mode == "soft_prompt":
@@ -240,8 +252,6 @@ class UserConditionedLM(nn.Module):
                     )
                 new = out[:, input_ids.shape[1] :]
             return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        finally:
-            self.train(was_training)
 
     @torch.no_grad()
     def choose(
@@ -267,19 +277,11 @@ class UserConditionedLM(nn.Module):
         if any(not f for f in first) or len({f[0] for f in first}) < len(options):
             raise ConfigError(f"`options` {list(options)} must start with distinct tokens")
         option_ids = torch.tensor([f[0] for f in first])
-        batch = self.to_batch(histories)
-        if len(prompts) != len(batch):
-            raise ConfigError(f"{len(prompts)} prompts for {len(batch)} histories")
-        ids = [prompt_ids(self.tokenizer, p) for p in prompts]
-        pad = self.tokenizer.pad_token_id
-        input_ids, mask = pad_right(ids, pad if pad is not None else self.tokenizer.eos_token_id)
-        was_training = self.training
-        self.eval()
-        try:
+        batch, ids = self._prompt_batch(histories, prompts)
+        input_ids, mask = pad_right(ids, pad_token_id(self.tokenizer))
+        with self._evaluating():
             device = self.resampler.latents.device
             logits = self(batch, input_ids.to(device), mask.to(device)).logits  # (B, K? + L, V)
-        finally:
-            self.train(was_training)
         offset = logits.shape[1] - input_ids.shape[1]  # K soft-prompt positions, or 0
         last = offset + mask.sum(dim=1) - 1  # (B,) each prompt's last token
         scores = logits[torch.arange(len(ids)), last.to(logits.device)][:, option_ids]

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from userfm.adapters.config import AdapterConfig
 from userfm.adapters.data import QAExample
 from userfm.adapters.model import UserConditionedLM
-from userfm.adapters.text import pad_right, qa_ids
+from userfm.adapters.text import pad_right, pad_token_id, qa_ids
 from userfm.errors import ConfigError
 
 
@@ -107,8 +107,7 @@ class AdapterModule(L.LightningModule):
         rows = [
             qa_ids(tok, e.prompt, e.target, max_length=self.hparams.max_length) for e in examples
         ]
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        ids, mask = pad_right([r[0] for r in rows], pad)
+        ids, mask = pad_right([r[0] for r in rows], pad_token_id(tok))
         labels, _ = pad_right([r[1] for r in rows], -100)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 

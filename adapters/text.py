@@ -40,6 +40,12 @@ def qa_ids(
     return ids, labels
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id that pads token sequences: the tokenizer's pad token, else its EOS."""
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else tokenizer.eos_token_id
+
+
 def pad_right(sequences: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, L) right-padded int64 ids and (B, L) attention mask (1 = token)."""
     L = max(len(s) for s in sequences)
