@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-from importlib import resources
-from string import Template
 from typing import TYPE_CHECKING, Any
 
-import torch
-import transformers
-
-from userfm._version import __version__
-from userfm.api.model_card import markdown_table
+from userfm.api.model_card import fill_card
 
 if TYPE_CHECKING:
     from userfm.adapters.model import UserConditionedLM
@@ -28,8 +21,6 @@ def render_adapter_card(model: UserConditionedLM, card_data: dict[str, Any] | No
     card_data = card_data or {}
     cfg = model.config
     counts = model.trainable_parameters()
-    training = card_data.get("training_data") or {}
-    metrics = card_data.get("metrics") or {}
     values = {
         "name": card_data.get("name", f"userfm {cfg.mode} adapter"),
         "mode": cfg.mode,
@@ -42,16 +33,5 @@ def render_adapter_card(model: UserConditionedLM, card_data: dict[str, Any] | No
         "encoder_trained": "fine-tuned with the adapter" if cfg.train_encoder else "frozen",
         "llm": cfg.llm or "not recorded",
         "trainable": f"{counts['trainable']:,} of {counts['trainable'] + counts['frozen']:,}",
-        "training_data": markdown_table(training, ("fact", "value"))
-        if training
-        else "Not recorded.",
-        "metrics": markdown_table(metrics, ("metric", "value"))
-        if metrics
-        else "No metrics recorded.",
-        "userfm_version": __version__,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "date": _dt.date.today().isoformat(),
     }
-    template = resources.files("userfm.model_cards").joinpath("adapter_template.md")
-    return Template(template.read_text(encoding="utf-8")).substitute(values)
+    return fill_card("adapter_template.md", values, card_data)

@@ -24,6 +24,28 @@ def markdown_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
+def fill_card(template: str, values: dict[str, Any], card_data: dict[str, Any]) -> str:
+    """Fill ``model_cards/<template>`` with ``values`` plus what every card carries: the
+    training-data and metrics tables from ``card_data`` and the version / date stamp."""
+    training = card_data.get("training_data") or {}
+    metrics = card_data.get("metrics") or {}
+    values = {
+        **values,
+        "training_data": markdown_table(training, ("fact", "value"))
+        if training
+        else "Not recorded.",
+        "metrics": markdown_table(metrics, ("metric", "value"))
+        if metrics
+        else "No metrics recorded.",
+        "userfm_version": __version__,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "date": _dt.date.today().isoformat(),
+    }
+    text = resources.files("userfm.model_cards").joinpath(template).read_text(encoding="utf-8")
+    return Template(text).substitute(values)
+
+
 def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = None) -> str:
     """Fill the card template for ``model``.
 
@@ -36,8 +58,6 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
     card_data = card_data or {}
     cfg = model.config
     vocabs = model.vocabs
-    training = card_data.get("training_data") or {}
-    metrics = card_data.get("metrics") or {}
     trained = card_data.get("trained", True)
     values = {
         "name": card_data.get("name", "userfm behaviour encoder"),
@@ -60,19 +80,6 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         "time_features": "gap to previous event (log buckets), hour, weekday"
         if cfg.use_time
         else "not used",
-        "training_data": markdown_table(training, ("fact", "value"))
-        if training
-        else "Not recorded.",
-        "metrics": markdown_table(metrics, ("metric", "value"))
-        if metrics
-        else "No metrics recorded.",
-        "userfm_version": __version__,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "date": _dt.date.today().isoformat(),
     }
     assert vocabs is None or len(vocabs.items) == cfg.num_items
-    template = (
-        resources.files("userfm.model_cards").joinpath("template.md").read_text(encoding="utf-8")
-    )
-    return Template(template).substitute(values)
+    return fill_card("template.md", values, card_data)
