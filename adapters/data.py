@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import Dataset
+import torch
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from userfm.data.log import EventLog, UserHistory
@@ -95,17 +95,6 @@ def join_histories(records: Sequence[dict[str, Any]], log: EventLog) -> list[QAE
     return out
 
 
-class QADataset(Dataset):
-    def __init__(self, examples: list[QAExample]):
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> QAExample:
-        return self.examples[i]
-
-
 def _as_list(batch: list[QAExample]) -> list[QAExample]:
     return batch
 
@@ -147,7 +136,7 @@ class QADataModule(L.LightningDataModule):
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError("`batch_size` and `eval_batch_size` must be >= 1")
         self.save_hyperparameters()
-        self.datasets: dict[str, QADataset] = {}
+        self.datasets: dict[str, list[QAExample]] = {}  # a list is a map-style dataset
         self.log_: EventLog | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -172,14 +161,12 @@ class QADataModule(L.LightningDataModule):
                 records = [r for r in records if r.get("format") in hp.formats]
             limit = hp.max_train if split == "train" else hp.max_eval
             records = records[:limit] if limit is not None else records
-            self.datasets[split] = QADataset(join_histories(records, self.log_))
+            self.datasets[split] = join_histories(records, self.log_)
         if not len(self.datasets["train"]):
             raise ConfigError(f"no training questions left in {folder} after the filters")
 
     def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         self.setup()
-        import torch
-
         return StatefulDataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size
