@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from userfm.adapters.data import QADataModule
 from userfm.adapters.module import AdapterModule
+from userfm.stage_cli import stage_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,16 +59,4 @@ def chat(argv: Sequence[str]) -> int:
 
 def make_cli(argv: Sequence[str], **kwargs) -> LightningCLI:
     """The adapter LightningCLI on ``argv`` (e.g. ``["fit", "--config", path]``)."""
-    saved = sys.argv
-    sys.argv = ["userfm adapters", *argv]  # LightningCLI reads sys.argv for its usage lines
-    try:
-        return LightningCLI(
-            AdapterModule,
-            QADataModule,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "userfm adapters"},
-            **kwargs,
-        )
-    finally:
-        sys.argv = saved
+    return stage_cli("userfm adapters", AdapterModule, QADataModule, argv, **kwargs)

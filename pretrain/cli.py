@@ -15,6 +15,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from userfm.pretrain.data import EventDataModule
 from userfm.pretrain.module import PretrainModule
+from userfm.stage_cli import stage_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,16 +55,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def make_cli(argv: Sequence[str], **kwargs) -> LightningCLI:
     """The pretraining LightningCLI on ``argv`` (e.g. ``["fit", "--config", path]``)."""
-    saved = sys.argv
-    sys.argv = ["userfm pretrain", *argv]  # LightningCLI reads sys.argv; keep its usage lines right
-    try:
-        return LightningCLI(
-            PretrainModule,
-            EventDataModule,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "userfm pretrain"},
-            **kwargs,
-        )
-    finally:
-        sys.argv = saved
+    return stage_cli("userfm pretrain", PretrainModule, EventDataModule, argv, **kwargs)
