@@ -15,6 +15,24 @@ MODE_TEXT = {
 }
 
 
+def _summary(cfg) -> str:
+    if cfg.mode == "text":
+        return (
+            f"A **userfm text-prompt baseline** for the frozen LLM `{cfg.llm}`: the user's "
+            f"history written as text before each question (at most {cfg.text_tokens} tokens "
+            "of it, most recent events first); no behaviour encoder."
+        )
+    if cfg.mode == "none":
+        return (
+            f"A **userfm no-user baseline** for the frozen LLM `{cfg.llm}`: the question alone, "
+            "no user context; it measures what the question format and answer priors give away."
+        )
+    return (
+        "A **userfm adapter**: a Perceiver resampler turns a user's behaviour-encoder states "
+        f"into {cfg.num_latents} vectors for the frozen LLM `{cfg.llm}`, as {MODE_TEXT[cfg.mode]}."
+    )
+
+
 def render_adapter_card(model: UserConditionedLM, card_data: dict[str, Any] | None = None) -> str:
     """Fill the adapter card; ``card_data`` may hold ``name``, ``metrics`` and ``training_data``
     (dicts of name -> value)."""
@@ -24,12 +42,12 @@ def render_adapter_card(model: UserConditionedLM, card_data: dict[str, Any] | No
     values = {
         "name": card_data.get("name", f"userfm {cfg.mode} adapter"),
         "mode": cfg.mode,
-        "mode_text": MODE_TEXT[cfg.mode],
+        "summary": _summary(cfg),
         "num_latents": cfg.num_latents,
         "depth": cfg.depth,
         "heads": cfg.heads,
         "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.lora else "no",
-        "encoder": cfg.encoder or "not recorded",
+        "encoder": (cfg.encoder or "not recorded") if cfg.reads_encoder else "none",
         "encoder_trained": "fine-tuned with the adapter" if cfg.train_encoder else "frozen",
         "llm": cfg.llm or "not recorded",
         "trainable": f"{counts['trainable']:,} of {counts['trainable'] + counts['frozen']:,}",

@@ -13,7 +13,9 @@ from userfm.errors import ConfigError
 
 logger = logging.getLogger("userfm.adapters")
 
-MODES = ("soft_prompt", "cross_attn")
+MODES = ("soft_prompt", "cross_attn", "text", "none")
+#: the modes that read the behaviour encoder (the others are the baselines it must beat)
+ENCODER_MODES = ("soft_prompt", "cross_attn")
 CONFIG_FILE = "adapter_config.json"
 
 
@@ -22,14 +24,19 @@ class AdapterConfig:
     """How user states enter the LLM.
 
     Attributes:
-        mode: "soft_prompt" (K vectors prepended to the input embeddings) or "cross_attn"
-            (gated cross-attention blocks before every ``cross_attn_every``-th decoder layer).
+        mode: how the user enters the LLM. "soft_prompt": K vectors prepended to the input
+            embeddings; "cross_attn": gated cross-attention blocks before every
+            ``cross_attn_every``-th decoder layer. Two baselines trained the same way (same
+            data, same LoRA): "text", the history written as text before the question (at
+            most ``text_tokens`` tokens of it, most recent events first), and "none", no
+            user context at all (what the question format and answer priors give away).
         num_latents: K, the Perceiver's output vectors.
         depth: Perceiver layers.
         heads: attention heads (Perceiver and cross-attention).
         dim_head: width of each head.
         cross_attn_every: N, a block before layers 0, N, 2N, ... (cross_attn mode).
         layers_path: dotted path of the LLM's decoder layers when not a known family.
+        text_tokens: history token budget of "text" mode.
         lora: add LoRA adapters to the LLM (peft); otherwise the LLM is fully frozen.
         lora_r, lora_alpha, lora_dropout: LoRA rank, scaling and dropout.
         lora_target_modules: module names to adapt; None = peft's default for the model type.
@@ -46,6 +53,7 @@ class AdapterConfig:
     dim_head: int = 32
     cross_attn_every: int = 4
     layers_path: str | None = None
+    text_tokens: int = 256
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
@@ -59,7 +67,15 @@ class AdapterConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"`mode` must be one of {MODES}, got {self.mode!r}")
-        for name in ("num_latents", "depth", "heads", "dim_head", "cross_attn_every", "lora_r"):
+        for name in (
+            "num_latents",
+            "depth",
+            "heads",
+            "dim_head",
+            "cross_attn_every",
+            "text_tokens",
+            "lora_r",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"`{name}` must be an integer > 0, got {value!r}")
@@ -71,6 +87,11 @@ class AdapterConfig:
             self.lora_target_modules = list(self.lora_target_modules)
             if not self.lora_target_modules:
                 raise ConfigError("`lora_target_modules` must be None or a non-empty list")
+
+    @property
+    def reads_encoder(self) -> bool:
+        """Whether this mode reads the behaviour encoder (soft prompt, cross-attention)."""
+        return self.mode in ENCODER_MODES
 
     def to_dict(self) -> dict[str, Any]:
         return dict(asdict(self), userfm_version=__version__)

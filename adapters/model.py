@@ -3,6 +3,9 @@
     histories --encoder--> states (B, T, D) --PerceiverResampler--> latents (B, K, H)
       soft_prompt: latents scaled to the token embeddings, prepended to inputs_embeds
       cross_attn:  latents read by gated cross-attention blocks before every N-th layer
+    the baselines, trained the same way:
+      text:        the history written as text before the question (a token budget)
+      none:        the question alone
 
 The LLM is frozen explicitly at construction and checked (no trainable LLM parameter unless
 LoRA is on: then only the LoRA matrices train); the encoder is frozen unless
@@ -34,6 +37,7 @@ from userfm.adapters.soft_prompt import SoftPromptScale, prepend_soft_prompt, to
 from userfm.adapters.text import pad_right, pad_token_id, prompt_ids
 from userfm.data.batch import Batch
 from userfm.data.collate import collate
+from userfm.data.history_text import history_lines, history_prompt
 from userfm.data.log import UserHistory
 from userfm.encoder import UserEncoder
 from userfm.errors import ConfigError
@@ -50,26 +54,35 @@ class UserConditionedLM(nn.Module):
     """A frozen causal LM that reads a user's history through an adapter.
 
     Args:
-        encoder: the behaviour encoder (with vocabularies, to read raw histories).
+        encoder: the behaviour encoder (with vocabularies, to read raw histories); not used
+            (may be None) in the "text" and "none" modes.
         llm: a Hugging Face causal LM; it is frozen here.
-        tokenizer: its tokenizer (for ``generate``).
+        tokenizer: its tokenizer.
         config: the adapter's shape and mode.
     """
 
-    def __init__(self, encoder: UserEncoder, llm: nn.Module, tokenizer, config: AdapterConfig):
+    def __init__(
+        self, encoder: UserEncoder | None, llm: nn.Module, tokenizer, config: AdapterConfig
+    ):
         super().__init__()
         self.config = config
         llm.requires_grad_(False)
-        encoder.requires_grad_(config.train_encoder)
         hidden = llm.get_input_embeddings().embedding_dim  # H
-        self.resampler = PerceiverResampler(
-            dim=encoder.config.hidden_size,
-            out_dim=hidden,
-            num_latents=config.num_latents,
-            depth=config.depth,
-            heads=config.heads,
-            dim_head=config.dim_head,
-        )
+        self.resampler = None
+        if config.reads_encoder:
+            if encoder is None:
+                raise ConfigError(f"mode {config.mode!r} reads a behaviour encoder; pass one")
+            encoder.requires_grad_(config.train_encoder)
+            self.resampler = PerceiverResampler(
+                dim=encoder.config.hidden_size,
+                out_dim=hidden,
+                num_latents=config.num_latents,
+                depth=config.depth,
+                heads=config.heads,
+                dim_head=config.dim_head,
+            )
+        else:
+            encoder = None  # the baselines never read it
         self.prompt_scale = None
         self.xattn = None
         self._context = UserContext()
@@ -113,20 +126,39 @@ class UserConditionedLM(nn.Module):
 
     def describe(self) -> str:
         c = self.trainable_parameters()
+        cfg = self.config
+        what = {
+            "text": f"text-prompt baseline (<= {cfg.text_tokens} history tokens)",
+            "none": "no-user baseline",
+        }.get(cfg.mode, f"{cfg.mode} adapter, K={cfg.num_latents}")
         return (
-            f"{self.config.mode} adapter, K={self.config.num_latents}"
-            f"{', LoRA r=' + str(self.config.lora_r) if self.config.lora else ''}: "
+            f"{what}{', LoRA r=' + str(cfg.lora_r) if cfg.lora else ''}: "
             f"trainable {c['trainable']:,} (adapter {c['adapter']:,}, LoRA {c['lora']:,}, "
             f"encoder {c['encoder']:,}); frozen {c['frozen']:,}"
         )
 
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
     def train(self, mode: bool = True) -> UserConditionedLM:
         super().train(mode)
-        self.encoder.train(mode and self.config.train_encoder)
+        if self.encoder is not None:
+            self.encoder.train(mode and self.config.train_encoder)
         self.llm.train(mode and self.config.lora)  # LoRA dropout; the frozen LLM has none
         return self
 
     # ---- user context -------------------------------------------------------------------
+    def prompt_text(self, history: UserHistory, question: str) -> str:
+        """What the LLM is asked: in "text" mode the history as text (at most ``text_tokens``
+        tokens of it, most recent first) and then the question; otherwise the question."""
+        if self.config.mode != "text":
+            return question
+        if not isinstance(history, UserHistory):
+            raise ConfigError('"text" mode reads raw `UserHistory` objects, not a `Batch`')
+        lines = history_lines(history)
+        return history_prompt(self.tokenizer, lines, question, max_tokens=self.config.text_tokens)
+
     def to_batch(self, histories: Batch | Sequence[UserHistory]) -> Batch:
         """Featurise raw histories with the encoder's vocabularies (a `Batch` passes through)."""
         if isinstance(histories, Batch):
@@ -136,7 +168,9 @@ class UserConditionedLM(nn.Module):
 
     def user_latents(self, histories: Batch | Sequence[UserHistory]) -> torch.Tensor:
         """(B, K, H) latents of B histories (scaled to the token embeddings for soft prompts)."""
-        batch = self.to_batch(histories).to(self.resampler.latents.device)
+        if self.resampler is None:
+            raise ConfigError(f"mode {self.config.mode!r} has no user latents")
+        batch = self.to_batch(histories).to(self.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
             states = self.encoder(batch).states  # (B, T, D)
         latents = self.resampler(states, batch.mask)  # (B, K, H)
@@ -164,7 +198,8 @@ class UserConditionedLM(nn.Module):
         """LM output (``loss`` when ``labels`` are given) of right-padded token ids.
 
         Args:
-            histories: B histories (or their `Batch`).
+            histories: B histories (or their `Batch`); not read in the "text" mode (the
+                history is already in the prompt, see `prompt_text`) and the "none" mode.
             input_ids: (B, L) right-padded token ids.
             attention_mask: (B, L) 1 at tokens; all ones when None.
             labels: (B, L) targets, -100 where there is no loss.
@@ -175,6 +210,8 @@ class UserConditionedLM(nn.Module):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        if not self.config.reads_encoder:
+            return self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
         latents = self.user_latents(histories)
         if self.config.mode == "soft_prompt":
             embeds = self.llm.get_input_embeddings()(input_ids)  # (B, L, H)
@@ -185,12 +222,23 @@ class UserConditionedLM(nn.Module):
 
     def _prompt_batch(
         self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
-    ) -> tuple[Batch, list[list[int]]]:
-        """The histories' `Batch` and each prompt's token ids (one prompt per history)."""
-        batch = self.to_batch(histories)
-        if len(prompts) != len(batch):
-            raise ConfigError(f"{len(prompts)} prompts for {len(batch)} histories")
-        return batch, [prompt_ids(self.tokenizer, p) for p in prompts]
+    ) -> tuple[Batch | None, list[list[int]]]:
+        """The histories' `Batch` (None when the mode reads no encoder) and each prompt's
+        token ids (one prompt per history, history text included in "text" mode)."""
+        if len(prompts) != len(histories):
+            raise ConfigError(f"{len(prompts)} prompts for {len(histories)} histories")
+        batch = self.to_batch(histories) if self.config.reads_encoder else None
+        texts = [self.prompt_text(h, p) for h, p in zip(histories, prompts, strict=True)]
+        return batch, [prompt_ids(self.tokenizer, t) for t in texts]
+
+    def prompt_lengths(
+        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
+    ) -> list[int]:
+        """Tokens the LLM reads in front of each answer: the prompt (with the history text in
+        "text" mode) plus the K soft-prompt vectors in "soft_prompt" mode."""
+        _, ids = self._prompt_batch(histories, prompts)
+        extra = self.config.num_latents if self.config.mode == "soft_prompt" else 0
+        return [len(i) + extra for i in ids]
 
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[None]:
@@ -223,7 +271,7 @@ class UserConditionedLM(nn.Module):
         """
         batch, ids = self._prompt_batch(histories, prompts)
         with self._evaluating():
-            latents = self.user_latents(batch)  # (B, K, H)
+            latents = self.user_latents(batch) if batch is not None else None  # (B, K, H)
             pad = pad_token_id(self.tokenizer)
             generate_kwargs = {"do_sample": False, "pad_token_id": pad, **generate_kwargs}
             embed = self.llm.get_input_embeddings()
@@ -243,7 +291,10 @@ class UserConditionedLM(nn.Module):
                 new = out  # with inputs_embeds only, generate returns the new tokens alone
             else:
                 input_ids, mask = _pad_left([_ids(i, embed) for i in ids], value=pad)
-                with self.user_context(latents):
+                context = (
+                    self.user_context(latents) if latents is not None else contextlib.nullcontext()
+                )
+                with context:
                     out = self.llm.generate(
                         input_ids=input_ids,
                         attention_mask=mask,
@@ -280,7 +331,7 @@ class UserConditionedLM(nn.Module):
         batch, ids = self._prompt_batch(histories, prompts)
         input_ids, mask = pad_right(ids, pad_token_id(self.tokenizer))
         with self._evaluating():
-            device = self.resampler.latents.device
+            device = self.device
             logits = self(batch, input_ids.to(device), mask.to(device)).logits  # (B, K? + L, V)
         offset = logits.shape[1] - input_ids.shape[1]  # K soft-prompt positions, or 0
         last = offset + mask.sum(dim=1) - 1  # (B,) each prompt's last token
@@ -331,7 +382,7 @@ class UserConditionedLM(nn.Module):
 
         directory = Path(directory)
         config = AdapterConfig.load(directory)
-        if encoder is None:
+        if encoder is None and config.reads_encoder:
             if not config.encoder:
                 raise ConfigError(f"{directory}: no encoder recorded; pass `encoder=`")
             encoder = UserEncoder.from_pretrained(config.encoder)

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from userfm.adapters.config import AdapterConfig
+from userfm.adapters.config import ENCODER_MODES, AdapterConfig
 from userfm.adapters.data import QAExample
 from userfm.adapters.model import UserConditionedLM
 from userfm.adapters.text import pad_right, pad_token_id, qa_ids
@@ -31,13 +31,14 @@ class AdapterModule(L.LightningModule):
         encoder: directory of a saved `UserEncoder` (``userfm pretrain export``).
         llm: base LLM, a Hugging Face directory / name or an alias (`userfm.llm.load_llm`).
         llm_cache_dir: where aliases are converted and cached (default: the user cache).
-        mode, num_latents, depth, heads, dim_head, cross_attn_every, layers_path, lora,
-            lora_r, lora_alpha, lora_dropout, lora_target_modules, train_encoder:
-            `AdapterConfig` fields.
+        mode, num_latents, depth, heads, dim_head, cross_attn_every, layers_path,
+            text_tokens, lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
+            train_encoder: `AdapterConfig` fields ("text" and "none" are the baselines).
         lr: AdamW learning rate (adapter, LoRA and encoder alike).
         weight_decay: AdamW weight decay of 2-D weights.
         warmup_steps: linear warmup, then cosine decay to 10% over the run.
-        max_length: prompt + target tokens per example (the prompt is cut from the left).
+        max_length: prompt + target tokens per example (the prompt is cut from the left); in
+            "text" mode it must hold the ``text_tokens`` of history too.
         export_dir: where ``fit`` writes the adapter directory (None: not written).
     """
 
@@ -53,6 +54,7 @@ class AdapterModule(L.LightningModule):
         dim_head: int = 32,
         cross_attn_every: int = 4,
         layers_path: str | None = None,
+        text_tokens: int = 256,
         lora: bool = False,
         lora_r: int = 8,
         lora_alpha: int = 16,
@@ -75,17 +77,23 @@ class AdapterModule(L.LightningModule):
             dim_head=dim_head,
             cross_attn_every=cross_attn_every,
             layers_path=layers_path,
+            text_tokens=text_tokens,
             lora=lora,
             lora_r=lora_r,
             lora_alpha=lora_alpha,
             lora_dropout=lora_dropout,
             lora_target_modules=lora_target_modules,
             train_encoder=train_encoder,
-            encoder=str(Path(encoder).expanduser().resolve()),
+            encoder=str(Path(encoder).expanduser().resolve()) if mode in ENCODER_MODES else None,
             llm=llm,
         )
         if lr <= 0 or warmup_steps < 0 or max_length < 8:
             raise ConfigError("`lr` must be > 0, `warmup_steps` >= 0 and `max_length` >= 8")
+        if mode == "text" and max_length < text_tokens + 64:
+            raise ConfigError(
+                f"`max_length` ({max_length}) must hold the history text (`text_tokens` = "
+                f"{text_tokens}) and the question: set it to at least {text_tokens + 64}"
+            )
         self.model: UserConditionedLM | None = None
         self.strict_loading = False  # checkpoints hold the trainable tensors only
 
@@ -96,7 +104,8 @@ class AdapterModule(L.LightningModule):
         from userfm.llm import load_llm
 
         hp = self.hparams
-        encoder = UserEncoder.from_pretrained(self.adapter_config.encoder)
+        cfg = self.adapter_config
+        encoder = UserEncoder.from_pretrained(cfg.encoder) if cfg.reads_encoder else None
         llm, tokenizer = load_llm(hp.llm, cache_dir=hp.llm_cache_dir)
         self.model = UserConditionedLM(encoder, llm, tokenizer, self.adapter_config)
         rank_zero_info(f"userfm adapters: {self.model.describe()}")
@@ -105,7 +114,13 @@ class AdapterModule(L.LightningModule):
     def _tensors(self, examples: list[QAExample]) -> dict[str, torch.Tensor]:
         tok = self.model.tokenizer
         rows = [
-            qa_ids(tok, e.prompt, e.target, max_length=self.hparams.max_length) for e in examples
+            qa_ids(
+                tok,
+                self.model.prompt_text(e.history, e.prompt),
+                e.target,
+                max_length=self.hparams.max_length,
+            )
+            for e in examples
         ]
         ids, mask = pad_right([r[0] for r in rows], pad_token_id(tok))
         labels, _ = pad_right([r[1] for r in rows], -100)
@@ -138,6 +153,11 @@ class AdapterModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError(
+                f"nothing to train: mode {hp.mode!r} without LoRA has no trainable parameters; "
+                "set `lora: true`, or evaluate the frozen LLM as it is (userfm eval uqa --zero-shot)"
+            )
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         opt = torch.optim.AdamW(

@@ -9,7 +9,7 @@ Protocol:
 - users: synthetic log (`SyntheticConfig(max_events=400)`) or MovieLens-100K (``--data``),
   users with at least 200 events; each measured with their 50 and 200 most recent events.
 - text prompt: one line per event, most recent first: ``- <title> [<category>] (<action>,
-  <date>)`` (`userfm.eval.uqa.history_text`), then the question, no truncation.
+  <date>)`` (`userfm.data.history_text`), then the question, no truncation.
 - soft prompt: K vectors + the question's tokens; cross-attention: the question's tokens,
   K = 8 latents read by gated blocks before every 4th of the 30 decoder layers. Both include
   the behaviour encoder (2 blocks, hidden 64, untrained: weights do not change the cost) and
@@ -100,7 +100,7 @@ def prefill_fn(method: str, model, llm, tokenizer, history, n_events: int, attri
     import torch
 
     from userfm.adapters.text import prompt_ids
-    from userfm.eval.uqa.history_text import history_lines, history_prompt
+    from userfm.data.history_text import history_lines, history_prompt
 
     recent = history[len(history) - n_events :]
     if method == "text":

@@ -185,9 +185,83 @@ def cmd_eval_questions(args: argparse.Namespace) -> int:
     if args.tasks:
         overrides["tasks"] = tuple(t.strip() for t in args.tasks.split(","))
     questions = build_questions(log, seed=args.seed, config=QuestionConfig(**overrides))
-    out = save_questions(questions, args.out)
+    out = save_questions(questions, args.out, config=QuestionConfig(**overrides))
     counts = ", ".join(f"{split} {len(ds):,}" for split, ds in questions.items())
     print(f"wrote {out}: {counts} questions (users skipped per sub-task: {out}/stats.json)")
+    return 0
+
+
+def _method_dir(spec: str) -> tuple[str, Path]:
+    """``NAME=DIR`` or ``DIR`` (named after the folder, or its parent for .../adapter)."""
+    name, sep, path = spec.partition("=")
+    folder = Path(path if sep else spec).expanduser()
+    if not sep:
+        name = folder.parent.name if folder.name == "adapter" else folder.name
+    return name, folder
+
+
+def cmd_eval_uqa(args: argparse.Namespace) -> int:
+    import torch
+
+    from userfm.adapters.config import AdapterConfig
+    from userfm.adapters.model import UserConditionedLM
+    from userfm.data.sources import load_source
+    from userfm.errors import ConfigError
+    from userfm.eval.uqa import evaluate as ev
+    from userfm.eval.uqa import load_question_config, load_questions
+    from userfm.eval.uqa.report import write_report
+    from userfm.llm import load_llm
+
+    questions = load_questions(args.questions)
+    if args.split not in questions or not len(questions[args.split]):
+        raise ConfigError(f"`--split`: {args.questions} has no {args.split!r} questions")
+    records = ev.sample_per_task(list(questions[args.split]), args.max_per_task, seed=args.seed)
+    train = list(questions["train"]) if "train" in questions else []
+    log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
+    device = torch.device(args.device)
+    results = ev.random_answers(records, seed=args.seed)
+    results += ev.prior_answers(records, train)
+    results += ev.direct_answers(records, log, load_question_config(args.questions))
+
+    def run(name: str, model: UserConditionedLM) -> None:
+        print(f"userfm eval uqa: {name}: {model.describe()}", flush=True)
+        model.to(device)
+        results.extend(
+            ev.answer_questions(
+                name,
+                model,
+                records,
+                log,
+                batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens,
+            )
+        )
+
+    llm_name = args.llm
+    for spec in args.adapter:
+        name, folder = _method_dir(spec)
+        model = UserConditionedLM.from_adapter(folder)
+        llm_name = llm_name or model.config.llm
+        run(name, model)
+        del model
+    if args.zero_shot:
+        llm, tokenizer = load_llm(llm_name or "smollm2-135m-instruct")
+        run("none (zero-shot)", UserConditionedLM(None, llm, tokenizer, AdapterConfig(mode="none")))
+        for budget in args.text_tokens:
+            cfg = AdapterConfig(mode="text", text_tokens=budget)
+            run(f"text-{budget} (zero-shot)", UserConditionedLM(None, llm, tokenizer, cfg))
+    facts = {
+        "questions": f"{args.questions} ({args.split} split, {len(records):,} questions"
+        + (f", at most {args.max_per_task} per sub-task" if args.max_per_task else "")
+        + "; test users are unseen in adapter training)",
+        "log": args.log,
+        "LLM": llm_name or "none",
+        "scoring": "multiple choice: the option letter with the highest first-token logit; "
+        "free form: normalised exact / prefix match",
+    }
+    paths = write_report(results, args.out, facts=facts)
+    print(paths["report"].read_text(encoding="utf-8").split("## Accuracy by sub-task")[0])
+    print(f"wrote {args.out}: " + ", ".join(p.name for p in paths.values()))
     return 0
 
 
@@ -210,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune an LLM adapter (LightningCLI: fit / validate / test), chat",
         add_help=False,
     )
-    ev = sub.add_parser("eval", help="evaluation: build UQA question sets")
+    ev = sub.add_parser("eval", help="evaluation: build UQA question sets, evaluate adapters")
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
     q = ev_sub.add_parser(
         "questions",
@@ -229,6 +303,45 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     _add_schema_args(q)
     q.set_defaults(func=cmd_eval_questions)
+    u = ev_sub.add_parser(
+        "uqa",
+        help="answer a UQA question set with adapters and baselines; write report.md, charts",
+        description="Evaluate adapters (and the random, prior-only, direct-computation and, "
+        "with --zero-shot, untrained no-user / text-prompt baselines) on UQA questions; writes "
+        "report.md, results.jsonl, accuracy.csv and PNG charts.",
+    )
+    u.add_argument("--questions", required=True, help="folder written by `userfm eval questions`")
+    u.add_argument("--log", required=True, help="the event log the questions were built from")
+    u.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
+    u.add_argument("--out", required=True, help="report folder")
+    u.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="an adapter directory (repeat for several); named after its folder unless NAME=",
+    )
+    u.add_argument(
+        "--zero-shot",
+        action="store_true",
+        help="also evaluate the frozen LLM with no user context and with the history as text",
+    )
+    u.add_argument(
+        "--text-tokens",
+        type=int,
+        nargs="+",
+        default=[256, 1024],
+        help="history token budgets of the zero-shot text prompts",
+    )
+    u.add_argument("--llm", default=None, help="LLM of the zero-shot methods (default: adapters')")
+    u.add_argument("--split", default="test")
+    u.add_argument("--max-per-task", type=int, default=None, help="sample this many per sub-task")
+    u.add_argument("--batch-size", type=int, default=16)
+    u.add_argument("--max-new-tokens", type=int, default=24, help="free-form answer length")
+    u.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    u.add_argument("--seed", type=int, default=0)
+    _add_schema_args(u)
+    u.set_defaults(func=cmd_eval_uqa)
 
     s = sub.add_parser(
         "synth",

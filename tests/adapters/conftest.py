@@ -3,9 +3,11 @@ tokenizer with a chat template, and Llama / GPT-2 LMs built from configs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
@@ -15,8 +17,12 @@ from transformers import (
 )
 
 from userfm.data.readers import read_events
-from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log
+from userfm.data.schema import EventSchema
+from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log, write_synthetic_log
 from userfm.encoder import UserEncoder
+from userfm.eval.uqa import build_questions, save_questions
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "adapters"
 
 WORDS = [
     "<pad>",
@@ -70,6 +76,7 @@ CHAT_TEMPLATE = (
 def make_tokenizer(chat_template: bool = True) -> PreTrainedTokenizerFast:
     vocab = {w: i for i, w in enumerate(WORDS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()  # option letters "A".."D" read as "a".."d"
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     out = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>"
@@ -137,3 +144,48 @@ def llm(request):
 
 def histories(log, n: int):
     return [log.history_at(i) for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    events = write_synthetic_log(
+        root / "events.parquet", SyntheticConfig(num_users=60, num_items=40, seed=5)
+    )
+    log = read_events(events, EventSchema(action="action", category="category", title="title"))
+    UserEncoder.from_log(
+        log, hidden_size=16, num_layers=1, num_heads=2, max_len=32, seed=0
+    ).save_pretrained(root / "encoder")
+    save_questions(
+        build_questions(log, seed=0, tasks=("short_term", "direct_feature")), root / "qa"
+    )
+    llm_dir = root / "llm"
+    make_llm("llama").save_pretrained(llm_dir)
+    make_tokenizer().save_pretrained(llm_dir)
+    return root
+
+
+def fit_args(root: Path, config: str, out: Path, steps: int = 4) -> list[str]:
+    """`userfm adapters fit` flags: a shipped config with the tiny parts of `workspace`."""
+    return [
+        "--config", str(CONFIGS / f"{config}.yaml"),
+        "--model.encoder", str(root / "encoder"),
+        "--model.llm", str(root / "llm"),
+        "--model.num_latents", "2",
+        "--model.dim_head", "8",
+        "--model.cross_attn_every", "2",
+        "--model.max_length", "64",
+        "--model.export_dir", str(out / "adapter"),
+        "--data.questions", str(root / "qa"),
+        "--data.log", str(root / "events.parquet"),
+        "--data.max_train", "24",
+        "--data.max_eval", "8",
+        "--data.batch_size", "4",
+        "--trainer.max_steps", str(steps),
+        "--trainer.val_check_interval", "2",
+        "--trainer.default_root_dir", str(out),
+        "--trainer.logger.init_args.save_dir", str(out),
+        "--trainer.callbacks.init_args.dirpath", str(out / "ckpt"),
+        "--trainer.callbacks.init_args.every_n_train_steps", "2",
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip

@@ -128,6 +128,7 @@ class UserHistory:
         timestamps: (L,) int64 unix seconds, or None when the log has no time.
         actions: (L,) action ids (str) or None.
         categories: (L,) ``|``-joined category strings or None.
+        titles: (L,) item titles (str) or None when the log has none.
     """
 
     user: str
@@ -135,6 +136,7 @@ class UserHistory:
     timestamps: np.ndarray | None = None
     actions: np.ndarray | None = None
     categories: np.ndarray | None = None
+    titles: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -147,6 +149,7 @@ class UserHistory:
             None if self.timestamps is None else self.timestamps[s],
             None if self.actions is None else self.actions[s],
             None if self.categories is None else self.categories[s],
+            None if self.titles is None else self.titles[s],
         )
 
 
@@ -250,7 +253,7 @@ class EventLog:
         t = self._table.slice(a, b - a)
         cols = {
             c: t.column(c).to_numpy(zero_copy_only=False)
-            for c in (ITEM, TIMESTAMP, ACTION, CATEGORY)
+            for c in (ITEM, TIMESTAMP, ACTION, CATEGORY, TITLE)
             if c in t.column_names
         }
         for u in range(lo, hi):
@@ -261,6 +264,7 @@ class EventLog:
                 timestamps=cols[TIMESTAMP][s:e] if self.has_time else None,
                 actions=cols[ACTION][s:e] if ACTION in cols else None,
                 categories=cols[CATEGORY][s:e] if CATEGORY in cols else None,
+                titles=cols[TITLE][s:e] if TITLE in cols else None,
             )
 
     def item_attributes(

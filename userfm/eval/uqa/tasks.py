@@ -909,13 +909,19 @@ def question_stats(questions: datasets.DatasetDict | datasets.Dataset) -> dict[s
 # ---------------------------------------------------------------------------------------------
 # Saving and loading
 # ---------------------------------------------------------------------------------------------
-def save_questions(questions: datasets.DatasetDict, out_dir: str | os.PathLike) -> Path:
-    """Write ``{split}.jsonl`` per split, the dataset (``dataset/``, `save_to_disk`) and
-    ``stats.json``.
+def save_questions(
+    questions: datasets.DatasetDict,
+    out_dir: str | os.PathLike,
+    config: QuestionConfig | None = None,
+) -> Path:
+    """Write ``{split}.jsonl`` per split, the dataset (``dataset/``, `save_to_disk`),
+    ``stats.json`` and ``manifest.json`` (splits, and the builder's config when given).
 
     Args:
         questions: what `build_questions` returned (any splits).
         out_dir: folder to write into (created).
+        config: the `QuestionConfig` they were built with (read back by
+            `load_question_config`, e.g. for the direct-computation baseline).
 
     Returns:
         The folder.
@@ -931,6 +937,8 @@ def save_questions(questions: datasets.DatasetDict, out_dir: str | os.PathLike) 
     if nonempty:
         datasets.DatasetDict(nonempty).save_to_disk(str(out / "dataset"))
     manifest = {"splits": list(questions), "empty": [s for s in questions if s not in nonempty]}
+    if config is not None:
+        manifest["question_config"] = config.to_dict()
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "stats.json").write_text(json.dumps(question_stats(questions), indent=2) + "\n")
     return out
@@ -982,6 +990,13 @@ def load_questions(
         description = stats_file.read_text()
         dd = datasets.DatasetDict({s: _dataset(list(ds), description) for s, ds in dd.items()})
     return dd
+
+
+def load_question_config(folder: str | os.PathLike) -> QuestionConfig:
+    """The `QuestionConfig` recorded by `save_questions` in ``folder`` (the default config
+    when none was recorded)."""
+    recorded = _read_manifest(Path(folder).expanduser()).get("question_config")
+    return QuestionConfig.from_dict(recorded) if recorded else QuestionConfig()
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from userfm.data.history_text import HEADER, history_lines, history_prompt
 from userfm.data.log import UserHistory
-from userfm.eval.uqa.history_text import HEADER, history_lines, history_prompt
 
 
 class CharTokenizer:

@@ -1,5 +1,5 @@
-"""A user's history written as text: the text-prompt baseline of the UQA evaluation and of the
-adapter efficiency benchmark.
+"""A user's history written as text: the text-prompt baseline (`userfm.adapters` "text" mode,
+the UQA evaluation and the adapter efficiency benchmark).
 
 One line per event, most recent first (so that truncating to a token budget keeps the
 recent past): ``- <title> [<category>] (<action>, <date>)``, with the parts the log has.
@@ -22,15 +22,17 @@ def history_lines(
 
     Args:
         history: the events (oldest first, as in the log).
-        attributes: item id -> {"title": ..., "category": ...} (`EventLog.item_attributes`);
-            items without a title are written by id.
+        attributes: item id -> {"title": ..., "category": ...} (`EventLog.item_attributes`),
+            used where the history itself has no titles / categories; items without a
+            title are written by id.
     """
     attributes = attributes or {}
     lines = []
     for i in range(len(history) - 1, -1, -1):
         item = str(history.items[i])
         attrs = attributes.get(item, {})
-        text = f"- {attrs.get('title') or 'item ' + item}"
+        title = history.titles[i] if history.titles is not None else None
+        text = f"- {title or attrs.get('title') or 'item ' + item}"
         category = attrs.get("category") or (
             history.categories[i] if history.categories is not None else None
         )

@@ -1,0 +1,106 @@
+"""The "text" and "none" baselines of `UserConditionedLM`: trained exactly like the adapters,
+but the user enters as history text, or not at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from userfm.adapters import AdapterConfig, UserConditionedLM
+from userfm.adapters.module import AdapterModule
+from userfm.data.history_text import HEADER
+from userfm.data.log import UserHistory
+from userfm.errors import ConfigError
+
+from .conftest import histories, make_llm, make_tokenizer
+
+
+def history(n: int) -> UserHistory:
+    """n events titled "1".."n" (single words of the tiny vocabulary), oldest first."""
+    return UserHistory(
+        "u",
+        np.array([f"i{k}" for k in range(n)], dtype=object),
+        categories=np.array(["comedy", "drama"] * (n // 2) + ["comedy"] * (n % 2), dtype=object),
+        titles=np.array([str(k % 10) for k in range(n)], dtype=object),
+    )
+
+
+def test_none_mode_is_the_plain_llm_and_needs_no_encoder(tiny_log):
+    llm, tok = make_llm("llama"), make_tokenizer()
+    model = UserConditionedLM(None, llm, tok, AdapterConfig(mode="none"))
+    ids = torch.randint(3, len(tok), (2, 7))
+    with torch.no_grad():
+        assert torch.equal(model(histories(tiny_log, 2), ids).logits, llm(input_ids=ids).logits)
+    assert model.encoder is None and model.resampler is None
+    assert model.trainable_parameters()["trainable"] == 0
+    assert model.prompt_text(history(3), "which genre ?") == "which genre ?"
+    assert model.choose([history(3)], ["which genre ?"], ["a", "b"])[0] in ("a", "b")
+
+
+def test_text_mode_writes_the_recent_history_within_its_budget():
+    tok = make_tokenizer()
+    model = UserConditionedLM(
+        None, make_llm("llama"), tok, AdapterConfig(mode="text", text_tokens=5)
+    )
+    prompt = model.prompt_text(history(9), "which genre ?")
+    lines = prompt.split("\n")
+    # each line "- <title> [<category>]" is 3 whitespace-split tokens: one fits in 5, not two
+    assert lines == [HEADER, "- 8 [comedy]", "", "which genre ?"]
+    wide = UserConditionedLM(None, make_llm("llama"), tok, AdapterConfig(mode="text"))
+    assert wide.prompt_text(history(9), "q").count("\n- ") == 9  # all 9 lines fit in 256
+    # the token count covers the history text: more history, longer prompts
+    short, long = wide.prompt_lengths([history(2), history(9)], ["q", "q"])
+    assert long - short == 7 * len(tok("- 1 [drama]\n", add_special_tokens=False)["input_ids"])
+    with pytest.raises(ConfigError, match="raw `UserHistory`"):
+        wide.prompt_text(object(), "q")
+
+
+def test_soft_prompt_lengths_count_the_latents(tiny_encoder, tiny_log):
+    tok = make_tokenizer()
+    cfg = AdapterConfig(mode="soft_prompt", num_latents=3, heads=2, dim_head=8)
+    model = UserConditionedLM(tiny_encoder, make_llm("llama"), tok, cfg)
+    plain = UserConditionedLM(None, make_llm("llama"), tok, AdapterConfig(mode="none"))
+    h = histories(tiny_log, 2)
+    assert model.prompt_lengths(h, ["q", "q ?"]) == [
+        n + 3 for n in plain.prompt_lengths(h, ["q", "q ?"])
+    ]
+
+
+@pytest.mark.parametrize("mode", ["none", "text"])
+def test_baselines_train_only_lora_and_round_trip(tmp_path, tiny_log, mode):
+    tok = make_tokenizer()
+    cfg = AdapterConfig(mode=mode, lora=True, lora_target_modules=["q_proj", "v_proj"])
+    model = UserConditionedLM(None, make_llm("llama"), tok, cfg)
+    counts = model.trainable_parameters()
+    assert counts["trainable"] == counts["lora"] > 0 and counts["adapter"] == 0
+    for p in model.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.1)  # LoRA B starts at 0: make the load visible
+    model.save_adapter(tmp_path)
+    again = UserConditionedLM.from_adapter(tmp_path, llm=make_llm("llama"), tokenizer=tok)
+    ids = torch.randint(3, len(tok), (2, 7))
+    with torch.no_grad():
+        assert torch.equal(again(histories(tiny_log, 2), ids).logits, model(None, ids).logits)
+    card = (tmp_path / "README.md").read_text()
+    assert ("no-user baseline" if mode == "none" else "text-prompt baseline") in card
+
+
+def test_encoder_modes_need_an_encoder():
+    with pytest.raises(ConfigError, match="reads a behaviour encoder"):
+        UserConditionedLM(None, make_llm("llama"), make_tokenizer(), AdapterConfig())
+
+
+def test_text_mode_needs_room_for_its_history():
+    with pytest.raises(ConfigError, match="max_length"):
+        AdapterModule(mode="text", text_tokens=256, max_length=300)
+    AdapterModule(mode="text", text_tokens=256, max_length=320)
+
+
+def test_a_baseline_with_nothing_to_train_says_so(tmp_path):
+    module = AdapterModule(mode="none", llm="unused")
+    module.model = UserConditionedLM(
+        None, make_llm("llama"), make_tokenizer(), AdapterConfig(mode="none")
+    )
+    with pytest.raises(ConfigError, match="nothing to train"):
+        module.configure_optimizers()

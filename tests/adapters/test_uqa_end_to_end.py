@@ -1,0 +1,80 @@
+"""The UQA recipe in miniature: synthetic log -> questions -> every trained method (tiny random
+LLM) -> `userfm eval uqa` -> a report with every method, baselines included."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from userfm.adapters.cli import make_cli
+from userfm.cli import main as userfm_main
+
+from .conftest import fit_args
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TRAINED = {  # method name -> (mode, lora)
+    "none + LoRA": ("none", True),
+    "text + LoRA": ("text", True),
+    "soft prompt": ("soft_prompt", False),
+    "soft prompt + LoRA": ("soft_prompt", True),
+    "cross-attn": ("cross_attn", False),
+    "cross-attn + LoRA": ("cross_attn", True),
+}
+
+
+def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys):
+    adapters = []
+    for i, (name, (mode, lora)) in enumerate(TRAINED.items()):
+        out = tmp_path / f"m{i}"
+        make_cli(
+            [
+                "fit",
+                *fit_args(workspace, "soft_prompt_lora", out, steps=2),
+                "--model.mode", mode,
+                "--model.lora", str(lora).lower(),
+                "--model.text_tokens", "24",
+                "--model.max_length", "96",
+            ]
+        )  # fmt: skip
+        adapters += ["--adapter", f"{name}={out / 'adapter'}"]
+    report = tmp_path / "report"
+    rc = userfm_main(
+        [
+            "eval", "uqa",
+            "--questions", str(workspace / "qa"),
+            "--log", str(workspace / "events.parquet"),
+            "--action-col", "action", "--category-col", "category", "--title-col", "title",
+            "--out", str(report),
+            *adapters,
+            "--zero-shot", "--llm", str(workspace / "llm"), "--text-tokens", "12", "24",
+            "--max-per-task", "4",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    methods = [
+        *TRAINED,
+        "none (zero-shot)",
+        "text-12 (zero-shot)",
+        "text-24 (zero-shot)",
+        "random",
+        "prior-only",
+        "direct (from history)",
+    ]
+    text = (report / "report.md").read_text()
+    for m in methods:
+        assert text.count(f"| {m} |") == 3, m  # dimension, sub-task and efficiency tables
+    assert "| none + LoRA |" in capsys.readouterr().out  # the headline table is printed
+    for chart in ("accuracy_by_task.png", "accuracy_vs_tokens.png"):
+        assert (report / chart).read_bytes()[:4] == b"\x89PNG"
+
+    results = pd.read_json(report / "results.jsonl", lines=True)
+    questions = results[results["method"] == "random"]["question_id"]
+    assert len(questions) == 8  # two sub-tasks, at most 4 each
+    for m in methods:
+        assert sorted(results[results["method"] == m]["question_id"]) == sorted(questions), m
+    tokens = results.groupby("method")["prompt_tokens"].mean()
+    assert tokens["text-24 (zero-shot)"] > tokens["text-12 (zero-shot)"] > tokens["none + LoRA"]
+    assert tokens["soft prompt"] == tokens["none + LoRA"] + 2  # K = 2 latents
+    assert tokens["cross-attn"] == tokens["none + LoRA"]
+    assert results[results["method"] == "random"]["prompt_tokens"].isna().all()

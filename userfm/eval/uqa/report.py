@@ -1,0 +1,186 @@
+"""The UQA report of one evaluation run: results.jsonl, accuracy.csv, report.md and two charts.
+
+report.md has three tables: accuracy per dimension and overall with bootstrap 95% intervals,
+accuracy per sub-task, and efficiency (mean prompt tokens the LLM read, ms per question).
+The charts are accuracy by sub-task and method (with the intervals) and overall accuracy
+against prompt tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from userfm.eval.uqa.schema import DIMENSIONS, TASKS
+from userfm.eval.uqa.scoring import accuracy_table
+
+RESULTS_FILE, ACCURACY_FILE, REPORT_FILE = "results.jsonl", "accuracy.csv", "report.md"
+TASK_CHART, TOKENS_CHART = "accuracy_by_task.png", "accuracy_vs_tokens.png"
+
+
+def efficiency_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per method: questions answered, mean prompt tokens and mean ms per question (NaN for
+    methods that do not run the LLM)."""
+    df = results.copy()
+    for col in ("prompt_tokens", "ms"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    order = list(dict.fromkeys(df["method"]))
+    table = df.groupby("method", sort=False).agg(
+        n=("correct", "size"), prompt_tokens=("prompt_tokens", "mean"), ms=("ms", "mean")
+    )
+    return table.reindex(order).reset_index()
+
+
+def _cell(row: pd.Series) -> str:
+    return f"{row.accuracy:.3f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |"]
+    lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(df.columns))) + "|")
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _pivot(table: pd.DataFrame, level: str, names: Sequence[str], cell) -> pd.DataFrame:
+    part = table[table["level"] == level]
+    present = [n for n in names if n in set(part["name"])]
+    rows = []
+    for method, g in part.groupby("method", sort=False):
+        by_name = {r.name: r for r in g.itertuples(index=False)}
+        rows.append([method, *(cell(by_name[n]) if n in by_name else "" for n in present)])
+    header = ["method"]
+    for n in present:
+        count = part.loc[part["name"] == n, "n"].max()
+        header.append(f"{n} (n={count})")
+    return pd.DataFrame(rows, columns=header)
+
+
+def write_report(
+    results: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    *,
+    title: str = "UQA evaluation",
+    facts: Mapping[str, Any] | None = None,
+    notes: str = "",
+    n_resamples: int = 1000,
+) -> dict[str, Path]:
+    """Write the report files of ``results`` (what `answer_questions` and the baseline
+    functions return) into ``out_dir``.
+
+    Args:
+        results: one result per question and method.
+        out_dir: folder (created).
+        title: report heading.
+        facts: protocol facts listed under the heading (LLM, questions, machine, ...).
+        notes: free text appended under the tables.
+        n_resamples: bootstrap resamples of the intervals.
+
+    Returns:
+        ``{"results", "accuracy", "report", "task_chart", "tokens_chart"}`` -> path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(list(results))
+    with open(out / RESULTS_FILE, "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(dict(r), ensure_ascii=False) + "\n")
+    table = accuracy_table(df, n_resamples=n_resamples)
+    table.to_csv(out / ACCURACY_FILE, index=False)
+    eff = efficiency_table(df)
+
+    dims = _pivot(table, "dimension", [*DIMENSIONS], _cell)
+    overall = _pivot(table, "overall", ["overall"], _cell)
+    headline = dims.merge(overall, on="method", how="left")
+    tasks = _pivot(table, "task", [*TASKS], lambda r: f"{r.accuracy:.3f}")
+    eff_md = eff.assign(
+        prompt_tokens=eff["prompt_tokens"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}"),
+        ms=eff["ms"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}"),
+    ).rename(columns={"prompt_tokens": "prompt tokens (mean)", "ms": "ms / question"})
+    parts = [f"# {title}", ""]
+    parts += [f"- **{k}:** {v}" for k, v in (facts or {}).items()]
+    parts += [
+        "",
+        "## Accuracy by dimension (95% bootstrap interval over questions)",
+        "",
+        _markdown(headline),
+        "",
+        "## Accuracy by sub-task",
+        "",
+        _markdown(tasks),
+        "",
+        "## Efficiency",
+        "",
+        "Prompt tokens: what the LLM reads in front of the answer (soft-prompt vectors count as "
+        "tokens; cross-attention latents do not enter the sequence). ms / question: wall time "
+        "per question in batches (multiple choice: one prefill pass).",
+        "",
+        _markdown(eff_md),
+        "",
+        f"Charts: [{TASK_CHART}]({TASK_CHART}), [{TOKENS_CHART}]({TOKENS_CHART}). "
+        f"Every answer: [{RESULTS_FILE}]({RESULTS_FILE}).",
+    ]
+    if notes:
+        parts += ["", notes]
+    (out / REPORT_FILE).write_text("\n".join(parts) + "\n", encoding="utf-8")
+    _charts(table, eff, out)
+    return {
+        "results": out / RESULTS_FILE,
+        "accuracy": out / ACCURACY_FILE,
+        "report": out / REPORT_FILE,
+        "task_chart": out / TASK_CHART,
+        "tokens_chart": out / TOKENS_CHART,
+    }
+
+
+def _charts(table: pd.DataFrame, eff: pd.DataFrame, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    part = table[table["level"] == "task"]
+    methods = list(dict.fromkeys(part["method"]))
+    tasks = [t for t in TASKS if t in set(part["name"])]
+    width = 0.8 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(tasks) + 2), 4.5))
+    x = np.arange(len(tasks))
+    for j, m in enumerate(methods):
+        g = part[part["method"] == m].set_index("name").reindex(tasks)
+        err = np.vstack([g["accuracy"] - g["ci_low"], g["ci_high"] - g["accuracy"]])
+        ax.bar(x + j * width - 0.4 + width / 2, g["accuracy"], width, yerr=err, label=m, capsize=2)
+    ax.set_xticks(x, [t.replace("_", "\n") for t in tasks])
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title("UQA accuracy by sub-task (95% bootstrap intervals)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / TASK_CHART, dpi=120)
+    plt.close(fig)
+
+    overall = table[table["level"] == "overall"].set_index("method")
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for m, tokens in zip(eff["method"], eff["prompt_tokens"], strict=True):
+        if pd.isna(tokens) or m not in overall.index:
+            continue
+        acc = overall.loc[m, "accuracy"]
+        ax.errorbar(
+            tokens,
+            acc,
+            yerr=[[acc - overall.loc[m, "ci_low"]], [overall.loc[m, "ci_high"] - acc]],
+            fmt="o",
+            capsize=3,
+        )
+        ax.annotate(m, (tokens, acc), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("prompt tokens per question (mean, log scale)")
+    ax.set_ylabel("overall accuracy")
+    ax.set_title("Accuracy vs prompt tokens")
+    fig.tight_layout()
+    fig.savefig(out / TOKENS_CHART, dpi=120)
+    plt.close(fig)
