@@ -46,5 +46,7 @@ def test_cli_lines_run(tmp_path):
         if args[1:3] == ["adapters", "fit"]:  # the same run, two steps on a few questions
             args += ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
             args += ["--data.max_train", "16", "--data.max_eval", "8"]
+        if args[1:3] == ["eval", "uqa"]:  # the same evaluation on two questions per sub-task
+            args += ["--max-per-task", "2", "--text-tokens", "64"]
         r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"

@@ -104,3 +104,16 @@ def test_a_baseline_with_nothing_to_train_says_so(tmp_path):
     )
     with pytest.raises(ConfigError, match="nothing to train"):
         module.configure_optimizers()
+
+
+@pytest.mark.parametrize("mode", ["none", "text"])
+def test_baselines_generate_like_the_llm_on_their_prompt(mode):
+    from userfm.adapters.text import prompt_ids
+
+    llm, tok = make_llm("llama"), make_tokenizer()
+    model = UserConditionedLM(None, llm, tok, AdapterConfig(mode=mode, text_tokens=8))
+    h = history(5)
+    ids = torch.tensor([prompt_ids(tok, model.prompt_text(h, "which genre ?"))])
+    expected = llm.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    want = tok.decode(expected[0, ids.shape[1] :], skip_special_tokens=True).strip()
+    assert model.generate([h], ["which genre ?"], max_new_tokens=4) == [want]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from userfm.data.history_text import HEADER, history_lines, history_prompt
 from userfm.data.log import UserHistory
@@ -45,3 +46,22 @@ def test_prompt_keeps_whole_recent_lines_within_the_budget():
         [HEADER, *lines[:2], "", "Q?"]
     )
     assert history_prompt(tok, lines, "Q?", max_tokens=3) == "Q?"
+
+
+def test_titles_come_from_the_history_itself_and_survive_slicing():
+    from userfm.data.readers import read_events
+    from userfm.data.schema import EventSchema
+
+    df = pd.DataFrame(
+        {
+            "user": ["u", "u", "u"],
+            "item": ["i1", "i2", "i3"],
+            "timestamp": [1, 2, 3],
+            "title": ["Dune", "Chess", "Go"],
+        }
+    )
+    history = read_events(df, EventSchema(title="title")).history("u")
+    assert list(history.titles) == ["Dune", "Chess", "Go"]
+    assert list(history[:2].titles) == ["Dune", "Chess"]
+    # the history's own title wins over the attribute table
+    assert history_lines(history[:1], {"i1": {"title": "Other"}}) == ["- Dune (1970-01-01)"]

@@ -147,3 +147,24 @@ def test_report_tables_charts_and_results(tmp_path, log, questions):
     acc = pd.read_csv(paths["accuracy"])
     overall = acc[(acc["level"] == "overall")].set_index("method")["accuracy"]
     assert overall["oracle"] == 1.0 and 0 < overall[ev.RANDOM] < 0.6
+
+
+def test_the_question_config_travels_with_the_questions(tmp_path, log):
+    from userfm.eval.uqa import QuestionConfig, load_question_config, save_questions
+
+    config = QuestionConfig(tasks=("short_term",), n_recent=7)
+    save_questions(build_questions(log, seed=0, config=config), tmp_path, config=config)
+    assert load_question_config(tmp_path) == config
+    assert load_question_config(tmp_path / "elsewhere") == QuestionConfig()
+
+
+def test_eval_uqa_names_a_missing_split(tmp_path, log, capsys):
+    from userfm.cli import main
+    from userfm.eval.uqa import save_questions
+
+    save_questions(build_questions(log, seed=0, tasks=("short_term",)), tmp_path / "qa")
+    rc = main(
+        ["eval", "uqa", "--questions", str(tmp_path / "qa"), "--log", "synthetic",
+         "--split", "holdout", "--out", str(tmp_path / "r")]
+    )  # fmt: skip
+    assert rc == 2 and "no 'holdout' questions" in capsys.readouterr().err

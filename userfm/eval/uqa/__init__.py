@@ -2,17 +2,28 @@
 
 `build_questions` turns any event log with item attributes into multiple-choice / free-form
 questions in seven sub-tasks (sequence understanding, action prediction, interest
-perception), balanced so that answer priors stay at chance; `score` / `accuracy_table` grade
-any model's answers. Imports no training stage.
+perception), balanced so that answer priors stay at chance; `answer_questions` asks any model
+with ``choose`` / ``generate`` (and `random_answers`, `prior_answers`, `direct_answers` give
+the non-learned baselines); `score` / `accuracy_table` grade the answers and `write_report`
+writes report.md, results.jsonl and charts. Imports no training stage.
 """
 
 from userfm.eval.uqa.baselines import (
+    AnswerPrior,
     DirectAnswerBaseline,
     ItemPrior,
     direct_answer,
     majority_answer_accuracy,
     prior_only_accuracy,
 )
+from userfm.eval.uqa.evaluate import (
+    answer_questions,
+    direct_answers,
+    prior_answers,
+    random_answers,
+    sample_per_task,
+)
+from userfm.eval.uqa.report import write_report
 from userfm.eval.uqa.schema import (
     DIMENSIONS,
     LETTERS,
@@ -44,6 +55,13 @@ from userfm.eval.uqa.tasks import (
 )
 
 __all__ = [
+    "write_report",
+    "sample_per_task",
+    "random_answers",
+    "prior_answers",
+    "direct_answers",
+    "answer_questions",
+    "AnswerPrior",
     "DIMENSIONS",
     "LETTERS",
     "RECORD_FEATURES",

@@ -37,6 +37,7 @@ from userfm.eval.uqa.tasks import (
 )
 
 __all__ = [
+    "AnswerPrior",
     "DirectAnswerBaseline",
     "ItemPrior",
     "direct_answer",
@@ -70,11 +71,35 @@ def _once(records: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
             yield r
 
 
-def _answer_counts(train: Iterable[Mapping[str, Any]]) -> dict[str, Counter[str]]:
-    counts: dict[str, Counter[str]] = {}
-    for r in _once(train):
-        counts.setdefault(r["task"], Counter())[normalise(r["answer"])] += 1
-    return counts
+@dataclass(frozen=True)
+class AnswerPrior:
+    """How often each (normalised) answer is right per sub-task in training: what a model
+    that ignores the user can know.
+
+    Attributes:
+        counts: sub-task -> answer -> questions it answers (a question asked in both formats
+            counts once).
+    """
+
+    counts: Mapping[str, Counter[str]]
+
+    @classmethod
+    def fit(cls, train: Iterable[Mapping[str, Any]]) -> AnswerPrior:
+        counts: dict[str, Counter[str]] = {}
+        for r in _once(train):
+            counts.setdefault(r["task"], Counter())[normalise(r["answer"])] += 1
+        return cls(counts)
+
+    def choose(self, record: Mapping[str, Any]) -> str:
+        """The letter of the option most often right for the record's sub-task (ties: the
+        first listed; options are shuffled, so that is a random one)."""
+        c = self.counts.get(record["task"], Counter())
+        return LETTERS[int(np.argmax([c[normalise(o)] for o in record["options"]]))]
+
+    def majority(self, task: str) -> str | None:
+        """The sub-task's most common answer, normalised (ties: alphabetically first)."""
+        c = self.counts.get(task)
+        return min(c, key=lambda k: (-c[k], k)) if c else None
 
 
 def _in_task_order(hits: Mapping[str, list[bool]]) -> dict[str, float]:
@@ -100,14 +125,11 @@ def prior_only_accuracy(records: Records, train_records: Records | None = None) 
         ``{sub-task: accuracy}`` for every sub-task with multiple-choice records.
     """
     train, test = _fit_and_apply(records, train_records)
-    counts = _answer_counts(train)
+    prior = AnswerPrior.fit(train)
     hits: dict[str, list[bool]] = {}
     for r in test:
-        if r.get("format") != "mc" or not r.get("options"):
-            continue
-        c = counts.get(r["task"], Counter())
-        pick = int(np.argmax([c[normalise(o)] for o in r["options"]]))
-        hits.setdefault(r["task"], []).append(LETTERS[pick] == r["answer_letter"])
+        if r.get("format") == "mc" and r.get("options"):
+            hits.setdefault(r["task"], []).append(prior.choose(r) == r["answer_letter"])
     return _in_task_order(hits)
 
 
@@ -128,11 +150,10 @@ def majority_answer_accuracy(
         ``{sub-task: accuracy}``.
     """
     train, test = _fit_and_apply(records, train_records)
-    counts = _answer_counts(train)
-    majority = {t: min(c, key=lambda k: (-c[k], k)) for t, c in counts.items() if c}
+    prior = AnswerPrior.fit(train)
     hits: dict[str, list[bool]] = {}
     for r in _once(test):
-        hits.setdefault(r["task"], []).append(majority.get(r["task"]) == normalise(r["answer"]))
+        hits.setdefault(r["task"], []).append(prior.majority(r["task"]) == normalise(r["answer"]))
     return _in_task_order(hits)
 
 

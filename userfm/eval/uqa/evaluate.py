@@ -17,7 +17,6 @@ question; for multiple choice that is one prefill pass).
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -26,9 +25,9 @@ from tqdm.auto import tqdm
 
 from userfm.data.log import EventLog, UserHistory
 from userfm.errors import ConfigError, DataError
-from userfm.eval.uqa.baselines import DirectAnswerBaseline
+from userfm.eval.uqa.baselines import AnswerPrior, DirectAnswerBaseline
 from userfm.eval.uqa.schema import LETTERS
-from userfm.eval.uqa.scoring import normalise, score
+from userfm.eval.uqa.scoring import score
 from userfm.eval.uqa.tasks import QuestionConfig
 
 Record = Mapping[str, Any]
@@ -154,24 +153,17 @@ def random_answers(records: Iterable[Record], *, seed: int = 0) -> list[dict[str
 def prior_answers(
     records: Iterable[Record], train_records: Iterable[Record]
 ) -> list[dict[str, Any]]:
-    """Ignore the user: for multiple choice the option most often right in ``train_records``
-    for that sub-task (ties: the first listed, options being shuffled); for free form the
-    sub-task's most common training answer."""
-    counts: dict[str, Counter[str]] = {}
-    seen: set[str] = set()
-    for r in train_records:
-        if r["question_id"] not in seen:  # the mc and free copies of a question count once
-            seen.add(r["question_id"])
-            counts.setdefault(r["task"], Counter())[normalise(r["answer"])] += 1
-    out = []
-    for r in records:
-        c = counts.get(r["task"], Counter())
-        if r["format"] == "mc" and r["options"]:
-            pick = LETTERS[int(np.argmax([c[normalise(o)] for o in r["options"]]))]
-        else:
-            pick = min(c, key=lambda k: (-c[k], k)) if c else ""
-        out.append(_result(PRIOR, r, pick))
-    return out
+    """Ignore the user (`AnswerPrior` of ``train_records``): for multiple choice the option
+    most often right for that sub-task; for free form the sub-task's most common answer."""
+    prior = AnswerPrior.fit(train_records)
+    return [
+        _result(
+            PRIOR,
+            r,
+            prior.choose(r) if r["format"] == "mc" else (prior.majority(r["task"]) or ""),
+        )
+        for r in records
+    ]
 
 
 def direct_answers(
