@@ -185,6 +185,9 @@ def check_targets(report: Path, long_budget: int) -> dict:
     text = max(
         (t for t in texts if t in out["accuracy"]), key=lambda t: out["accuracy"][t]["overall"]
     )
+    overall = acc[acc["level"] == "overall"].set_index("method")
+    # "matching" a text prompt that is itself at chance says nothing: flag it
+    out["text_above_chance"] = bool(overall.loc[text, "ci_low"] > overall.loc["random", "accuracy"])
     for family, names in USER_METHODS.items():
         best = max(names, key=lambda n: out["accuracy"][n]["overall"])
         beats = all(
@@ -203,6 +206,11 @@ def check_targets(report: Path, long_budget: int) -> dict:
             f"non-overlapping intervals: {'MET' if beats else 'not met'}; >= {text} on action "
             f"prediction and interest perception: {'MET' if matches else 'not met'} with "
             f"{ratio:.1f}x fewer prompt tokens"
+        )
+    if not out["text_above_chance"]:
+        lines.append(
+            f"  but {text} is itself at chance (its overall interval holds the random baseline's "
+            "accuracy): matching it means nothing"
         )
     out["lines"] = lines
     return out

@@ -212,12 +212,17 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     from userfm.eval.uqa.report import write_report
     from userfm.llm import load_llm
 
+    named = [_method_dir(spec) for spec in args.adapter]
+    names = [n for n, _ in named]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"`--adapter`: two methods share a name in {names}; use NAME=DIR")
     questions = load_questions(args.questions)
     if args.split not in questions or not len(questions[args.split]):
         raise ConfigError(f"`--split`: {args.questions} has no {args.split!r} questions")
     records = ev.sample_per_task(list(questions[args.split]), args.max_per_task, seed=args.seed)
     train = list(questions["train"]) if "train" in questions else []
     log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
+    ev.check_users(records, log)
     device = torch.device(args.device)
     results = ev.random_answers(records, seed=args.seed)
     results += ev.prior_answers(records, train)
@@ -238,8 +243,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
         )
 
     llm_name = args.llm
-    for spec in args.adapter:
-        name, folder = _method_dir(spec)
+    for name, folder in named:
         model = UserConditionedLM.from_adapter(folder)
         llm_name = llm_name or model.config.llm
         run(name, model)

@@ -158,7 +158,7 @@ def test_the_question_config_travels_with_the_questions(tmp_path, log):
     assert load_question_config(tmp_path / "elsewhere") == QuestionConfig()
 
 
-def test_eval_uqa_names_a_missing_split(tmp_path, log, capsys):
+def test_eval_uqa_names_bad_splits_logs_and_method_names(tmp_path, log, capsys):
     from userfm.cli import main
     from userfm.eval.uqa import save_questions
 
@@ -168,3 +168,13 @@ def test_eval_uqa_names_a_missing_split(tmp_path, log, capsys):
          "--split", "holdout", "--out", str(tmp_path / "r")]
     )  # fmt: skip
     assert rc == 2 and "no 'holdout' questions" in capsys.readouterr().err
+    rc = main(
+        ["eval", "uqa", "--questions", str(tmp_path / "qa"), "--log", "synthetic",
+         "--out", str(tmp_path / "r")]
+    )  # fmt: skip
+    assert rc == 2 and "not in the event log" in capsys.readouterr().err
+    rc = main(
+        ["eval", "uqa", "--questions", str(tmp_path / "qa"), "--log", "synthetic",
+         "--adapter", "a/x/adapter", "--adapter", "b/x", "--out", str(tmp_path / "r")]
+    )  # fmt: skip
+    assert rc == 2 and "share a name" in capsys.readouterr().err

@@ -48,6 +48,20 @@ class Answerer(Protocol):
     ) -> list[str]: ...
 
 
+def check_users(records: Iterable[Record], log: EventLog) -> None:
+    """Raise `DataError` naming the first question about a user the log does not have (the
+    questions were built from another log)."""
+    known = set(log.user_ids)
+    for n, r in enumerate(records):
+        if str(r["user_id"]) not in known:
+            raise DataError(
+                f"question {r.get('question_id')!r} is about user {r['user_id']!r}, who is not "
+                "in the event log; evaluate with the log the questions were built from",
+                column="user_id",
+                row=n,
+            )
+
+
 def visible_history(log: EventLog, record: Record) -> UserHistory:
     """The events the question lets the model see: the user's first ``context_end`` ones."""
     try:

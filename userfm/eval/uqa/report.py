@@ -148,35 +148,42 @@ def _charts(table: pd.DataFrame, eff: pd.DataFrame, out: Path) -> None:
     methods = list(dict.fromkeys(part["method"]))
     tasks = [t for t in TASKS if t in set(part["name"])]
     width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(tasks) + 2), 4.5))
+    colours = plt.get_cmap("tab20")  # 20 distinct colours: one per method
+    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(tasks) + 2), 5.5))
     x = np.arange(len(tasks))
     for j, m in enumerate(methods):
         g = part[part["method"] == m].set_index("name").reindex(tasks)
         err = np.vstack([g["accuracy"] - g["ci_low"], g["ci_high"] - g["accuracy"]])
-        ax.bar(x + j * width - 0.4 + width / 2, g["accuracy"], width, yerr=err, label=m, capsize=2)
+        offset = j * width - 0.4 + width / 2
+        ax.bar(
+            x + offset, g["accuracy"], width, yerr=err, label=m, capsize=1.5,
+            color=colours(j % 20), error_kw={"elinewidth": 0.6},
+        )  # fmt: skip
     ax.set_xticks(x, [t.replace("_", "\n") for t in tasks])
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)
     ax.set_title("UQA accuracy by sub-task (95% bootstrap intervals)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
     fig.savefig(out / TASK_CHART, dpi=120)
     plt.close(fig)
 
     overall = table[table["level"] == "overall"].set_index("method")
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for m, tokens in zip(eff["method"], eff["prompt_tokens"], strict=True):
-        if pd.isna(tokens) or m not in overall.index:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    markers = "osD^vP*Xhp<>"
+    for j, (m, tokens) in enumerate(zip(eff["method"], eff["prompt_tokens"], strict=True)):
+        if m not in overall.index:
             continue
         acc = overall.loc[m, "accuracy"]
+        if pd.isna(tokens):  # no LLM: a reference level, not a point
+            ax.axhline(acc, color=colours(j % 20), linestyle=":", linewidth=1, label=m)
+            continue
         ax.errorbar(
-            tokens,
-            acc,
+            tokens, acc,
             yerr=[[acc - overall.loc[m, "ci_low"]], [overall.loc[m, "ci_high"] - acc]],
-            fmt="o",
-            capsize=3,
-        )
-        ax.annotate(m, (tokens, acc), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            fmt=markers[j % len(markers)], color=colours(j % 20), capsize=3, label=m,
+        )  # fmt: skip
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     ax.set_xscale("log")
     ax.set_xlabel("prompt tokens per question (mean, log scale)")
     ax.set_ylabel("overall accuracy")
