@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from userfm.eval.uqa import DIMENSIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 # (name, mode, lora): the trained methods
@@ -50,7 +52,6 @@ TRAINED = [
 ]
 USER_METHODS = {"soft prompt": ("soft prompt", "soft prompt + LoRA"),
                 "cross-attn": ("cross-attn", "cross-attn + LoRA")}  # fmt: skip
-DIMS = ("sequence_understanding", "action_prediction", "interest_perception")
 
 
 def cli(argv: list[str]) -> None:
@@ -178,7 +179,7 @@ def check_targets(report: Path, long_budget: int) -> dict:
     lines, out = ["targets:"], {"accuracy": {}}
     for m in acc["method"].unique():
         overall = acc[(acc["method"] == m) & (acc["level"] == "overall")]["accuracy"]
-        out["accuracy"][m] = {d: round(float(dims.loc[(m, d), "accuracy"]), 3) for d in DIMS}
+        out["accuracy"][m] = {d: round(float(dims.loc[(m, d), "accuracy"]), 3) for d in DIMENSIONS}
         out["accuracy"][m]["overall"] = round(float(overall.iloc[0]), 3)
     # the long text prompt: the better of zero-shot and (with --long-text-lora) LoRA-trained
     texts = [f"text-{long_budget} (zero-shot)", f"text-{long_budget} + LoRA"]
@@ -191,7 +192,8 @@ def check_targets(report: Path, long_budget: int) -> dict:
     for family, names in USER_METHODS.items():
         best = max(names, key=lambda n: out["accuracy"][n]["overall"])
         beats = all(
-            dims.loc[(best, d), "ci_low"] > dims.loc[("none + LoRA", d), "ci_high"] for d in DIMS
+            dims.loc[(best, d), "ci_low"] > dims.loc[("none + LoRA", d), "ci_high"]
+            for d in DIMENSIONS
         )
         matches = all(
             dims.loc[(best, d), "accuracy"] >= dims.loc[(text, d), "accuracy"]
