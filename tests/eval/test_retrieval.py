@@ -49,13 +49,26 @@ def test_sampled_ranks_count_negatives_ranked_above_the_target():
 
 def test_frequency_buckets_split_by_equal_event_mass():
     # sorted counts 6, 3, 2, 1 (total 12); mass before each: 0, 6, 9, 11 -> buckets 0, 1, 2, 2
-    np.testing.assert_array_equal(frequency_buckets(np.array([1, 6, 3, 2]), 3), [2, 0, 1, 2])
+    mass = np.array([1, 6, 3, 2])
+    np.testing.assert_array_equal(frequency_buckets(mass, 3, by="mass"), [2, 0, 1, 2])
     # ties keep position order; zero-count items go to the tail
-    np.testing.assert_array_equal(frequency_buckets(np.array([2, 2, 0]), 2), [0, 1, 1])
-    np.testing.assert_array_equal(frequency_buckets(np.array([0, 0]), 3), [2, 2])
-    np.testing.assert_array_equal(frequency_buckets(np.array([5, 1]), 1), [0, 0])
+    np.testing.assert_array_equal(frequency_buckets(np.array([2, 2, 0]), 2, by="mass"), [0, 1, 1])
+    np.testing.assert_array_equal(frequency_buckets(np.array([0, 0]), 3, by="mass"), [2, 2])
+    np.testing.assert_array_equal(frequency_buckets(np.array([5, 1]), 1, by="mass"), [0, 0])
     with pytest.raises(ConfigError, match="num_buckets"):
         frequency_buckets(np.array([1]), 0)
+
+
+def test_frequency_buckets_split_by_equal_item_count_by_default():
+    # popularity ranks of [1, 6, 3, 2, 9, 0] are 4, 1, 2, 3, 0, 5 -> thirds of 6 items
+    counts = np.array([1, 6, 3, 2, 9, 0])
+    np.testing.assert_array_equal(frequency_buckets(counts, 3), [2, 0, 1, 1, 0, 2])
+    # one very popular item: by mass it is a bucket alone, by items the head third
+    skewed = np.array([100, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(frequency_buckets(skewed, 3, by="mass"), [0, 2, 2, 2, 2, 2])
+    np.testing.assert_array_equal(frequency_buckets(skewed, 3), [0, 0, 1, 1, 2, 2])
+    with pytest.raises(ConfigError, match="`by`"):
+        frequency_buckets(counts, 3, by="events")
 
 
 def test_macro_and_weighted_recall():
@@ -176,6 +189,13 @@ def test_misses_filtered_and_unknown_targets_on_a_hand_log():
     assert d["users_skipped"] == 1 and d["targets_in_input"] == 1 and d["targets_unranked"] == 2
     assert "(1 with < 3 events skipped)" in report.protocol
     assert "over 5 items" in report.protocol  # a, b, d, x, new
+    # default buckets: equal item count, head first (training counts a 3, b 4, d 1, x 1, new 0)
+    assert [bk["items"] for bk in report.buckets] == [2, 2, 1]  # {b, a}, {d, x}, {new}
+    assert [bk["targets"] for bk in report.buckets] == [2, 1, 1]  # a, a | d | new
+    assert "equal item count" in report.bucket_protocol
+    by_mass = evaluate_retrieval(MostPopular().fit(log), log, ks=(1,), bucket_by="mass")
+    assert "equal training mass" in by_mass.bucket_protocol
+    assert [bk["items"] for bk in by_mass.buckets] == [1, 1, 3]  # {b}, {a}, {d, x, new}
 
 
 def test_bad_arguments_raise_typed_errors(log, encoder):
@@ -185,6 +205,8 @@ def test_bad_arguments_raise_typed_errors(log, encoder):
         evaluate_retrieval(encoder, log, ks=(0, 5))
     with pytest.raises(ConfigError, match="recommend"):
         evaluate_retrieval(object(), log)
+    with pytest.raises(ConfigError, match="bucket_by"):
+        evaluate_retrieval(encoder, log, bucket_by="events")
     short = read_events(pd.DataFrame({"user": ["u", "u"], "item": ["a", "b"], "timestamp": [1, 2]}))
     with pytest.raises(DataError, match="3 events"):
         evaluate_retrieval(MostPopular().fit(short, split=None), short)

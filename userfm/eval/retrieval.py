@@ -13,12 +13,16 @@ all metrics come from the 1-based rank of the target in that ranking:
   rank (it is in the user's input, so it was filtered, or the model does not know the item)
   is a miss: rank = inf.
 * **recall by item frequency** (for DRO, which trades head accuracy for tail accuracy): the
-  log's items are split into ``num_buckets`` buckets head -> tail of about equal *training
-  event mass* (see `frequency_buckets`). ``recall_b@K`` is the hit rate of the users whose
+  log's items are ranked by training count and split into ``num_buckets`` buckets head ->
+  tail of equal *item count* (``bucket_by="items"``, the default: for 3 buckets, the most
+  popular third of the catalogue, the middle third, the rarest third) or of equal *training
+  event mass* (``"mass"``; see `frequency_buckets`). ``recall_b@K`` is the hit rate of the users whose
   target is in bucket b. ``macro_recall@K`` = mean over the buckets that hold at least one
   target of ``recall_b@K`` (every bucket counts the same); ``weighted_recall@K`` = sum over
   buckets of (share of targets in b) * ``recall_b@K``, i.e. the plain mean over users, equal
-  to HR@K (every target counts the same, so head items dominate).
+  to HR@K (every target counts the same, so head items dominate). Buckets of equal mass hold
+  about equal numbers of targets, so their macro recall is close to HR@K and cannot show a
+  head/tail trade; buckets of equal item count can.
 * **sampled** (the SASRec paper's numbers, for comparison only; sampled metrics overstate and
   can even reorder models, Krichene & Rendle 2020): the target is ranked against
   ``sampled_negatives`` items drawn uniformly without replacement from the log's items the
@@ -47,7 +51,11 @@ from userfm.data.splits import leave_one_out
 from userfm.errors import ConfigError, DataError
 
 SPLITS = ("test", "valid")
-SAMPLED_K = 10  # the SASRec paper reports HR@10 / NDCG@10 against 100 sampled negatives
+SAMPLED_K = 10
+BUCKET_BY = (
+    "items",
+    "mass",
+)  # the SASRec paper reports HR@10 / NDCG@10 against 100 sampled negatives
 
 
 @runtime_checkable
@@ -118,34 +126,47 @@ def sampled_ranks(target_ranks: np.ndarray, negative_ranks: np.ndarray) -> np.nd
     return np.where(np.isfinite(target_ranks), 1.0 + above, np.inf)
 
 
-def frequency_buckets(counts: np.ndarray, num_buckets: int) -> np.ndarray:
-    """Split items head -> tail into buckets of about equal event mass.
+def frequency_buckets(counts: np.ndarray, num_buckets: int, by: str = "items") -> np.ndarray:
+    """Split items head -> tail into ``num_buckets`` popularity buckets.
 
-    Items are sorted by count (descending, ties by position); an item goes to the bucket in
-    which its mass *starts*: ``floor(num_buckets * events of more popular items / total)``.
-    So bucket 0 (head) holds the few items that make up the first 1/num_buckets of the
-    events, the last bucket (tail) the many rare ones. Items with count 0 (never in training)
-    go to the tail.
+    Items are sorted by count (descending, ties by position).
+
+    * ``by="items"``: every bucket holds the same number of items (within one): bucket 0 is
+      the most popular third of the catalogue (for 3 buckets), the last one the rarest third.
+      Buckets then differ in popularity, so a mean over them weighs head and tail equally.
+    * ``by="mass"``: every bucket holds about the same share of training *events*: an item goes
+      to the bucket in which its mass starts, ``floor(num_buckets * events of more popular
+      items / total)``. Targets follow the training mass, so every bucket holds about the same
+      number of targets and a mean over buckets is close to the plain hit rate. Items with
+      count 0 (never in training) go to the tail.
 
     Args:
         counts: (V,) training event count per item.
         num_buckets: B >= 1.
+        by: "items" or "mass".
 
     Returns:
         (V,) int64 bucket per item, in [0, B).
 
     Example:
-        >>> frequency_buckets(np.array([1, 6, 3, 2]), 3)  # mass before: 11, 0, 6, 9 of 12
+        >>> frequency_buckets(np.array([1, 6, 3, 2]), 3, by="mass")  # mass before: 11, 0, 6, 9
         array([2, 0, 1, 2])
+        >>> frequency_buckets(np.array([1, 6, 3, 2]), 2)  # ranks 3, 0, 1, 2 of 4 items
+        array([1, 0, 0, 1])
     """
     if num_buckets < 1:
         raise ConfigError(f"`num_buckets` must be >= 1, got {num_buckets}")
+    if by not in BUCKET_BY:
+        raise ConfigError(f"`by` must be one of {BUCKET_BY}, got {by!r}")
     counts = np.asarray(counts, dtype=np.int64)
     out = np.full(len(counts), num_buckets - 1, dtype=np.int64)
+    order = np.lexsort((np.arange(len(counts)), -counts))  # count desc, then position
+    if by == "items":
+        out[order] = np.arange(len(counts)) * num_buckets // max(len(counts), 1)
+        return out
     total = int(counts.sum())
     if total == 0:
         return out
-    order = np.lexsort((np.arange(len(counts)), -counts))  # count desc, then position
     before = np.cumsum(counts[order]) - counts[order]  # events of more popular items
     buckets = np.minimum(num_buckets - 1, before * num_buckets // total)
     buckets[counts[order] == 0] = num_buckets - 1
@@ -400,6 +421,7 @@ def evaluate_retrieval(
     split: str = "test",
     ks: Sequence[int] = (1, 5, 10, 20),
     num_buckets: int = 3,
+    bucket_by: str = "items",
     sampled_negatives: int | None = 100,
     seed: int = 0,
     batch_size: int = 256,
@@ -414,6 +436,8 @@ def evaluate_retrieval(
         split: "test" (target = last event) or "valid" (target = second-to-last event).
         ks: cut-offs for HR / NDCG / recall.
         num_buckets: item-frequency buckets for macro / weighted recall.
+        bucket_by: "items" (buckets of equal item count: macro recall weighs head and tail
+            the same) or "mass" (buckets of equal training mass); see `frequency_buckets`.
         sampled_negatives: negatives per user for the sampled protocol (0 / None: skip it).
         seed: seed of the negative sampling.
         batch_size, progress: passed to ``model.recommend``.
@@ -422,7 +446,8 @@ def evaluate_retrieval(
         A `RetrievalReport`; print ``report.format()``.
 
     Raises:
-        ConfigError: bad ``split`` / ``ks`` / ``num_buckets`` / ``sampled_negatives``, or
+        ConfigError: bad ``split`` / ``ks`` / ``num_buckets`` / ``bucket_by`` /
+            ``sampled_negatives``, or
             ``model`` has no ``recommend``.
         DataError: no user has the 3 events leave-one-out needs.
     """
@@ -432,6 +457,8 @@ def evaluate_retrieval(
         raise ConfigError(f"`ks` must be cut-offs >= 1, got {ks}")
     if num_buckets < 1:
         raise ConfigError(f"`num_buckets` must be >= 1, got {num_buckets}")
+    if bucket_by not in BUCKET_BY:
+        raise ConfigError(f"`bucket_by` must be one of {BUCKET_BY}, got {bucket_by!r}")
     if sampled_negatives is not None and sampled_negatives < 0:
         raise ConfigError(f"`sampled_negatives` must be >= 0 or None, got {sampled_negatives}")
     if not callable(getattr(model, "recommend", None)):
@@ -453,7 +480,7 @@ def evaluate_retrieval(
     )
 
     counts = np.asarray([data.train_counts.get(i, 0) for i in data.catalogue], dtype=np.int64)
-    item_buckets = frequency_buckets(counts, num_buckets)
+    item_buckets = frequency_buckets(counts, num_buckets, by=bucket_by)
     target_buckets = item_buckets[pd.Index(data.catalogue).get_indexer(data.targets)]
 
     metrics: dict[str, float] = {}
@@ -503,7 +530,8 @@ def evaluate_retrieval(
             + f", {users}"
         )
     bucket_protocol = (
-        f"recall in {num_buckets} item-frequency buckets of equal training mass "
+        f"recall in {num_buckets} item-frequency buckets of equal "
+        f"{'item count' if bucket_by == 'items' else 'training mass'} "
         "(macro: mean over buckets, weighted: mean over users)"
     )
     return RetrievalReport(
