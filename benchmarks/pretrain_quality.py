@@ -7,7 +7,9 @@ Protocol:
   ``../shared/data/ml-100k``, never copied), leave-one-out (`userfm.pretrain.data`): train on
   each user's events but the last two, targets = every next event; test = the last event.
 - training: the code users run, `lightning.Trainer` on `PretrainModule` + `EventDataModule`,
-  CPU, ``seed_everything(seed)`` before every run, no checkpoints / logger / progress bar, no
+  CPU, ``seed_everything(seed)`` before every run (the rows the targets are judged on,
+  SASRec-BCE / -CE, ours and ours + DRO, train once per seed, ``--seeds`` of them, and show
+  the mean with its standard deviation; the other ablation rows train on the first seed), no checkpoints / logger / progress bar, no
   validation during training (``limit_val_batches=0``, ``num_sanity_val_steps=0``), no early
   stopping: every model trains for the same number of epochs with the same batch size (128),
   max_len 200, AdamW lr 1e-3, weight decay 0.01, linear warmup then cosine decay to 0.
@@ -25,12 +27,14 @@ Protocol:
   With the default shape, "next-item only" in the ablation IS SASRec-CE (same run).
 - evaluation: every model by the same call, ``evaluate_retrieval(model, log, split="test")``:
   full ranking over all items with the user's seen items filtered (HR@K, NDCG@K, MRR, macro /
-  weighted recall@K in 3 item-frequency buckets of equal training mass), and the SASRec
+  weighted recall@K in 3 item-frequency buckets of equal item count: the most popular third
+  of the catalogue, the middle third, the rarest third), and the SASRec
   paper's sampled protocol (target vs 100 uniformly sampled unseen items). The protocol
   string of every metric is printed. Targets are judged on full-ranking NDCG@10; the sampled
   ratios are shown for reference only (sampled metrics can reorder models).
 - DRO check: ours + DRO vs ours (everything else equal): macro_recall@10
-  ratio (target >= 1.2x) and the relative NDCG@10 change (target: no more than 3% lower).
+  ratio (target >= 1.2x) and the relative NDCG@10 change (target: no more than 3% lower),
+  both on the means over seeds.
 - throughput: training events/s = next-item target positions processed per second of
   training wall time (equal to input events/s here: every training input position has
   one target), i.e. epochs x target positions per epoch / fit seconds (data preparation done
@@ -47,12 +51,13 @@ Protocol:
   because this 2-core machine is shared and a fit's wall time varies several-fold with other
   load; CPU seconds of this process are shown too, and the main runs' rates.
 
-Run: python benchmarks/pretrain_quality.py [--quick] [--data PATH] [--epochs N] [--out F]
-``--quick``: 6 epochs, the "+ contrastive", "+ DRO" and "all" ablation rows
-skipped, 2 rounds of one-epoch timing fits (a few minutes on 2 idle cores; the quality numbers are a
-smoke test of undertrained models, not results). Default: 100 epochs (800 steps) for every
-model, every row, 3 rounds of two-epoch timing fits (about 40 minutes on 2 idle CPU cores; ``--epochs
-200`` is the SASRec paper's budget, about twice that). Prints a table per section and ends
+Run: python benchmarks/pretrain_quality.py [--quick] [--data PATH] [--epochs N] [--seeds N]
+[--out F]. ``--quick``: 6 epochs, one seed, the "+ contrastive", "+ DRO" and "all" ablation
+rows skipped, 2 rounds of one-epoch timing fits (a few minutes on 2 idle cores; the quality
+numbers are a smoke test of undertrained models, not results). Default: 100 epochs (800
+steps) for every model, 3 seeds for the judged rows, 3 rounds of two-epoch timing fits (about
+75 minutes on 2 idle CPU cores, 5 minutes per fit; ``--epochs 200`` is the SASRec paper's
+budget, about twice that). Prints a table per section and ends
 with one JSON line {"benchmark": "pretrain_quality", ...}. Exits 0 with "skipped": true
 when the data is absent.
 """
@@ -72,6 +77,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
 
@@ -83,6 +90,8 @@ TARGETS = {
     "dro_ndcg_drop": 0.03,
     "throughput_vs_sasrec": 2.0,
 }
+# rows the targets are judged on: trained once per seed (--seeds), the others on the first seed
+JUDGED = ("sasrec_bce", "sasrec_ce", "ours", "ours_dro")
 SASREC_SHAPE = dict(hidden=50, num_blocks=2, heads=1, dropout=0.2)
 TABLE_METRICS = (
     "HR@10",
@@ -107,14 +116,21 @@ class Spec:
 
 @dataclass
 class Result:
+    """One row: the first seed's fit (timing, loss, DRO state) and every seed's report."""
+
     label: str
-    report: Any  # RetrievalReport
+    report: Any  # RetrievalReport of the first seed
     fit_s: float = math.nan
     fit_cpu_s: float = math.nan
     events: int = 0
     steps: int = 0
     train_loss: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
+    seed_reports: list[Any] = field(default_factory=list)  # one per seed, first = report
+
+    def __post_init__(self) -> None:
+        if not self.seed_reports:
+            self.seed_reports = [self.report]
 
     @property
     def events_per_s(self) -> float:
@@ -125,7 +141,21 @@ class Result:
         return self.events / self.fit_cpu_s if self.fit_cpu_s > 0 else math.nan
 
     def m(self, name: str) -> float:
-        return float(self.report.metrics[name])
+        """Mean over seeds."""
+        return float(np.mean(self.per_seed(name)))
+
+    def sd(self, name: str) -> float:
+        """Sample standard deviation over seeds (NaN for one seed)."""
+        values = self.per_seed(name)
+        return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+    def per_seed(self, name: str) -> list[float]:
+        return [float(r.metrics[name]) for r in self.seed_reports]
+
+    def bucket_recall(self, k: int = 10) -> list[float]:
+        """Recall@k per item-frequency bucket (head first), mean over seeds."""
+        per_seed = [[b[f"recall@{k}"] for b in r.buckets] for r in self.seed_reports]
+        return [float(x) for x in np.nanmean(np.asarray(per_seed, dtype=float), axis=0)]
 
 
 # ---- configuration ----------------------------------------------------------------------------
@@ -199,6 +229,8 @@ def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.seeds is not None and args.seeds < 1:
+        problems.append(f"--seeds must be >= 1, got {args.seeds}")
     if args.warmup < 0:
         problems.append(f"--warmup must be >= 0, got {args.warmup}")
     for spec in specs:
@@ -253,7 +285,7 @@ def quiet() -> None:
 
 
 # ---- running ----------------------------------------------------------------------------------
-def make_datamodule(args: argparse.Namespace, data_kwargs: dict[str, Any]):
+def make_datamodule(args: argparse.Namespace, data_kwargs: dict[str, Any], seed: int | None = None):
     from userfm.pretrain.data import EventDataModule
 
     dm = EventDataModule(
@@ -261,23 +293,24 @@ def make_datamodule(args: argparse.Namespace, data_kwargs: dict[str, Any]):
         format="movielens-100k",
         max_len=args.max_len,
         batch_size=args.batch_size,
-        seed=args.seed,
+        seed=args.seed if seed is None else seed,
         **data_kwargs,
     )
     dm.setup("fit")  # data preparation is not part of the timed fit
     return dm
 
 
-def fit(args: argparse.Namespace, spec: Spec, epochs: int, dm=None):
-    """Train one run as a user would; returns (module, datamodule, trainer, wall s, CPU s,
-    target positions processed)."""
+def fit(args: argparse.Namespace, spec: Spec, epochs: int, dm=None, seed: int | None = None):
+    """Train one run as a user would (``seed``: default ``args.seed``); returns (module,
+    datamodule, trainer, wall s, CPU s, target positions processed)."""
     import lightning as L
 
     from userfm.pretrain.module import PretrainModule
 
+    seed = args.seed if seed is None else seed
     if dm is None:
-        dm = make_datamodule(args, spec.data)
-    L.seed_everything(args.seed, verbose=False)
+        dm = make_datamodule(args, spec.data, seed)
+    L.seed_everything(seed, verbose=False)
     module = PretrainModule(**spec.module)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -297,14 +330,23 @@ def fit(args: argparse.Namespace, spec: Spec, epochs: int, dm=None):
     return module, dm, trainer, fit_s, fit_cpu_s, per_epoch * epochs
 
 
-def train_and_evaluate(args: argparse.Namespace, spec: Spec, epochs: int) -> Result:
+def train_and_evaluate(
+    args: argparse.Namespace, spec: Spec, epochs: int, seeds: list[int] | None = None
+) -> Result:
+    """Fit and evaluate ``spec`` once per seed (default: ``[args.seed]``); the returned row
+    averages the seeds' metrics and keeps the first fit's timing, loss and DRO state."""
     import torch
 
     from userfm.eval.retrieval import evaluate_retrieval
 
-    module, dm, trainer, fit_s, fit_cpu_s, events = fit(args, spec, epochs)
+    seeds = seeds or [args.seed]
+    module, dm, trainer, fit_s, fit_cpu_s, events = fit(args, spec, epochs, seed=seeds[0])
     loss = trainer.callback_metrics.get("train/loss")
     report = evaluate_retrieval(module.encoder, dm.log_, split="test")
+    reports = [report]
+    for seed in seeds[1:]:
+        other, other_dm, *_ = fit(args, spec, epochs, seed=seed)
+        reports.append(evaluate_retrieval(other.encoder, other_dm.log_, split="test"))
     extra: dict[str, Any] = {}
     if module.dro_weighting is not None:
         extra["dro_weights"] = [round(w, 4) for w in module.dro_weighting.weights.tolist()]
@@ -319,6 +361,7 @@ def train_and_evaluate(args: argparse.Namespace, spec: Spec, epochs: int) -> Res
         steps=trainer.global_step,
         train_loss=float(loss) if isinstance(loss, torch.Tensor) else math.nan,
         extra=extra,
+        seed_reports=reports,
     )
 
 
@@ -417,6 +460,20 @@ def fmt_s(res: Result) -> str:
     return f"{res.fit_s:.0f}" if not math.isnan(res.fit_s) else "-"
 
 
+def fmt_sd(res: Result) -> str:
+    return f"{res.sd('NDCG@10'):.4f}" if len(res.seed_reports) > 1 else "-"
+
+
+def fmt_seeds(res: Result) -> str:
+    return str(len(res.seed_reports))
+
+
+def per_seed_ratios(a: Result, b: Result, metric: str = "NDCG@10") -> list[float]:
+    """a / b seed by seed (b's only value when it has one: a deterministic baseline)."""
+    bs = b.per_seed(metric)
+    return [ratio(x, bs[i] if len(bs) > 1 else bs[0]) for i, x in enumerate(a.per_seed(metric))]
+
+
 def fmt_loss(res: Result) -> str:
     return f"{res.train_loss:.3f}" if not math.isnan(res.train_loss) else "-"
 
@@ -448,7 +505,13 @@ def main() -> int:
     )
     p.add_argument("--contrastive-weight", type=float, default=0.1)
     p.add_argument("--dro-temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds (seed, seed+1, ...) per row the targets are judged on; default 3 (1 quick)",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write every report as JSON")
     args = p.parse_args()
     quiet()
@@ -456,6 +519,7 @@ def main() -> int:
     epochs = args.epochs or (6 if args.quick else 100)
     repeats = args.throughput_repeats or (2 if args.quick else 3)
     tp_epochs = args.throughput_epochs or (1 if args.quick else 2)
+    seeds = list(range(args.seed, args.seed + (args.seeds or (1 if args.quick else 3))))
     machine = machine_description()
     summary: dict[str, Any] = {"benchmark": "pretrain_quality"}
 
@@ -479,7 +543,8 @@ def main() -> int:
     print(
         f"budget: {epochs} epochs x {steps_per_epoch} steps, batch {args.batch_size}, "
         f"max_len {args.max_len}, AdamW lr {args.lr:g} (warmup {args.warmup} steps, cosine "
-        f"to 0), seed {args.seed}; quick={args.quick}"
+        f"to 0); seeds {seeds} for {', '.join(JUDGED)} (rows show the mean), seed "
+        f"{args.seed} for the other ablation rows; quick={args.quick}"
     )
     print(
         f"ours: hidden {args.hidden}, 2 blocks, {args.heads} head(s), dropout 0.2, full "
@@ -494,18 +559,19 @@ def main() -> int:
             results[spec.name] = results[spec.alias_of]
             print(f"[{spec.label}] same configuration as {spec.alias_of}: reusing that run")
             continue
-        res = train_and_evaluate(args, spec, epochs)
+        res = train_and_evaluate(args, spec, epochs, seeds if spec.name in JUDGED else None)
         results[spec.name] = res
+        per_seed = ", ".join(f"{x:.4f}" for x in res.per_seed("NDCG@10"))
         print(
-            f"[{spec.label}] fit {res.fit_s:.0f}s ({res.steps} steps, final train loss "
-            f"{res.train_loss:.3f}), NDCG@10 {res.m('NDCG@10'):.4f}",
+            f"[{spec.label}] first fit {res.fit_s:.0f}s ({res.steps} steps, final train loss "
+            f"{res.train_loss:.3f}), NDCG@10 per seed {per_seed}",
             flush=True,
         )
         if not math.isfinite(res.train_loss):
             print(f"WARNING: {spec.label} ended with a non-finite training loss")
 
     pop, bce, ce, ours = (results[k] for k in ("most_popular", "sasrec_bce", "sasrec_ce", "ours"))
-    cols = (("fit s", fmt_s), ("train loss", fmt_loss))
+    cols = (("NDCG@10 sd", fmt_sd), ("seeds", fmt_seeds), ("fit s", fmt_s), ("loss", fmt_loss))
 
     # 1. baselines
     print_table(
@@ -539,9 +605,11 @@ def main() -> int:
         who, other = names[key]
         met[key] = value >= TARGETS[key]
         sampled = ratio(ours.m("sampled_NDCG@10"), other.m("sampled_NDCG@10"))
+        seeds_ratio = ", ".join(f"{x:.2f}" for x in per_seed_ratios(ours, other))
         print(
-            f"full-ranking NDCG@10 ours / {who}: {value:.2f}x (target >= {TARGETS[key]}x) "
-            f"{verdict(met[key])}   [sampled-100 NDCG@10: {sampled:.2f}x, reference only]"
+            f"full-ranking NDCG@10 ours / {who}: {value:.2f}x of the means (target >= "
+            f"{TARGETS[key]}x) {verdict(met[key])}   [per seed: {seeds_ratio}; sampled-100 "
+            f"NDCG@10: {sampled:.2f}x, reference only]"
         )
 
     # 2. ablation
@@ -579,11 +647,14 @@ def main() -> int:
         [("ours", no_dro, ""), ("ours + DRO", with_dro, "")],
         cols,
     )
-    print("recall@10 per item-frequency bucket (head -> tail; targets per bucket):")
+    print(
+        "recall@10 per item-frequency bucket (head -> tail, equal item counts; mean over "
+        "seeds; targets per bucket):"
+    )
     for label, res in (("without DRO", no_dro), ("with DRO", with_dro)):
         cells = ", ".join(
-            f"b{b['bucket']} {b['recall@10']:.4f} ({b['targets']} targets, {b['items']} items)"
-            for b in res.report.buckets
+            f"b{b['bucket']} {r:.4f} ({b['targets']} targets, {b['items']} items)"
+            for b, r in zip(res.report.buckets, res.bucket_recall(10), strict=True)
         )
         print(f"  {label:<12} {cells}")
     if "dro_weights" in with_dro.extra:
@@ -592,13 +663,19 @@ def main() -> int:
             f"  final DRO bucket weights {x['dro_weights']} vs prior {x['dro_prior']} (EMA "
             f"class losses {x['dro_class_loss']})"
         )
+    macro_seeds = ", ".join(
+        f"{x:.2f}" for x in per_seed_ratios(with_dro, no_dro, "macro_recall@10")
+    )
+    ndcg_seeds = ", ".join(f"{x - 1:+.1%}" for x in per_seed_ratios(with_dro, no_dro))
     print(
-        f"macro_recall@10 with / without DRO: {macro:.2f}x (target >= "
-        f"{TARGETS['dro_macro_recall']}x) {verdict(met['dro_macro_recall'])}"
+        f"macro_recall@10 with / without DRO: {macro:.2f}x of the means (target >= "
+        f"{TARGETS['dro_macro_recall']}x) {verdict(met['dro_macro_recall'])}   [per seed: "
+        f"{macro_seeds}]"
     )
     print(
         f"NDCG@10 change with DRO: {100 * ndcg_change:+.1f}% (target: no more than "
         f"{100 * TARGETS['dro_ndcg_drop']:.0f}% lower) {verdict(met['dro_ndcg_within_3pct'])}"
+        f"   [per seed: {ndcg_seeds}]"
     )
 
     # 4. throughput
@@ -664,6 +741,7 @@ def main() -> int:
             k: {
                 "label": r.label,
                 "report": r.report.to_dict(),
+                "seed_reports": [x.to_dict() for x in r.seed_reports],
                 "fit_s": r.fit_s,
                 "fit_cpu_s": r.fit_cpu_s,
                 "events": r.events,
@@ -685,6 +763,8 @@ def main() -> int:
         ndcg10_sasrec_bce=round(bce.m("NDCG@10"), 4),
         ndcg10_sasrec_ce=round(ce.m("NDCG@10"), 4),
         ndcg10_ours=round(nd, 4),
+        seeds=seeds,
+        ndcg10_per_seed={k: [round(x, 4) for x in results[k].per_seed("NDCG@10")] for k in JUDGED},
         sampled_ndcg10_sasrec_bce=round(bce.m("sampled_NDCG@10"), 4),
         sampled_ndcg10_ours=round(ours.m("sampled_NDCG@10"), 4),
         **{k: round(v, 3) for k, v in checks.items()},

@@ -47,6 +47,9 @@ class PretrainModule(L.LightningModule):
         dro_temperature: λ of the KL ball's dual (smaller = more robust; inf = plain mean).
         dro_ema: EMA factor of the per-class losses.
         dro_buckets: number of frequency buckets for ``dro="bucket"``.
+        dro_bucket_by: how ``dro="bucket"`` splits items head -> tail: ``items`` (equal item
+            counts, as `userfm.eval.retrieval` buckets them for macro recall) or ``mass``
+            (equal shares of training events); see `userfm.pretrain.dro.frequency_buckets`.
         contrastive_weight: α of the CL4SRec InfoNCE term (0 = off).
         contrastive_temperature: InfoNCE temperature.
         crop_rate, mask_rate, reorder_rate: augmentation rates of the two views.
@@ -72,6 +75,7 @@ class PretrainModule(L.LightningModule):
         dro_temperature: float = 1.0,
         dro_ema: float = 0.9,
         dro_buckets: int = 3,
+        dro_bucket_by: str = "items",
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 0.5,
         crop_rate: float = 0.6,
@@ -87,6 +91,8 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`loss` must be one of {LOSSES}, got {loss!r}")
         if dro is not None and dro not in DRO_CLASSES:
             raise ConfigError(f"`dro` must be None or one of {DRO_CLASSES}, got {dro!r}")
+        if dro_bucket_by not in ("items", "mass"):
+            raise ConfigError(f"`dro_bucket_by` must be 'items' or 'mass', got {dro_bucket_by!r}")
         if contrastive_weight < 0:
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
         if lr <= 0:
@@ -129,7 +135,9 @@ class PretrainModule(L.LightningModule):
         counts = dm.item_counts.float()  # (V,)
         self.item_counts = counts
         self.register_buffer(
-            "item_bucket", frequency_buckets(counts, hp.dro_buckets), persistent=False
+            "item_bucket",
+            frequency_buckets(counts, hp.dro_buckets, by=hp.dro_bucket_by),
+            persistent=False,
         )
         if hp.dro is not None:
             if hp.dro == "item":

@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import CSVLogger
 from userfm import UserEncoder
 from userfm.errors import ConfigError
 from userfm.pretrain.data import EventDataModule
+from userfm.pretrain.dro import NUM_SPECIALS
 from userfm.pretrain.export import export_checkpoint
 from userfm.pretrain.module import PretrainModule
 from userfm.pretrain.plot import plot_run
@@ -86,8 +87,14 @@ def test_export_writes_a_loadable_encoder_with_a_filled_card(tmp_path):
 
 
 def test_dro_weights_are_logged_per_bucket(tmp_path):
-    trainer, _, _ = fit(tmp_path, steps=3, dro="bucket", dro_buckets=3)
+    trainer, module, _ = fit(tmp_path, steps=3, dro="bucket", dro_buckets=3)
     assert {f"dro/weight_bucket_{c}" for c in range(3)} <= set(trainer.callback_metrics)
+    # default buckets: equal item counts (as evaluation's macro recall), head = most popular
+    real = module.item_bucket[NUM_SPECIALS:]
+    sizes = torch.bincount(real, minlength=3)
+    assert int(sizes.max() - sizes.min()) <= 1
+    counts = module.item_counts[NUM_SPECIALS:]
+    assert counts[real == 0].min() >= counts[real == 2].max()
 
 
 def test_bad_hyperparameters_name_the_field():
@@ -95,6 +102,8 @@ def test_bad_hyperparameters_name_the_field():
         PretrainModule(loss="hinge")
     with pytest.raises(ConfigError, match="dro"):
         PretrainModule(dro="user")
+    with pytest.raises(ConfigError, match="dro_bucket_by"):
+        PretrainModule(dro="bucket", dro_bucket_by="events")
 
 
 def test_export_rejects_a_foreign_checkpoint(tmp_path):
