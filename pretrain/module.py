@@ -37,7 +37,9 @@ class PretrainModule(L.LightningModule):
 
     Args:
         hidden_size, num_layers, num_heads, dropout, pooling, attn_backend, use_time,
-            normalize: `UserEncoderConfig` fields (sizes and max_len come from the data).
+            normalize, output_features: `UserEncoderConfig` fields (sizes and max_len come
+            from the data; with ``output_features`` the item -> category table is read from
+            the log).
         loss: next-item loss: ``full`` softmax, ``sampled`` softmax (logQ-corrected), or
             ``bce`` with one negative (the SASRec paper's loss).
         num_negatives: negatives per step for ``sampled``.
@@ -68,6 +70,7 @@ class PretrainModule(L.LightningModule):
         attn_backend: str = "sdpa",
         use_time: bool = True,
         normalize: bool = False,
+        output_features: bool = False,
         loss: str = "full",
         num_negatives: int = 256,
         sampler: str = "log_uniform",
@@ -125,7 +128,10 @@ class PretrainModule(L.LightningModule):
             attn_backend=hp.attn_backend,
             use_time=hp.use_time and dm.log_.has_time,
             normalize=hp.normalize,
+            output_features=hp.output_features,
         )
+        if self.encoder.embeddings.item_categories is not None:
+            self.encoder.set_item_categories(self.encoder.featurizer().item_category_table(dm.log_))
         if hp.contrastive_weight > 0:  # training only: not exported with the encoder
             D = hp.hidden_size
             self.contrastive_head = torch.nn.Sequential(
@@ -165,7 +171,7 @@ class PretrainModule(L.LightningModule):
         ``seen`` (N, T): each example's input items; BCE negatives avoid them, as in SASRec.
         """
         hp = self.hparams
-        item_emb = self.encoder.embeddings.item.weight  # (V, D)
+        item_emb = self.encoder.embeddings.item_vectors()  # (V, D) tied output layer
         if hp.loss == "full" or not self.training:
             return full_softmax_loss(h, item_emb, targets)
         if hp.loss == "sampled":

@@ -1,7 +1,7 @@
 """Next-item losses with the item embedding table as a tied output layer.
 
 Every loss takes the hidden states at the target positions ``h`` (N, D), the item table
-``item_emb`` (V, D) (``UserEncoder.embeddings.item.weight``) and the target item indices
+``item_emb`` (V, D) (``UserEncoder.embeddings.item_vectors()``) and the target item indices
 ``targets`` (N,), and returns PER-EXAMPLE losses (N,) so that a weighting (DRO) can be applied
 on top. Indices 0, 1, 2 are PAD / MASK / OOV (``userfm.data.vocab``): they are never
 predicted and never drawn as negatives; callers remove positions whose target is one of them

@@ -8,7 +8,7 @@ from userfm.data.features import FIRST_EVENT_GAP, Featurizer, hours_and_weekdays
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.splits import leave_one_out, time_split
 from userfm.data.vocab import OOV, PAD, build_vocabs
-from userfm.errors import EmptyLogError
+from userfm.errors import ConfigError, EmptyLogError
 
 
 def make_log(rows, **kw):
@@ -133,3 +133,25 @@ def test_histories_without_the_models_side_features_get_pad_and_are_counted():
     assert f.missing_side_features == 1
     f(log.history("u"))
     assert f.missing_side_features == 1
+
+
+def test_item_category_table_encodes_each_items_categories_like_its_events():
+    log = make_log(
+        [("u", "a", 1, "A|B|C"), ("u", "b", 2, None), ("v", "a", 3, "A|B|C"), ("v", "c", 4, "C")]
+    )
+    f = Featurizer(build_vocabs(log), max_categories=2)
+    table = f.item_category_table(log)
+    vocabs = f.vocabs
+    assert table.shape == (len(vocabs.items), 2)
+    index = dict(zip(vocabs.items.tokens, vocabs.items.encode(vocabs.items.tokens)[0], strict=True))
+    assert vocabs.categories.decode(table[index["a"]]) == ["A", "B"]  # first max_categories
+    assert vocabs.categories.decode(table[index["c"]][:1]) == ["C"] and table[index["c"], 1] == PAD
+    assert (table[index["b"]] == PAD).all()  # no category
+    assert (table[:3] == PAD).all()  # specials
+    np.testing.assert_array_equal(table[index["a"]], f(log.history("u")).categories[0])
+
+
+def test_item_category_table_needs_categories():
+    log = make_log([("u", "a", 1), ("u", "b", 2)])
+    with pytest.raises(ConfigError, match="category"):
+        Featurizer(build_vocabs(log)).item_category_table(log)

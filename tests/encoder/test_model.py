@@ -237,6 +237,38 @@ def test_item_scores_use_the_tied_item_embedding():
     torch.testing.assert_close(scores, out.states @ model.embeddings.item.weight.T)
 
 
+def test_output_features_add_each_items_categories_and_text_to_its_output_vector(tmp_path):
+    model = make_model(output_features=True)
+    g = torch.Generator().manual_seed(5)
+    table = torch.randint(0, NUM_CATEGORIES, (NUM_ITEMS, 4), generator=g)
+    model.set_item_categories(table)
+    emb = model.embeddings
+    expected = emb.item.weight + emb.category(table).sum(1) + emb.text_proj(emb.item_text)
+    torch.testing.assert_close(emb.item_vectors(), expected)
+    out = model(make_batch(random_users([3, 2])))
+    torch.testing.assert_close(model.item_scores(out.states), out.states @ expected.T)
+    # the table is saved with the weights
+    model.save_pretrained(tmp_path)
+    loaded = UserEncoder.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded.embeddings.item_categories, table)
+    torch.testing.assert_close(loaded.embeddings.item_vectors(), emb.item_vectors())
+    # off (the default): the id embedding alone, and no table to set
+    plain = make_model()
+    torch.testing.assert_close(plain.embeddings.item_vectors(), plain.embeddings.item.weight)
+    with pytest.raises(ConfigError, match="output_features=True"):
+        plain.set_item_categories(table)
+
+
+def test_set_item_categories_checks_shape_and_indices():
+    model = make_model(output_features=True)
+    with pytest.raises(ConfigError, match="shape"):
+        model.set_item_categories(torch.zeros(NUM_ITEMS, 3, dtype=torch.long))
+    with pytest.raises(ConfigError, match="indices"):
+        model.set_item_categories(torch.full((NUM_ITEMS, 4), NUM_CATEGORIES))
+    with pytest.raises(ConfigError, match="output_features"):
+        UserEncoderConfig(num_items=NUM_ITEMS, output_features="yes")
+
+
 def test_weight_init():
     model = make_model(seed=0, hidden_size=64, num_heads=4, initializer_range=0.05)
     assert model.embeddings.item.weight[0].abs().max() == 0  # padding row

@@ -97,6 +97,23 @@ def test_dro_weights_are_logged_per_bucket(tmp_path):
     assert counts[real == 0].min() >= counts[real == 2].max()
 
 
+def test_output_features_train_with_the_logs_item_categories_and_export_them(tmp_path):
+    trainer, module, dm = fit(tmp_path, steps=3, output_features=True)
+    encoder = module.encoder
+    table = encoder.featurizer().item_category_table(dm.log_)
+    assert (table[NUM_SPECIALS:] > 0).any(axis=1).all()  # every synthetic item has a category
+    torch.testing.assert_close(encoder.embeddings.item_categories, torch.from_numpy(table))
+    # the category embeddings are in the output layer: the next-item loss alone trains them
+    encoder.zero_grad()
+    h = torch.randn(4, encoder.config.hidden_size)
+    module._next_item_losses(h, torch.tensor([3, 4, 5, 6])).sum().backward()
+    assert encoder.embeddings.category.weight.grad.abs().sum() > 0
+    export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "out")
+    loaded = UserEncoder.from_pretrained(tmp_path / "out")
+    assert loaded.config.output_features
+    torch.testing.assert_close(loaded.embeddings.item_vectors(), encoder.embeddings.item_vectors())
+
+
 def test_bad_hyperparameters_name_the_field():
     with pytest.raises(ConfigError, match="loss"):
         PretrainModule(loss="hinge")

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from userfm.data.log import UserHistory
-from userfm.data.schema import CATEGORY_SEP
-from userfm.data.vocab import PAD, VocabSet
+from userfm.data.log import EventLog, UserHistory
+from userfm.data.schema import CATEGORY, CATEGORY_SEP
+from userfm.data.vocab import PAD, SPECIAL_TOKENS, VocabSet
 from userfm.errors import ConfigError
 
 FIRST_EVENT_GAP = 1  # gap bucket of an event with no previous event
@@ -128,6 +128,35 @@ class Featurizer:
         )
         self.missing_side_features += int(missing)
         return EncodedHistory(history.user, items, gaps, hours, weekdays, actions, categories, oov)
+
+    def item_category_table(self, log: EventLog) -> np.ndarray:
+        """Each item index's categories, as its events in ``log`` list them (the last event's
+        value when they differ), encoded like an event's.
+
+        Args:
+            log: a log with a category column.
+
+        Returns:
+            (len(vocabs.items), max_categories) int64 category indices, PAD (0) for the
+            specials, hash buckets, items absent from ``log`` and missing categories.
+
+        Raises:
+            ConfigError: no category vocabulary, or the log has no category column.
+        """
+        if self.vocabs.categories is None or not log.has(CATEGORY):
+            raise ConfigError(
+                "an item -> category table needs a category vocabulary and a log with a "
+                f"{CATEGORY!r} column"
+            )
+        table = np.full((len(self.vocabs.items), self.max_categories), PAD, dtype=np.int64)
+        attributes = log.item_attributes((CATEGORY,))
+        items, _ = self.vocabs.items.encode(list(attributes))
+        known = len(SPECIAL_TOKENS) + len(self.vocabs.items.tokens)  # hash buckets are shared
+        for index, attrs in zip(items.tolist(), attributes.values(), strict=True):
+            if len(SPECIAL_TOKENS) <= index < known:
+                value = attrs[CATEGORY]  # a missing value comes back from pandas as NaN
+                table[index] = self._categories(value if isinstance(value, str) else None)
+        return table
 
     def _categories(self, value: str | None) -> np.ndarray:
         cached = self._category_cache.get(value)

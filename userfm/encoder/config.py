@@ -29,6 +29,11 @@ class UserEncoderConfig(PretrainedConfig):
         max_categories: C, categories kept per event (the first C listed), summed as a bag.
         text_dim: width of precomputed item text vectors (e.g. 384 for all-MiniLM-L6-v2);
             0 = no text features.
+        output_features: score items with their attribute features too: an item's output
+            vector is its id embedding + the embeddings of its categories + its projected
+            text vector (the features of its input token), not the id embedding alone, so a
+            rare item shares what its genre or title has learned (needs the item -> category
+            table, `UserEncoder.set_item_categories`, when categories are used).
         hidden_size: D, the width of every token state and of the user embedding.
         num_layers: number of transformer blocks.
         num_heads: attention heads; must divide ``hidden_size``.
@@ -62,6 +67,7 @@ class UserEncoderConfig(PretrainedConfig):
         num_categories: int = 0,
         max_categories: int = 4,
         text_dim: int = 0,
+        output_features: bool = False,
         hidden_size: int = 64,
         num_layers: int = 2,
         num_heads: int = 2,
@@ -86,6 +92,7 @@ class UserEncoderConfig(PretrainedConfig):
         self.num_categories = num_categories
         self.max_categories = max_categories
         self.text_dim = text_dim
+        self.output_features = output_features
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.num_heads = num_heads
@@ -150,7 +157,7 @@ class UserEncoderConfig(PretrainedConfig):
             value = getattr(self, name)
             if not _is_number(value) or not value > 0:
                 raise ConfigError(f"`{name}` must be a float > 0, got {value!r}")
-        for name in ("use_time", "normalize"):
+        for name in ("use_time", "normalize", "output_features"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
         if self.pooling not in POOLINGS:

@@ -86,6 +86,15 @@ class EventEmbedding(nn.Module):
         else:
             self.item_text = None
             self.text_proj = None
+        if config.output_features and config.num_categories:
+            # Each item's categories (PAD-filled), for its output vector; set from the log.
+            self.register_buffer(
+                "item_categories",
+                torch.zeros(config.num_items, config.max_categories, dtype=torch.long),
+            )
+        else:
+            self.item_categories = None
+        self.output_features = config.output_features
         if config.use_time:
             self.time_gap = nn.Embedding(config.num_time_gap_buckets, D, padding_idx=0)
             self.hour = nn.Embedding(NUM_HOURS, D, padding_idx=0)
@@ -119,6 +128,18 @@ class EventEmbedding(nn.Module):
         positions = torch.arange(batch.items.shape[1], device=x.device)  # (T,)
         x = x + self.position(positions)  # (T, D) broadcast over B
         return self.dropout(x)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(V, D) output vector of every item index: the id embedding, plus (with
+        ``output_features``) the sum of its category embeddings and its projected text vector."""
+        table = self.item.weight  # (V, D)
+        if not self.output_features:
+            return table
+        if self.item_categories is not None:
+            table = table + self.category(self.item_categories).sum(dim=1)  # (V, C, D) -> (V, D)
+        if self.text_proj is not None:
+            table = table + self.text_proj(self.item_text)  # (V, text_dim) -> (V, D)
+        return table
 
 
 class SelfAttention(nn.Module):
@@ -325,16 +346,49 @@ class UserEncoder(PreTrainedModel):
         return emb
 
     def item_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits over all items with the item embedding as a tied output layer.
+        """Logits over all items with the item vectors as a tied output layer.
 
         Args:
             x: (..., D) states or embeddings.
 
         Returns:
-            (..., num_items) scores ``x @ item_embedding.T``. Index 0 (PAD) and the other
-            specials are included; mask them in the loss if they must never be predicted.
+            (..., num_items) scores ``x @ item_vectors.T`` (`EventEmbedding.item_vectors`: the
+            item embedding, plus its attribute features with ``config.output_features``).
+            Index 0 (PAD) and the other specials are included; mask them in the loss if they
+            must never be predicted.
         """
-        return x @ self.embeddings.item.weight.T
+        return x @ self.embeddings.item_vectors().T
+
+    @torch.no_grad()
+    def set_item_categories(self, table: torch.Tensor | np.ndarray) -> None:
+        """Store each item's category indices, used by its output vector.
+
+        Args:
+            table: (num_items, max_categories) integer category indices of each item index
+                (`Featurizer.item_category_table`), PAD (0) where it has fewer or none.
+
+        Raises:
+            ConfigError: the encoder does not score with categories (``output_features``
+                off or ``num_categories`` 0), or the shape / indices do not match.
+        """
+        if self.embeddings.item_categories is None:
+            raise ConfigError(
+                "this encoder does not score items with their categories: build it with "
+                "output_features=True and num_categories > 0"
+            )
+        table = torch.as_tensor(np.asarray(table), dtype=torch.long)
+        expected = tuple(self.embeddings.item_categories.shape)
+        if tuple(table.shape) != expected:
+            raise ConfigError(
+                f"item categories must have shape (num_items, max_categories) = {expected}, "
+                f"got {tuple(table.shape)}"
+            )
+        if len(table) and (int(table.min()) < 0 or int(table.max()) >= self.config.num_categories):
+            raise ConfigError(
+                f"item categories must be indices in [0, {self.config.num_categories}), got "
+                f"[{int(table.min())}, {int(table.max())}]"
+            )
+        self.embeddings.item_categories.copy_(table)
 
     @torch.no_grad()
     def set_item_text_features(self, vectors: torch.Tensor) -> None:
@@ -438,7 +492,10 @@ class UserEncoder(PreTrainedModel):
             config_kwargs.setdefault("use_time", False)
         if seed is not None:
             torch.manual_seed(seed)
-        return cls.from_vocabs(vocabs, **config_kwargs)
+        model = cls.from_vocabs(vocabs, **config_kwargs)
+        if model.embeddings.item_categories is not None:
+            model.set_item_categories(model.featurizer().item_category_table(log))
+        return model
 
     @classmethod
     def from_vocabs(cls, vocabs: VocabSet, **config_kwargs: Any) -> UserEncoder:
@@ -506,7 +563,7 @@ class UserEncoder(PreTrainedModel):
             )
         tokens = list(self.vocabs.items.tokens)
         start = len(SPECIAL_TOKENS)
-        table = self.embeddings.item.weight[start : start + len(tokens)]  # (V_real, D)
+        table = self.embeddings.item_vectors()[start : start + len(tokens)]  # (V_real, D)
         return tokens, table.detach().float().cpu().numpy()
 
     def recommend(
