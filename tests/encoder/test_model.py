@@ -249,6 +249,9 @@ def test_output_features_add_each_items_categories_and_text_to_its_output_vector
     torch.testing.assert_close(model.item_scores(out.states), out.states @ expected.T)
     # the table is saved with the weights
     model.save_pretrained(tmp_path)
+    assert (
+        "id embedding plus their category and text features" in (tmp_path / "README.md").read_text()
+    )
     loaded = UserEncoder.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(loaded.embeddings.item_categories, table)
     torch.testing.assert_close(loaded.embeddings.item_vectors(), emb.item_vectors())

@@ -77,6 +77,9 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         "num_actions": cfg.num_actions or "not used",
         "num_categories": cfg.num_categories or "not used",
         "text_features": f"{cfg.text_dim}-d, projected" if cfg.text_dim else "not used",
+        "output_layer": "their id embedding plus their category and text features"
+        if cfg.output_features
+        else "their id embedding (the input item embedding, tied)",
         "time_features": "gap to previous event (log buckets), hour, weekday"
         if cfg.use_time
         else "not used",
