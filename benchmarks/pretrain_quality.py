@@ -9,7 +9,8 @@ Protocol:
 - training: the code users run, `lightning.Trainer` on `PretrainModule` + `EventDataModule`,
   CPU, ``seed_everything(seed)`` before every run (the rows the targets are judged on,
   SASRec-BCE / -CE, ours and ours + DRO, train once per seed, ``--seeds`` of them, and show
-  the mean with its standard deviation; the other ablation rows train on the first seed), no checkpoints / logger / progress bar, no
+  the mean with its standard deviation; the other ablation rows train on the first seed),
+  no checkpoints / logger / progress bar, no
   validation during training (``limit_val_batches=0``, ``num_sanity_val_steps=0``), no early
   stopping: every model trains for the same number of epochs with the same batch size (128),
   max_len 200, AdamW lr 1e-3, weight decay 0.01, linear warmup then cosine decay to 0.
@@ -20,10 +21,13 @@ Protocol:
     * SASRec-CE: the same with the full softmax (``loss="full"``);
     * MostPopular: training-event counts (`userfm.eval.baselines.MostPopular`);
     * ours: full softmax + side information (genres as categories, ratings as actions, time
-      features): the best row of the ablation on the *validation* split (diagnostic runs of
-      60 epochs; contrastive and DRO both lowered validation NDCG@10 there, see README);
+      features in the input; each item scored with its genres too, ``output_features``):
+      the best row of the ablation on the *validation* split (diagnostic runs; contrastive
+      and DRO both lowered validation NDCG@10 there, see README);
     * ablation rows: + contrastive (CL4SRec InfoNCE, weight 0.1), + DRO (``dro="bucket"``:
-      3 item-frequency buckets, λ = 1), + side information (= ours), all three.
+      3 item-frequency buckets of equal item count, λ = --dro-temperature), + side
+      information in the input only, + side information in input and output (= ours), all
+      three.
   With the default shape, "next-item only" in the ablation IS SASRec-CE (same run).
 - evaluation: every model by the same call, ``evaluate_retrieval(model, log, split="test")``:
   full ranking over all items with the user's seen items filtered (HR@K, NDCG@K, MRR, macro /
@@ -52,8 +56,8 @@ Protocol:
   load; CPU seconds of this process are shown too, and the main runs' rates.
 
 Run: python benchmarks/pretrain_quality.py [--quick] [--data PATH] [--epochs N] [--seeds N]
-[--out F]. ``--quick``: 6 epochs, one seed, the "+ contrastive", "+ DRO" and "all" ablation
-rows skipped, 2 rounds of one-epoch timing fits (a few minutes on 2 idle cores; the quality
+[--out F]. ``--quick``: 6 epochs, one seed, the "+ contrastive", "+ DRO", "input only" and "all"
+ablation rows skipped, 2 rounds of one-epoch timing fits (a few minutes on 2 idle cores; the quality
 numbers are a smoke test of undertrained models, not results). Default: 100 epochs (800
 steps) for every model, 3 seeds for the judged rows, 3 rounds of two-epoch timing fits (about
 75 minutes on 2 idle CPU cores, 5 minutes per fit; ``--epochs 200`` is the SASRec paper's
@@ -180,6 +184,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
         loss="full",
         **common,
     )
+    ours_side = dict(ours, use_time=True, output_features=True)
     cl = dict(contrastive_weight=args.contrastive_weight)
     dro = dict(dro="bucket", dro_temperature=args.dro_temperature, dro_buckets=3)
     same_shape = args.hidden == SASREC_SHAPE["hidden"] and args.heads == 1
@@ -198,13 +203,16 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
         specs += [
             Spec("plus_cl", "+ contrastive", dict(ours, use_time=False, **cl), no_side),
             Spec("plus_dro", "+ DRO", dict(ours, use_time=False, **dro), no_side),
+            Spec(
+                "plus_side_input", "+ side information, input only", dict(ours, use_time=True), side
+            ),
         ]
     specs += [
-        Spec("ours", "ours (+ side information)", dict(ours, use_time=True), side),
-        Spec("ours_dro", "ours + DRO", dict(ours, use_time=True, **dro), side),
+        Spec("ours", "ours (+ side information)", ours_side, side),
+        Spec("ours_dro", "ours + DRO", dict(ours_side, **dro), side),
     ]
     if not args.quick:
-        specs.append(Spec("all", "all", dict(ours, use_time=True, **cl, **dro), side))
+        specs.append(Spec("all", "all", dict(ours_side, **cl, **dro), side))
     return specs
 
 
@@ -484,7 +492,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MovieLens-100K folder")
-    p.add_argument("--quick", action="store_true", help="6 epochs, 3 ablation rows skipped")
+    p.add_argument("--quick", action="store_true", help="6 epochs, 4 ablation rows skipped")
     p.add_argument("--epochs", type=int, default=None, help="default 100 (6 with --quick)")
     p.add_argument(
         "--throughput-repeats",
@@ -548,8 +556,9 @@ def main() -> int:
     )
     print(
         f"ours: hidden {args.hidden}, 2 blocks, {args.heads} head(s), dropout 0.2, full "
-        f"softmax, genres + ratings + time; ablation: contrastive weight "
-        f"{args.contrastive_weight:g}, DRO over 3 frequency buckets (λ = "
+        f"softmax, genres + ratings + time in the input, items scored with their genres; "
+        f"ablation: contrastive weight {args.contrastive_weight:g}, DRO over 3 frequency "
+        f"buckets of equal item count (λ = "
         f"{args.dro_temperature:g}); SASRec: hidden 50, 2 blocks, 1 head, dropout 0.2, ids only"
     )
 
@@ -619,7 +628,8 @@ def main() -> int:
         ("next_item", "next-item only"),
         ("plus_cl", "+ contrastive"),
         ("plus_dro", "+ DRO"),
-        ("ours", "+ side information (ours)"),
+        ("plus_side_input", "+ side info, input only"),
+        ("ours", "+ side info (ours)"),
         ("all", "all"),
     ):
         res = results.get(spec_name)
@@ -632,8 +642,8 @@ def main() -> int:
     print_table(f"Ablation (our shape, full softmax, {epochs} epochs each)", rows, cols)
     if args.quick:
         print(
-            "note: --quick skips the '+ contrastive', '+ DRO' and 'all' rows; run without it "
-            "for all"
+            "note: --quick skips the '+ contrastive', '+ DRO', 'input only' and 'all' rows; "
+            "run without it for all"
         )
 
     # 3. DRO
