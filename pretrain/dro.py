@@ -38,6 +38,7 @@ NUM_SPECIALS = 3  # PAD, MASK, OOV: indices 0..2 of every vocabulary
 
 ClassKind = Literal["item", "bucket", "action"]
 CLASS_KINDS = ("item", "bucket", "action")
+BUCKET_BY = ("mass", "items")  # how `frequency_buckets` splits items head -> tail
 
 
 class DROWeighting(nn.Module):
@@ -210,8 +211,8 @@ def frequency_buckets(
     """
     if not isinstance(num_buckets, int) or num_buckets < 1:
         raise ConfigError(f"`num_buckets` must be an int >= 1, got {num_buckets!r}")
-    if by not in ("mass", "items"):
-        raise ConfigError(f"`by` must be 'mass' or 'items', got {by!r}")
+    if by not in BUCKET_BY:
+        raise ConfigError(f"`by` must be one of {BUCKET_BY}, got {by!r}")
     if item_counts.dim() != 1 or len(item_counts) <= NUM_SPECIALS:
         raise ConfigError(
             f"`item_counts` must be (V,) with V > {NUM_SPECIALS}, got shape "

@@ -18,7 +18,7 @@ from userfm.encoder import UserEncoder
 from userfm.errors import ConfigError
 from userfm.pretrain.contrastive import augment, info_nce
 from userfm.pretrain.data import PretrainBatch
-from userfm.pretrain.dro import DROWeighting, frequency_buckets
+from userfm.pretrain.dro import BUCKET_BY, DROWeighting, frequency_buckets
 from userfm.pretrain.objectives import (
     bce_loss,
     full_softmax_loss,
@@ -94,8 +94,8 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`loss` must be one of {LOSSES}, got {loss!r}")
         if dro is not None and dro not in DRO_CLASSES:
             raise ConfigError(f"`dro` must be None or one of {DRO_CLASSES}, got {dro!r}")
-        if dro_bucket_by not in ("items", "mass"):
-            raise ConfigError(f"`dro_bucket_by` must be 'items' or 'mass', got {dro_bucket_by!r}")
+        if dro_bucket_by not in BUCKET_BY:
+            raise ConfigError(f"`dro_bucket_by` must be one of {BUCKET_BY}, got {dro_bucket_by!r}")
         if contrastive_weight < 0:
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
         if lr <= 0:
