@@ -678,7 +678,7 @@ def main() -> int:
     )
     ndcg_seeds = ", ".join(f"{x - 1:+.1%}" for x in per_seed_ratios(with_dro, no_dro))
     print(
-        f"macro_recall@10 with / without DRO: {macro:.2f}x of the means (target >= "
+        f"macro_recall@10 with / without DRO: {macro:.3f}x of the means (target >= "
         f"{TARGETS['dro_macro_recall']}x) {verdict(met['dro_macro_recall'])}   [per seed: "
         f"{macro_seeds}]"
     )
