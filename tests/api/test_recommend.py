@@ -124,6 +124,15 @@ def test_recommend_scores_are_the_embedding_dot_the_item_table(log):
     np.testing.assert_allclose(other.scores, recs.scores[:, :3], atol=1e-5)
 
 
+def test_item_vectors_are_built_once_per_call_not_per_batch(log, monkeypatch):
+    model = UserEncoder.from_log(log, seed=1, hidden_size=16, num_heads=2, max_len=4).eval()
+    calls = []
+    build = model.embeddings.item_vectors
+    monkeypatch.setattr(model.embeddings, "item_vectors", lambda: calls.append(1) or build())
+    recs = model.recommend(log, k=2, batch_size=2, progress=False)  # 8 users: 4 batches
+    assert len(recs) == 8 and len(calls) == 1
+
+
 def test_streamed_user_histories_and_model_state(log):
     model = controlled_model(log, SCORES).train()
     stream = iter([UserHistory("x", np.array(["f"], dtype=object))])

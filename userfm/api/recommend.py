@@ -185,8 +185,12 @@ def recommend(
         raise ConfigError("the item vocabulary has no items to recommend")
     k_eff = num_real if k is None else min(k, num_real)
 
+    item_vectors: list[torch.Tensor] = []  # built by the first batch, reused by the rest
+
     def head(emb: torch.Tensor, batch: list[UserHistory]) -> tuple[np.ndarray, np.ndarray]:
-        scores = model.item_scores(emb).float()  # (B, V)
+        if not item_vectors:
+            item_vectors.append(model.embeddings.item_vectors())  # (V, D)
+        scores = model.item_scores(emb, item_vectors[0]).float()  # (B, V)
         scores = scores[:, NUM_SPECIALS : NUM_SPECIALS + num_real].clone()  # (B, num_real)
         if exclude_seen:
             codes = [vocab.encode(h.items)[0] for h in batch]  # full history, not max_len

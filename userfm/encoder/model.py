@@ -345,11 +345,15 @@ class UserEncoder(PreTrainedModel):
             emb = F.normalize(emb, dim=-1)
         return emb
 
-    def item_scores(self, x: torch.Tensor) -> torch.Tensor:
+    def item_scores(
+        self, x: torch.Tensor, item_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits over all items with the item vectors as a tied output layer.
 
         Args:
             x: (..., D) states or embeddings.
+            item_vectors: (V, D) ``self.embeddings.item_vectors()`` when the caller already
+                has it (it depends on the weights only: build it once per scoring pass).
 
         Returns:
             (..., num_items) scores ``x @ item_vectors.T`` (`EventEmbedding.item_vectors`: the
@@ -357,7 +361,9 @@ class UserEncoder(PreTrainedModel):
             Index 0 (PAD) and the other specials are included; mask them in the loss if they
             must never be predicted.
         """
-        return x @ self.embeddings.item_vectors().T
+        if item_vectors is None:
+            item_vectors = self.embeddings.item_vectors()
+        return x @ item_vectors.T
 
     @torch.no_grad()
     def set_item_categories(self, table: torch.Tensor | np.ndarray) -> None:
