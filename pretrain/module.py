@@ -22,6 +22,7 @@ from userfm.pretrain.dro import BUCKET_BY, DROWeighting, frequency_buckets
 from userfm.pretrain.objectives import (
     bce_loss,
     full_softmax_loss,
+    future_targets,
     proposal_log_q,
     sample_negatives,
     sampled_softmax_loss,
@@ -52,6 +53,8 @@ class PretrainModule(L.LightningModule):
         dro_bucket_by: how ``dro="bucket"`` splits items head -> tail: ``items`` (equal item
             counts, as `userfm.eval.retrieval` buckets them for macro recall) or ``mass``
             (equal shares of training events); see `userfm.pretrain.dro.frequency_buckets`.
+        future_window: train each position on the next ``future_window`` items, not only
+            the next one (``loss="full"`` only; see `userfm.pretrain.objectives.future_targets`).
         contrastive_weight: α of the CL4SRec InfoNCE term (0 = off).
         contrastive_temperature: InfoNCE temperature.
         crop_rate, mask_rate, reorder_rate: augmentation rates of the two views.
@@ -79,6 +82,7 @@ class PretrainModule(L.LightningModule):
         dro_ema: float = 0.9,
         dro_buckets: int = 3,
         dro_bucket_by: str = "items",
+        future_window: int = 1,
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 0.5,
         crop_rate: float = 0.6,
@@ -96,6 +100,10 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`dro` must be None or one of {DRO_CLASSES}, got {dro!r}")
         if dro_bucket_by not in BUCKET_BY:
             raise ConfigError(f"`dro_bucket_by` must be one of {BUCKET_BY}, got {dro_bucket_by!r}")
+        if future_window < 1:
+            raise ConfigError(f"`future_window` must be >= 1, got {future_window}")
+        if future_window > 1 and loss != "full":
+            raise ConfigError(f"`future_window` > 1 needs `loss: full`, got loss={loss!r}")
         if contrastive_weight < 0:
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
         if lr <= 0:
@@ -166,7 +174,8 @@ class PretrainModule(L.LightningModule):
     def _next_item_losses(
         self, h: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(N, D) states, (N,) targets -> (N,) per-example losses.
+        """(N, D) states, (N,) targets -> (N,) per-example losses; (N, K) targets
+        (``loss="full"`` only) -> (N, K), 0 in empty slots.
 
         ``seen`` (N, T): each example's input items; BCE negatives avoid them, as in SASRec.
         """
@@ -194,14 +203,13 @@ class PretrainModule(L.LightningModule):
         negatives = sample_negatives(targets, item_emb.shape[0], exclude=seen)
         return bce_loss(h, item_emb, targets, negatives)
 
-    def _dro_classes(
-        self, pb: PretrainBatch, valid: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:
+    def _dro_classes(self, targets: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
+        """(M,) DRO class of each example from its target item (and target action)."""
         if self.hparams.dro == "item":
             return targets
         if self.hparams.dro == "bucket":
             return self.item_bucket[targets]
-        return pb.target_actions[valid]
+        return actions
 
     def _step(self, pb: PretrainBatch, stage: str) -> torch.Tensor:
         hp = self.hparams
@@ -209,11 +217,21 @@ class PretrainModule(L.LightningModule):
         valid = pb.targets > 0  # (B, T)
         h, targets = out.states[valid], pb.targets[valid]  # (N, D), (N,)
         seen = pb.batch.items[valid.nonzero()[:, 0]] if hp.loss == "bce" else None  # (N, T)
-        losses = self._next_item_losses(h, targets, seen)  # (N,)
+        actions = pb.target_actions[valid] if hp.dro == "action" else None  # (N,)
+        if stage == "train" and hp.future_window > 1:
+            # one example per (position, future item) pair: DRO classes follow each pair's item
+            window = future_targets(pb.targets, hp.future_window)[valid]  # (N, K)
+            filled = window > 0
+            losses = self._next_item_losses(h, window)[filled]  # (M,)
+            targets = window[filled]  # (M,)
+            if actions is not None:
+                actions = future_targets(pb.target_actions, hp.future_window)[valid][filled]
+        else:
+            losses = self._next_item_losses(h, targets, seen)  # (N,)
         n = len(targets)
         self.log(f"{stage}/next_item_loss", losses.mean(), batch_size=n, sync_dist=stage != "train")
         if stage == "train" and self.dro_weighting is not None:
-            loss = self.dro_weighting(losses, self._dro_classes(pb, valid, targets))
+            loss = self.dro_weighting(losses, self._dro_classes(targets, actions))
             if hp.dro in ("bucket", "action"):
                 for c, w in enumerate(self.dro_weighting.weights.tolist()):
                     self.log(f"dro/weight_{hp.dro}_{c}", w, batch_size=n)

@@ -7,7 +7,8 @@ on top. Indices 0, 1, 2 are PAD / MASK / OOV (``userfm.data.vocab``): they are n
 predicted and never drawn as negatives; callers remove positions whose target is one of them
 before calling (a special target gets an infinite full-softmax loss).
 
-- :func:`full_softmax_loss`: exact cross-entropy over every real item (small catalogues).
+- :func:`full_softmax_loss`: exact cross-entropy over every real item (small catalogues);
+  with :func:`future_targets`, over each of the next few items.
 - :func:`sampled_softmax_loss`: softmax over the target and shared sampled negatives
   (uniform, log-uniform, in-batch or mixed), logQ-corrected, accidental hits masked
   (large catalogues).
@@ -67,21 +68,45 @@ def _num_real(num_items: int) -> int:
 def full_softmax_loss(
     h: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
-    """Cross-entropy of the target over every real item.
+    """Cross-entropy of the target(s) over every real item.
 
     Args:
         h: (N, D) hidden states at the target positions.
         item_emb: (V, D) item embeddings (tied output layer).
-        targets: (N,) int64 target item indices, each >= 3.
+        targets: (N,) int64 target item indices, each >= 3; or (N, K) several targets per
+            position (see :func:`future_targets`), 0 where a slot is empty.
 
     Returns:
         (N,) float32 ``-log softmax(h @ item_emb.T)[target]``, the specials (indices 0..2)
-        excluded from the softmax.
+        excluded from the softmax; (N, K) with (N, K) targets, 0 in the empty slots (the
+        logits are computed once per position, not once per target).
     """
-    _check_inputs(h, item_emb, targets)
+    multi = targets.dim() == 2
+    _check_inputs(h, item_emb, targets[:, 0] if multi else targets)
     logits = (h @ item_emb.T).float()  # (N, V); float32 even under bf16 autocast
     logits[:, :NUM_SPECIALS] = -math.inf
-    return F.cross_entropy(logits, targets, reduction="none")  # (N,)
+    if not multi:
+        return F.cross_entropy(logits, targets, reduction="none")  # (N,)
+    log_p = logits.log_softmax(-1).gather(1, targets)  # (N, K); empty slots gather -inf
+    return torch.where(targets > 0, -log_p, torch.zeros_like(log_p))  # (N, K)
+
+
+def future_targets(targets: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, T) next-item targets -> (B, T, window): slot j holds the target of position t + j,
+    i.e. the (j+1)-th item after position t (0 past the row's end).
+
+    Training every position on the next ``window`` items instead of the next one only suits
+    logs whose order within a session is arbitrary: in MovieLens half of the consecutive
+    ratings of a user share one timestamp, so which of them comes "next" is noise (the dense
+    all-action loss of PinnerFormer, Pancha et al. 2022, trains on a future window the same
+    way). ``window=1`` gives ``targets[..., None]``.
+    """
+    if window < 1:
+        raise ConfigError(f"`window` must be >= 1, got {window}")
+    B, T = targets.shape
+    padded = F.pad(targets, (0, window - 1))  # (B, T + window - 1)
+    out = padded.unfold(1, window, 1)  # (B, T, window)
+    return out * (targets > 0)[..., None]  # no slots where the position has no target
 
 
 # ---- proposal distributions and their log q -------------------------------------------------

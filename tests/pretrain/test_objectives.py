@@ -13,6 +13,7 @@ from userfm.pretrain.objectives import (
     candidate_softmax_loss,
     draw_negatives,
     full_softmax_loss,
+    future_targets,
     log_q_from_counts,
     log_uniform_log_q,
     next_item_loss,
@@ -50,6 +51,28 @@ def test_full_softmax_equals_manual(data):
     torch.testing.assert_close(
         loss.double(), manual_full(h, item_emb, targets), rtol=1e-5, atol=1e-5
     )
+
+
+def test_future_targets_slot_j_holds_the_item_j_after_the_next():
+    targets = torch.tensor([[4, 5, 6, 7], [0, 8, 9, 0]])  # 0 = no target at that position
+    window = future_targets(targets, 3)
+    assert window.shape == (2, 4, 3)
+    assert window[0].tolist() == [[4, 5, 6], [5, 6, 7], [6, 7, 0], [7, 0, 0]]
+    assert window[1].tolist() == [[0, 0, 0], [8, 9, 0], [9, 0, 0], [0, 0, 0]]
+    assert torch.equal(future_targets(targets, 1), targets[..., None])
+    with pytest.raises(ConfigError, match="window"):
+        future_targets(targets, 0)
+
+
+def test_full_softmax_with_several_targets_scores_each_filled_slot(data):
+    h, item_emb, targets = data
+    second = torch.tensor([4, 0, 3, 0, 9])  # rows 1 and 3 have one target only
+    loss = full_softmax_loss(h, item_emb, torch.stack([targets, second], dim=1))
+    assert loss.shape == (N, 2)
+    torch.testing.assert_close(loss[:, 0].double(), manual_full(h, item_emb, targets))
+    two = manual_full(h, item_emb, second.clamp(min=3))
+    expected = torch.where(second > 0, two, torch.zeros_like(two))  # empty slots: 0
+    torch.testing.assert_close(loss[:, 1].double(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_sampled_with_all_items_equals_full(data):

@@ -58,8 +58,9 @@ def fixed_batch_loss(module: PretrainModule, dm: EventDataModule) -> float:
         {"loss": "full"},
         {"loss": "sampled", "num_negatives": 32, "dro": "bucket"},
         {"loss": "bce", "contrastive_weight": 0.5, "dro": "action"},
+        {"loss": "full", "future_window": 3, "dro": "bucket"},
     ],
-    ids=["full", "sampled+dro", "bce+contrastive+dro-action"],
+    ids=["full", "sampled+dro", "bce+contrastive+dro-action", "future-window+dro"],
 )
 def test_training_lowers_the_next_item_loss(tmp_path, kwargs):
     trainer, module, dm = fit(tmp_path, steps=1, **kwargs)
@@ -121,6 +122,10 @@ def test_bad_hyperparameters_name_the_field():
         PretrainModule(dro="user")
     with pytest.raises(ConfigError, match="dro_bucket_by"):
         PretrainModule(dro="bucket", dro_bucket_by="events")
+    with pytest.raises(ConfigError, match="future_window"):
+        PretrainModule(future_window=0)
+    with pytest.raises(ConfigError, match="future_window"):
+        PretrainModule(future_window=2, loss="bce")
 
 
 def test_export_rejects_a_foreign_checkpoint(tmp_path):
@@ -143,3 +148,32 @@ def test_the_optimizer_covers_every_trainable_parameter_once(tmp_path):
     assert len(in_optimizer) == len(set(in_optimizer))
     assert set(in_optimizer) == {id(p) for p in module.parameters() if p.requires_grad}
     assert module.contrastive_head is not None
+
+
+def test_future_window_trains_each_position_on_the_next_items(tmp_path, monkeypatch):
+    """With ``future_window=3`` a training step has one example per (position, item among
+    the next 3) pair, and DRO sees the class of each pair's item."""
+    _, module, dm = fit(tmp_path, steps=1, future_window=3, dro="bucket")
+    seen: dict[str, torch.Tensor] = {}
+    inner = module._next_item_losses
+    monkeypatch.setattr(
+        module, "_next_item_losses", lambda h, t, *a: seen.update(t=t) or inner(h, t, *a)
+    )
+    dro = module.dro_weighting
+    monkeypatch.setattr(dro, "forward", lambda losses, classes: seen.update(c=classes) or 0.0)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)  # outside a Trainer loop
+    batch = next(iter(dm.train_dataloader()))
+    module.train()
+    module._step(batch, "train")
+    valid = batch.targets > 0
+    window = seen["t"]
+    assert window.shape == (int(valid.sum()), 3)
+    assert torch.equal(window[:, 0], batch.targets[valid])
+    row, pos = valid.nonzero()[0].tolist()
+    assert window[0, 1] == batch.targets[row, pos + 1]
+    filled = window > 0
+    assert torch.equal(seen["c"], module.item_bucket[window[filled]])
+    assert filled.sum() > valid.sum()  # more examples than positions
+    module.eval()
+    module._step(batch, "valid")  # evaluation keeps the single next item
+    assert seen["t"].dim() == 1
