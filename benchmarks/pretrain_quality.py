@@ -573,7 +573,8 @@ def main() -> int:
     )
     print(
         f"ours: hidden {args.hidden}, 2 blocks, {args.heads} head(s), dropout 0.2, full "
-        f"softmax, genres + ratings + time in the input, items scored with their genres; "
+        f"softmax, genres + ratings + time in the input, items scored with their genres, "
+        f"each position trained on its next {args.future_window} items; "
         f"ablation: contrastive weight {args.contrastive_weight:g}, DRO over 3 frequency "
         f"buckets of equal item count (λ = "
         f"{args.dro_temperature:g}); SASRec: hidden 50, 2 blocks, 1 head, dropout 0.2, ids only"

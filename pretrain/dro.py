@@ -33,12 +33,13 @@ import torch
 from torch import nn
 
 from userfm.errors import ConfigError
+from userfm.eval.retrieval import BUCKET_BY
+from userfm.eval.retrieval import frequency_buckets as rank_buckets
 
 NUM_SPECIALS = 3  # PAD, MASK, OOV: indices 0..2 of every vocabulary
 
 ClassKind = Literal["item", "bucket", "action"]
 CLASS_KINDS = ("item", "bucket", "action")
-BUCKET_BY = ("mass", "items")  # how `frequency_buckets` splits items head -> tail
 
 
 class DROWeighting(nn.Module):
@@ -193,13 +194,14 @@ def frequency_buckets(
 ) -> torch.Tensor:
     """Bucket every item by popularity: 0 = head, ``num_buckets - 1`` = tail.
 
-    Items are ranked by count (ties: lower index first, which is the vocabulary's frequency
-    order). ``by="mass"``: each bucket holds about the same share of all events (the head is
-    a few very popular items, the tail many rare ones); an item goes to bucket
-    ``floor(K · (events of the items ranked before it) / total)``, so a bucket may be empty
-    when a single item holds more than 1/K of the events. ``by="items"``: each bucket holds
-    the same number of items (within one). The specials (indices 0..2) and items with a
-    zero count go to the tail bucket under ``"mass"``; the specials always do.
+    The ranking is `userfm.eval.retrieval.frequency_buckets` over the real items, the one
+    evaluation's macro recall uses: items ranked by count (ties: lower index first, which is
+    the vocabulary's frequency order). ``by="mass"``: each bucket holds about the same share
+    of all events (the head is a few very popular items, the tail many rare ones); an item
+    goes to bucket ``floor(K · (events of the items ranked before it) / total)``, so a bucket
+    may be empty when a single item holds more than 1/K of the events; zero-count items go to
+    the tail. ``by="items"``: each bucket holds the same number of items (within one). The
+    specials (indices 0..2) always go to the tail bucket.
 
     Args:
         item_counts: (V,) training frequency of each item index.
@@ -207,7 +209,7 @@ def frequency_buckets(
         by: ``"mass"`` or ``"items"``, see above.
 
     Returns:
-        (V,) int64 bucket of each item index, in [0, K).
+        (V,) int64 bucket of each item index, in [0, K), on ``item_counts``' device.
     """
     if not isinstance(num_buckets, int) or num_buckets < 1:
         raise ConfigError(f"`num_buckets` must be an int >= 1, got {num_buckets!r}")
@@ -218,27 +220,14 @@ def frequency_buckets(
             f"`item_counts` must be (V,) with V > {NUM_SPECIALS}, got shape "
             f"{tuple(item_counts.shape)}"
         )
-    counts = item_counts[NUM_SPECIALS:].double()
+    counts = item_counts[NUM_SPECIALS:].detach().double().cpu()
     if bool((counts < 0).any()) or not bool(torch.isfinite(counts).all()):
         raise ConfigError("`item_counts` must be finite and >= 0")
-    num_real = len(counts)
-    order = torch.sort(-counts, stable=True).indices  # (R,) rank -> real item
-    if by == "items":
-        ranked_bucket = torch.arange(num_real, device=counts.device) * num_buckets // num_real
-    else:
-        total = counts.sum()
-        if total <= 0:
-            raise ConfigError("`item_counts` sum to 0: cannot bucket by frequency mass")
-        sorted_counts = counts[order]
-        before = torch.cumsum(sorted_counts, 0) - sorted_counts  # (R,) mass ranked before
-        ranked_bucket = (before / total * num_buckets).floor().long()
-        # zero-count items are the tail by definition (`before` can round below total)
-        ranked_bucket[sorted_counts == 0] = num_buckets - 1
-    buckets = torch.full(
-        (len(item_counts),), num_buckets - 1, dtype=torch.long, device=counts.device
-    )
-    buckets[NUM_SPECIALS + order] = ranked_bucket.clamp(0, num_buckets - 1)
-    return buckets
+    if by == "mass" and counts.sum() <= 0:
+        raise ConfigError("`item_counts` sum to 0: cannot bucket by frequency mass")
+    buckets = torch.full((len(item_counts),), num_buckets - 1, dtype=torch.long)
+    buckets[NUM_SPECIALS:] = torch.from_numpy(rank_buckets(counts.numpy(), num_buckets, by=by))
+    return buckets.to(item_counts.device)
 
 
 def event_classes(

@@ -141,7 +141,7 @@ def frequency_buckets(counts: np.ndarray, num_buckets: int, by: str = "items") -
       count 0 (never in training) go to the tail.
 
     Args:
-        counts: (V,) training event count per item.
+        counts: (V,) training event count (or any non-negative mass) per item.
         num_buckets: B >= 1.
         by: "items" or "mass".
 
@@ -158,17 +158,17 @@ def frequency_buckets(counts: np.ndarray, num_buckets: int, by: str = "items") -
         raise ConfigError(f"`num_buckets` must be >= 1, got {num_buckets}")
     if by not in BUCKET_BY:
         raise ConfigError(f"`by` must be one of {BUCKET_BY}, got {by!r}")
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.float64)  # event counts, or any non-negative mass
     out = np.full(len(counts), num_buckets - 1, dtype=np.int64)
     order = np.lexsort((np.arange(len(counts)), -counts))  # count desc, then position
     if by == "items":
         out[order] = np.arange(len(counts)) * num_buckets // max(len(counts), 1)
         return out
-    total = int(counts.sum())
+    total = counts.sum()
     if total == 0:
         return out
     before = np.cumsum(counts[order]) - counts[order]  # events of more popular items
-    buckets = np.minimum(num_buckets - 1, before * num_buckets // total)
+    buckets = np.minimum(num_buckets - 1, before * num_buckets // total).astype(np.int64)
     buckets[counts[order] == 0] = num_buckets - 1
     out[order] = buckets
     return out
