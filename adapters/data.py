@@ -26,6 +26,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.sources import load_source
 from userfm.errors import ConfigError, DataError
+from userfm.eval.uqa.evaluate import visible_history
 
 SPLITS = ("train", "valid", "test")
 
@@ -75,23 +76,13 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 
 def join_histories(records: Sequence[dict[str, Any]], log: EventLog) -> list[QAExample]:
-    """`QAExample` per record; a user missing from the log raises `DataError`."""
+    """`QAExample` per record with the history the question lets the model see
+    (`userfm.eval.uqa.evaluate.visible_history`); a user missing from the log raises
+    `DataError`."""
     out = []
-    for n, r in enumerate(records):
-        user = str(r["user_id"])
-        try:
-            history = log.history(user)
-        except KeyError:
-            raise DataError(
-                f"question {n} is about user {user!r}, who is not in the event log",
-                column="user_id",
-                row=n,
-            ) from None
-        end = r.get("context_end")
-        if end is not None:
-            history = history[: int(end)]
+    for r in records:
         prompt = r.get("prompt") or r["question"]
-        out.append(QAExample(history, str(prompt), record_target(r), r))
+        out.append(QAExample(visible_history(log, r), str(prompt), record_target(r), r))
     return out
 
 

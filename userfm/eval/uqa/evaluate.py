@@ -67,9 +67,10 @@ def visible_history(log: EventLog, record: Record) -> UserHistory:
     try:
         history = log.history(str(record["user_id"]))
     except KeyError:
+        qid = record.get("question_id")
+        which = "a question" if qid is None else f"question {qid!r}"
         raise DataError(
-            f"question {record.get('question_id')!r} is about user {record['user_id']!r}, who is "
-            "not in the event log",
+            f"{which} is about user {record['user_id']!r}, who is not in the event log",
             column="user_id",
         ) from None
     end = record.get("context_end")
