@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from userfm.errors import ConfigError
-from userfm.eval.retrieval import BUCKET_BY
 from userfm.eval.retrieval import frequency_buckets as rank_buckets
 
 NUM_SPECIALS = 3  # PAD, MASK, OOV: indices 0..2 of every vocabulary
@@ -213,8 +212,6 @@ def frequency_buckets(
     """
     if not isinstance(num_buckets, int) or num_buckets < 1:
         raise ConfigError(f"`num_buckets` must be an int >= 1, got {num_buckets!r}")
-    if by not in BUCKET_BY:
-        raise ConfigError(f"`by` must be one of {BUCKET_BY}, got {by!r}")
     if item_counts.dim() != 1 or len(item_counts) <= NUM_SPECIALS:
         raise ConfigError(
             f"`item_counts` must be (V,) with V > {NUM_SPECIALS}, got shape "

@@ -16,9 +16,10 @@ import torch
 from userfm._version import __version__
 from userfm.encoder import UserEncoder
 from userfm.errors import ConfigError
+from userfm.eval.retrieval import BUCKET_BY
 from userfm.pretrain.contrastive import augment, info_nce
 from userfm.pretrain.data import PretrainBatch
-from userfm.pretrain.dro import BUCKET_BY, DROWeighting, frequency_buckets
+from userfm.pretrain.dro import DROWeighting, frequency_buckets
 from userfm.pretrain.objectives import (
     bce_loss,
     full_softmax_loss,
