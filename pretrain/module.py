@@ -27,6 +27,7 @@ from userfm.pretrain.objectives import (
     proposal_log_q,
     sample_negatives,
     sampled_softmax_loss,
+    seen_items,
 )
 
 LOSSES = ("full", "sampled", "bce")
@@ -56,6 +57,9 @@ class PretrainModule(L.LightningModule):
             (equal shares of training events); see `userfm.pretrain.dro.frequency_buckets`.
         future_window: train each position on the next ``future_window`` items, not only
             the next one (``loss="full"`` only; see `userfm.pretrain.objectives.future_targets`).
+        mask_seen: leave the items already in each position's history out of its softmax,
+            as evaluation filters them (``loss="full"`` only; see
+            `userfm.pretrain.objectives.seen_items`).
         contrastive_weight: α of the CL4SRec InfoNCE term (0 = off).
         contrastive_temperature: InfoNCE temperature.
         crop_rate, mask_rate, reorder_rate: augmentation rates of the two views.
@@ -84,6 +88,7 @@ class PretrainModule(L.LightningModule):
         dro_buckets: int = 3,
         dro_bucket_by: str = "items",
         future_window: int = 1,
+        mask_seen: bool = False,
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 0.5,
         crop_rate: float = 0.6,
@@ -105,6 +110,8 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`future_window` must be >= 1, got {future_window}")
         if future_window > 1 and loss != "full":
             raise ConfigError(f"`future_window` > 1 needs `loss: full`, got loss={loss!r}")
+        if mask_seen and loss != "full":
+            raise ConfigError(f"`mask_seen: true` needs `loss: full`, got loss={loss!r}")
         if contrastive_weight < 0:
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
         if lr <= 0:
@@ -173,17 +180,22 @@ class PretrainModule(L.LightningModule):
 
     # ---- the shared step ---------------------------------------------------------------
     def _next_item_losses(
-        self, h: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None
+        self,
+        h: torch.Tensor,
+        targets: torch.Tensor,
+        seen: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(N, D) states, (N,) targets -> (N,) per-example losses; (N, K) targets
         (``loss="full"`` only) -> (N, K), 0 in empty slots.
 
         ``seen`` (N, T): each example's input items; BCE negatives avoid them, as in SASRec.
+        ``exclude`` (N, S): items left out of the full softmax (``mask_seen``), 0 = no item.
         """
         hp = self.hparams
         item_emb = self.encoder.embeddings.item_vectors()  # (V, D) tied output layer
         if hp.loss == "full" or not self.training:
-            return full_softmax_loss(h, item_emb, targets)
+            return full_softmax_loss(h, item_emb, targets, exclude)
         if hp.loss == "sampled":
             # logQ correction with the proposal the sampler really draws from (Yi et al. 2019)
             log_q = proposal_log_q(
@@ -219,16 +231,19 @@ class PretrainModule(L.LightningModule):
         h, targets = out.states[valid], pb.targets[valid]  # (N, D), (N,)
         seen = pb.batch.items[valid.nonzero()[:, 0]] if hp.loss == "bce" else None  # (N, T)
         actions = pb.target_actions[valid] if hp.dro == "action" else None  # (N,)
+        exclude = None
+        if hp.mask_seen:
+            exclude = seen_items(pb.batch.items, valid)  # (N, T)
         if stage == "train" and hp.future_window > 1:
             # one example per (position, future item) pair: DRO classes follow each pair's item
             window = future_targets(pb.targets, hp.future_window)[valid]  # (N, K)
             filled = window > 0
-            losses = self._next_item_losses(h, window)[filled]  # (M,)
+            losses = self._next_item_losses(h, window, exclude=exclude)[filled]  # (M,)
             targets = window[filled]  # (M,)
             if actions is not None:
                 actions = future_targets(pb.target_actions, hp.future_window)[valid][filled]
         else:
-            losses = self._next_item_losses(h, targets, seen)  # (N,)
+            losses = self._next_item_losses(h, targets, seen, exclude)  # (N,)
         n = len(targets)
         self.log(f"{stage}/next_item_loss", losses.mean(), batch_size=n, sync_dist=stage != "train")
         if stage == "train" and self.dro_weighting is not None:

@@ -66,7 +66,10 @@ def _num_real(num_items: int) -> int:
 
 # ---- exact softmax -------------------------------------------------------------------------
 def full_softmax_loss(
-    h: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor
+    h: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the target(s) over every real item.
 
@@ -75,20 +78,47 @@ def full_softmax_loss(
         item_emb: (V, D) item embeddings (tied output layer).
         targets: (N,) int64 target item indices, each >= 3; or (N, K) several targets per
             position (see :func:`future_targets`), 0 where a slot is empty.
+        exclude: optional (N, S) int64 item indices each row leaves out of its softmax (e.g.
+            the items already in its history, see :func:`seen_items`), 0 in unused slots; a
+            row's own targets are never left out.
 
     Returns:
         (N,) float32 ``-log softmax(h @ item_emb.T)[target]``, the specials (indices 0..2)
-        excluded from the softmax; (N, K) with (N, K) targets, 0 in the empty slots (the
-        logits are computed once per position, not once per target).
+        and the excluded items left out of the softmax; (N, K) with (N, K) targets, 0 in the
+        empty slots (the logits are computed once per position, not once per target).
     """
     multi = targets.dim() == 2
     _check_inputs(h, item_emb, targets[:, 0] if multi else targets)
     logits = (h @ item_emb.T).float()  # (N, V); float32 even under bf16 autocast
+    if exclude is not None:
+        if exclude.dim() != 2 or exclude.shape[0] != len(h):
+            raise ConfigError(
+                f"`exclude` must be (N, S) with N = {len(h)}, got shape {tuple(exclude.shape)}"
+            )
+        slots = targets if multi else targets[:, None]  # (N, K)
+        target_logits = torch.einsum("nd,nkd->nk", h, item_emb[slots]).float()  # (N, K)
+        logits.scatter_(1, exclude, -math.inf)
+        logits.scatter_(1, slots, target_logits)  # a target is never left out (repeat events)
     logits[:, :NUM_SPECIALS] = -math.inf
     if not multi:
         return F.cross_entropy(logits, targets, reduction="none")  # (N,)
     log_p = logits.log_softmax(-1).gather(1, targets)  # (N, K); empty slots gather -inf
     return torch.where(targets > 0, -log_p, torch.zeros_like(log_p))  # (N, K)
+
+
+def seen_items(items: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, T) input items, (B, T) bool positions with a target -> (N, T) int64: row n (the
+    n-th True of ``valid``, row-major) lists the items at or before its position, 0 after.
+
+    Evaluation filters the items a user has already seen, so a softmax that also ranks them
+    while training spends capacity on pushing them down; leaving them out of the training
+    softmax trains the ranking the evaluation scores. PAD (index 0) counts as seen; the
+    softmax drops the specials anyway. The lists feed ``full_softmax_loss(exclude=...)``, which
+    scatters them into the logits: cheaper than an (N, V) mask.
+    """
+    rows, cols = valid.nonzero(as_tuple=True)  # (N,), (N,)
+    position = torch.arange(items.shape[1], device=items.device)  # (T,)
+    return items[rows] * (position <= cols[:, None])  # (N, T)
 
 
 def future_targets(targets: torch.Tensor, window: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from userfm.pretrain.objectives import (
     proposal_log_q,
     sample_negatives,
     sampled_softmax_loss,
+    seen_items,
     uniform_log_q,
 )
 
@@ -73,6 +74,35 @@ def test_full_softmax_with_several_targets_scores_each_filled_slot(data):
     two = manual_full(h, item_emb, second.clamp(min=3))
     expected = torch.where(second > 0, two, torch.zeros_like(two))  # empty slots: 0
     torch.testing.assert_close(loss[:, 1].double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_seen_items_lists_the_items_at_or_before_each_position():
+    items = torch.tensor([[5, 6, 5, 0], [7, 8, 9, 4]])  # 0 = PAD
+    valid = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    seen = seen_items(items, valid)
+    assert seen.tolist() == [  # one row per True of `valid`, row-major; 0 after the position
+        [5, 0, 0, 0],
+        [5, 6, 0, 0],
+        [5, 6, 5, 0],
+        [7, 0, 0, 0],
+        [7, 8, 0, 0],
+    ]
+
+
+def test_full_softmax_leaves_excluded_items_out_but_never_a_target(data):
+    h, item_emb, targets = data  # targets [3, 5, 11, 5, 7]
+    exclude = torch.tensor([[4, 0], [4, 5], [4, 4], [4, 0], [4, 0]])  # row 1 lists its target
+    loss = full_softmax_loss(h, item_emb, targets, exclude)
+    kept = [j for j in range(3, V) if j != 4]
+    for i in range(N):
+        s = {j: float(h[i] @ item_emb[j]) for j in kept}
+        expected = math.log(sum(math.exp(x) for x in s.values())) - s[int(targets[i])]
+        assert loss[i].item() == pytest.approx(expected, rel=1e-5)
+    assert (loss < full_softmax_loss(h, item_emb, targets)).all()
+    multi = full_softmax_loss(h, item_emb, torch.stack([targets, targets], 1), exclude)
+    torch.testing.assert_close(multi[:, 1], loss)
+    with pytest.raises(ConfigError, match="exclude"):
+        full_softmax_loss(h, item_emb, targets, exclude[:3])
 
 
 def test_sampled_with_all_items_equals_full(data):

@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from userfm import UserEncoder
 from userfm.errors import ConfigError
+from userfm.pretrain import module as module_lib
 from userfm.pretrain.data import EventDataModule
 from userfm.pretrain.dro import NUM_SPECIALS
 from userfm.pretrain.export import export_checkpoint
@@ -126,6 +127,8 @@ def test_bad_hyperparameters_name_the_field():
         PretrainModule(future_window=0)
     with pytest.raises(ConfigError, match="future_window"):
         PretrainModule(future_window=2, loss="bce")
+    with pytest.raises(ConfigError, match="mask_seen"):
+        PretrainModule(mask_seen=True, loss="sampled")
 
 
 def test_export_rejects_a_foreign_checkpoint(tmp_path):
@@ -157,7 +160,7 @@ def test_future_window_trains_each_position_on_the_next_items(tmp_path, monkeypa
     seen: dict[str, torch.Tensor] = {}
     inner = module._next_item_losses
     monkeypatch.setattr(
-        module, "_next_item_losses", lambda h, t, *a: seen.update(t=t) or inner(h, t, *a)
+        module, "_next_item_losses", lambda h, t, *a, **k: seen.update(t=t) or inner(h, t, *a, **k)
     )
     dro = module.dro_weighting
     monkeypatch.setattr(dro, "forward", lambda losses, classes: seen.update(c=classes) or 0.0)
@@ -177,3 +180,30 @@ def test_future_window_trains_each_position_on_the_next_items(tmp_path, monkeypa
     module.eval()
     module._step(batch, "valid")  # evaluation keeps the single next item
     assert seen["t"].dim() == 1
+
+
+def test_mask_seen_leaves_each_positions_history_out_of_its_softmax(tmp_path, monkeypatch):
+    """With ``mask_seen`` the training softmax of a position drops the items at or before it
+    (evaluation filters them); validation uses the same softmax."""
+    _, module, dm = fit(tmp_path, steps=1, mask_seen=True, future_window=2)
+    got: dict[str, torch.Tensor] = {}
+    real = module_lib.full_softmax_loss
+    monkeypatch.setattr(
+        module_lib,
+        "full_softmax_loss",
+        lambda h, e, t, exclude=None: got.update(exclude=exclude) or real(h, e, t, exclude),
+    )
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)  # outside a Trainer loop
+    batch = next(iter(dm.train_dataloader()))
+    module.train()
+    loss = module._step(batch, "train")
+    valid = batch.targets > 0
+    exclude = got["exclude"]
+    assert exclude.shape == (int(valid.sum()), batch.batch.items.shape[1])
+    row, pos = valid.nonzero()[-1].tolist()  # the last example: its row's whole history
+    assert exclude[-1, : pos + 1].tolist() == batch.batch.items[row, : pos + 1].tolist()
+    assert (exclude[-1, pos + 1 :] == 0).all()
+    assert torch.isfinite(loss)
+    module.eval()
+    module._step(batch, "valid")
+    assert got["exclude"].shape[0] == int(valid.sum())
