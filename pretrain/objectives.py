@@ -133,7 +133,8 @@ def future_targets(targets: torch.Tensor, window: int) -> torch.Tensor:
     """
     if window < 1:
         raise ConfigError(f"`window` must be >= 1, got {window}")
-    B, T = targets.shape
+    if targets.dim() != 2:
+        raise ConfigError(f"`targets` must be (B, T), got shape {tuple(targets.shape)}")
     padded = F.pad(targets, (0, window - 1))  # (B, T + window - 1)
     out = padded.unfold(1, window, 1)  # (B, T, window)
     return out * (targets > 0)[..., None]  # no slots where the position has no target

@@ -63,6 +63,8 @@ def test_future_targets_slot_j_holds_the_item_j_after_the_next():
     assert torch.equal(future_targets(targets, 1), targets[..., None])
     with pytest.raises(ConfigError, match="window"):
         future_targets(targets, 0)
+    with pytest.raises(ConfigError, match="targets"):
+        future_targets(targets[0], 2)
 
 
 def test_full_softmax_with_several_targets_scores_each_filled_slot(data):
