@@ -64,8 +64,8 @@ Run: python benchmarks/pretrain_quality.py [--quick] [--data PATH] [--epochs N] 
 "+ seen masked", "+ side information" and "all" ablation rows skipped, 2 rounds of one-epoch
 timing fits (a few minutes on 2 idle cores; the quality numbers are a smoke test of
 undertrained models, not results). Default: 100 epochs (800 steps) for every model, 3 seeds
-for the judged rows, 3 rounds of two-epoch timing fits (about 90 minutes on 2 idle CPU
-cores, 5 minutes per fit; ``--epochs 200`` is the SASRec paper's budget, about twice that).
+for the judged rows, 3 rounds of two-epoch timing fits (about 100 minutes on 2 idle CPU
+cores, 4 to 7 minutes per fit; ``--epochs 200`` is the SASRec paper's budget, about twice that).
 Prints a table per section and ends
 with one JSON line {"benchmark": "pretrain_quality", ...}. Exits 0 with "skipped": true
 when the data is absent.
