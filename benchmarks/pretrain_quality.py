@@ -190,7 +190,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
         **common,
     )
     ours_side = dict(ours, use_time=True, output_features=True)
-    future = dict(future_window=args.future_window, mask_seen=args.mask_seen)
+    recipe = dict(future_window=args.future_window, mask_seen=args.mask_seen)  # ours' losses
     cl = dict(contrastive_weight=args.contrastive_weight)
     dro = dict(dro="bucket", dro_temperature=args.dro_temperature, dro_buckets=3)
     same_shape = args.hidden == SASREC_SHAPE["hidden"] and args.heads == 1
@@ -222,12 +222,12 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
         ]
     specs += [
         Spec(
-            "ours", "ours (side info, future window, seen masked)", dict(ours_side, **future), side
+            "ours", "ours (side info, future window, seen masked)", dict(ours_side, **recipe), side
         ),
-        Spec("ours_dro", "ours + DRO", dict(ours_side, **future, **dro), side),
+        Spec("ours_dro", "ours + DRO", dict(ours_side, **recipe, **dro), side),
     ]
     if not args.quick:
-        specs.append(Spec("all", "all", dict(ours_side, **future, **cl, **dro), side))
+        specs.append(Spec("all", "all", dict(ours_side, **recipe, **cl, **dro), side))
     return specs
 
 

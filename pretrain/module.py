@@ -183,14 +183,13 @@ class PretrainModule(L.LightningModule):
         self,
         h: torch.Tensor,
         targets: torch.Tensor,
-        seen: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(N, D) states, (N,) targets -> (N,) per-example losses; (N, K) targets
         (``loss="full"`` only) -> (N, K), 0 in empty slots.
 
-        ``seen`` (N, T): each example's input items; BCE negatives avoid them, as in SASRec.
-        ``exclude`` (N, S): items left out of the full softmax (``mask_seen``), 0 = no item.
+        ``exclude`` (N, S): items that are no negative of their row, 0 = no item: the full
+        softmax leaves them out (``mask_seen``), BCE draws its negative elsewhere.
         """
         hp = self.hparams
         item_emb = self.encoder.embeddings.item_vectors()  # (V, D) tied output layer
@@ -213,7 +212,7 @@ class PretrainModule(L.LightningModule):
                 sampler=hp.sampler,
                 item_log_q=log_q,
             )
-        negatives = sample_negatives(targets, item_emb.shape[0], exclude=seen)
+        negatives = sample_negatives(targets, item_emb.shape[0], exclude=exclude)
         return bce_loss(h, item_emb, targets, negatives)
 
     def _dro_classes(self, targets: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
@@ -229,21 +228,22 @@ class PretrainModule(L.LightningModule):
         out = self.encoder(pb.batch)
         valid = pb.targets > 0  # (B, T)
         h, targets = out.states[valid], pb.targets[valid]  # (N, D), (N,)
-        seen = pb.batch.items[valid.nonzero()[:, 0]] if hp.loss == "bce" else None  # (N, T)
         actions = pb.target_actions[valid] if hp.dro == "action" else None  # (N,)
-        exclude = None
-        if hp.mask_seen:
-            exclude = seen_items(pb.batch.items, valid)  # (N, T)
+        exclude = None  # (N, T) items that are no negative of their example
+        if hp.loss == "bce" and stage == "train":
+            exclude = pb.batch.items[valid.nonzero()[:, 0]]  # the whole input row, as in SASRec
+        elif hp.mask_seen:
+            exclude = seen_items(pb.batch.items, valid)  # the history up to each position
         if stage == "train" and hp.future_window > 1:
             # one example per (position, future item) pair: DRO classes follow each pair's item
             window = future_targets(pb.targets, hp.future_window)[valid]  # (N, K)
             filled = window > 0
-            losses = self._next_item_losses(h, window, exclude=exclude)[filled]  # (M,)
+            losses = self._next_item_losses(h, window, exclude)[filled]  # (M,)
             targets = window[filled]  # (M,)
             if actions is not None:
                 actions = future_targets(pb.target_actions, hp.future_window)[valid][filled]
         else:
-            losses = self._next_item_losses(h, targets, seen, exclude)  # (N,)
+            losses = self._next_item_losses(h, targets, exclude)  # (N,)
         n = len(targets)
         self.log(f"{stage}/next_item_loss", losses.mean(), batch_size=n, sync_dist=stage != "train")
         if stage == "train" and self.dro_weighting is not None:
