@@ -13,7 +13,8 @@ Protocol:
   no checkpoints / logger / progress bar, no
   validation during training (``limit_val_batches=0``, ``num_sanity_val_steps=0``), no early
   stopping: every model trains for the same number of epochs with the same batch size (128),
-  max_len 200, AdamW lr 1e-3, weight decay 0.01, linear warmup then cosine decay to 0.
+  max_len 200, AdamW lr 5e-3 (``--lr``; one rate for every model, chosen on the validation
+  split: see README), weight decay 0.01, linear warmup then cosine decay to 0.
 - models (one shape for all, 2 blocks, hidden 50, 1 head, dropout 0.2, unless --hidden /
   --heads change ours):
     * SASRec-BCE: ``loss="bce"`` (one uniform negative per position, the SASRec paper's
@@ -522,7 +523,7 @@ def main() -> int:
     p.add_argument("--max-len", type=int, default=200)
     p.add_argument("--hidden", type=int, default=50, help="our encoder's width (SASRec: 50)")
     p.add_argument("--heads", type=int, default=1, help="our encoder's heads (SASRec: 1)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate of every model")
     p.add_argument(
         "--warmup", type=int, default=50, help="warmup steps, capped at 10%% of all steps"
     )
