@@ -8,6 +8,7 @@ restores a checkpoint, which makes resume exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -247,7 +248,8 @@ class PretrainModule(L.LightningModule):
         n = len(targets)
         self.log(f"{stage}/next_item_loss", losses.mean(), batch_size=n, sync_dist=stage != "train")
         if stage == "train" and self.dro_weighting is not None:
-            loss = self.dro_weighting(losses, self._dro_classes(targets, actions))
+            classes = self._dro_classes(targets, actions)
+            loss = self.dro_weighting(losses, classes, reduce_fn=self._sum_over_ranks())
             if hp.dro in ("bucket", "action"):
                 for c, w in enumerate(self.dro_weighting.weights.tolist()):
                     self.log(f"dro/weight_{hp.dro}_{c}", w, batch_size=n)
@@ -299,6 +301,13 @@ class PretrainModule(L.LightningModule):
             sync_dist=True,
             prog_bar=stage == "valid",
         )
+
+    def _sum_over_ranks(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Sums the DRO statistics over data-parallel ranks (None on one process), so every
+        rank folds the same class losses into its EMA and holds the same weights."""
+        if self.trainer.world_size == 1:
+            return None
+        return lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
 
     def on_train_epoch_start(self) -> None:
         dataset = getattr(self.trainer.train_dataloader, "dataset", None)

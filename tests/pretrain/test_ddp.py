@@ -1,4 +1,5 @@
-"""Real DDP with 2 CPU processes (gloo): ranks see disjoint users and end with identical weights."""
+"""Real DDP with 2 CPU processes (gloo): ranks see disjoint users and end with identical
+weights and DRO state."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ SCRIPT = textwrap.dedent(
             flat = torch.cat([p.detach().flatten() for p in pl_module.encoder.parameters()])
             digest = hashlib.sha256(flat.numpy().tobytes()).hexdigest()
             with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
-                json.dump({"users": self.users, "weights": digest, "world": trainer.world_size}, f)
+                dro = pl_module.dro_weighting.class_loss.tolist()
+                json.dump({"users": self.users, "weights": digest, "dro": dro,
+                           "world": trainer.world_size}, f)
 
     L.seed_everything(0)
     dm = EventDataModule(synthetic={"num_users": 64, "num_items": 50, "seed": 0}, max_len=8, batch_size=8)
@@ -54,3 +57,5 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert len(ranks[0]["users"]) == 3 * 8 and seen[0] and seen[1]
     assert not seen[0] & seen[1], "ranks trained on overlapping users"
     assert ranks[0]["weights"] == ranks[1]["weights"], "ranks diverged"
+    # the DRO class losses are summed over ranks: both fold the same statistics into the EMA
+    assert ranks[0]["dro"] == ranks[1]["dro"], "ranks hold different DRO class losses"

@@ -163,7 +163,7 @@ def test_future_window_trains_each_position_on_the_next_items(tmp_path, monkeypa
         module, "_next_item_losses", lambda h, t, *a, **k: seen.update(t=t) or inner(h, t, *a, **k)
     )
     dro = module.dro_weighting
-    monkeypatch.setattr(dro, "forward", lambda losses, classes: seen.update(c=classes) or 0.0)
+    monkeypatch.setattr(dro, "forward", lambda losses, classes, **_: seen.update(c=classes) or 0.0)
     monkeypatch.setattr(module, "log", lambda *a, **k: None)  # outside a Trainer loop
     batch = next(iter(dm.train_dataloader()))
     module.train()
