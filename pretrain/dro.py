@@ -18,6 +18,17 @@ is an estimate of Σ_c w_c l_c and equals the plain mean of the losses when λ =
 losses l_c are an exponential moving average across steps (a single batch holds few
 examples of a rare class), kept in buffers so that a resumed run continues exactly.
 
+Two refinements for over-parameterised models, chosen in `userfm.pretrain.module`
+(``dro_losses_from``, ``dro_apply``): a model that memorises the few training events of a rare
+class drives every class's *training* loss down alike, so weights fed by training losses fall
+back to p (Sagawa et al. 2020, "Distributionally robust neural networks"); the class losses
+can instead come from held-out examples (:meth:`DROWeighting.update` from a validation loop,
+``forward(..., update=False)`` in training). And reweighting the losses barely moves such a
+model's decision boundary, while a logit adjustment does (Menon et al. 2021, "Long-tail
+learning via logit adjustment"): adding ``-log(w_c / p_c)`` (:attr:`DROWeighting.log_ratio`)
+to the training logit of every class-c item fits the raw logits to the same target
+distribution w.
+
 Classes are configurable: the target item itself (``torch.arange(V)``), a frequency bucket
 of the target item (:func:`frequency_buckets`), or the target's action type; see
 :func:`event_classes` and :func:`class_prior`.
@@ -106,8 +117,12 @@ class DROWeighting(nn.Module):
         neutral = (self.prior * self.class_loss * seen).sum() / p_seen.clamp(min=1e-12)
         return torch.where(seen, self.class_loss, neutral)
 
-    def _log_ratio(self) -> torch.Tensor:
-        """(C,) log(w_c / p_c) = l_c / λ - log Σ_c p_c exp(l_c / λ), stable for p_c = 0."""
+    @property
+    def log_ratio(self) -> torch.Tensor:
+        """(C,) log(w_c / p_c) = l_c / λ - log Σ_c p_c exp(l_c / λ), stable for p_c = 0;
+        0 everywhere for λ = ∞."""
+        if math.isinf(self.temperature):
+            return torch.zeros_like(self.prior)
         scaled = self.effective_class_loss / self.temperature  # (C,)
         return scaled - torch.logsumexp(self.prior.log() + scaled, dim=0)
 
@@ -116,7 +131,7 @@ class DROWeighting(nn.Module):
         """(C,) current class weights w ∝ p · exp(l / λ), summing to 1 (for logging)."""
         if math.isinf(self.temperature):
             return self.prior.clone()
-        return self.prior * self._log_ratio().exp()
+        return self.prior * self.log_ratio.exp()
 
     @torch.no_grad()
     def update(
@@ -155,16 +170,20 @@ class DROWeighting(nn.Module):
         losses: torch.Tensor,
         classes: torch.Tensor,
         *,
+        update: bool = True,
         reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """DRO-weighted mean of per-example losses.
 
-        In training mode the EMA is updated with this batch first (so the weights see it);
-        in eval mode the state is left unchanged. The weights carry no gradient.
+        In training mode the EMA is updated with this batch first (so the weights see it),
+        unless ``update`` is False; in eval mode the state is left unchanged. The weights
+        carry no gradient.
 
         Args:
             losses: (N,) per-example losses.
             classes: (N,) int64 class of each example, in [0, C).
+            update: fold this batch into the EMA (training mode only). False: the class
+                losses are fed elsewhere, e.g. held-out examples passed to :meth:`update`.
             reduce_fn: see :meth:`update`.
 
         Returns:
@@ -176,11 +195,11 @@ class DROWeighting(nn.Module):
                 f"`losses` and `classes` must both be (N,), got {tuple(losses.shape)} and "
                 f"{tuple(classes.shape)}"
             )
-        if self.training:
+        if self.training and update:
             self.update(losses, classes, reduce_fn=reduce_fn)
         if math.isinf(self.temperature):
             return losses.mean()  # λ = ∞: w = p, every ratio is exactly 1
-        ratio = self._log_ratio().exp().detach()  # (C,) w_c / p_c
+        ratio = self.log_ratio.exp().detach()  # (C,) w_c / p_c
         return (ratio[classes].to(losses.dtype) * losses).mean()
 
 

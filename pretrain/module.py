@@ -33,6 +33,8 @@ from userfm.pretrain.objectives import (
 
 LOSSES = ("full", "sampled", "bce")
 DRO_CLASSES = ("item", "bucket", "action")
+DRO_LOSS_SOURCES = ("train", "valid")
+DRO_APPLY = ("weights", "logits")
 NUM_SPECIALS = 3  # PAD, MASK, OOV
 
 
@@ -56,6 +58,18 @@ class PretrainModule(L.LightningModule):
         dro_bucket_by: how ``dro="bucket"`` splits items head -> tail: ``items`` (equal item
             counts, as `userfm.eval.retrieval` buckets them for macro recall) or ``mass``
             (equal shares of training events); see `userfm.pretrain.dro.frequency_buckets`.
+        dro_losses_from: where the per-class losses l_c behind the DRO weights come from:
+            ``train``, the training batches (BehaveGPT); ``valid``, the validation split at
+            each validation run (the trainer must run validation; the test split stays
+            unseen). A model that memorises a rare class's few training events drives its
+            training loss down like any other's, so training losses let the weights fall
+            back to p; held-out losses keep the head/tail gap unseen users show.
+        dro_apply: how the DRO distribution w enters training: ``weights``, each example's
+            loss times w_c / p_c; ``logits``, a logit adjustment: every item's training logit
+            gets ``-log(w_c / p_c)`` of its class, the loss is the plain mean (needs
+            ``loss: full``, ``dro: item`` or ``bucket`` and ``dro_losses_from: valid``: fed
+            by training losses, the adjustment would raise the very losses that set it).
+            See `userfm.pretrain.dro` for both.
         future_window: train each position on the next ``future_window`` items, not only
             the next one (``loss="full"`` only; see `userfm.pretrain.objectives.future_targets`).
         mask_seen: leave the items already in each position's history out of its softmax,
@@ -88,6 +102,8 @@ class PretrainModule(L.LightningModule):
         dro_ema: float = 0.9,
         dro_buckets: int = 3,
         dro_bucket_by: str = "items",
+        dro_losses_from: str = "train",
+        dro_apply: str = "weights",
         future_window: int = 1,
         mask_seen: bool = False,
         contrastive_weight: float = 0.0,
@@ -107,6 +123,20 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`dro` must be None or one of {DRO_CLASSES}, got {dro!r}")
         if dro_bucket_by not in BUCKET_BY:
             raise ConfigError(f"`dro_bucket_by` must be one of {BUCKET_BY}, got {dro_bucket_by!r}")
+        if dro_losses_from not in DRO_LOSS_SOURCES:
+            raise ConfigError(
+                f"`dro_losses_from` must be one of {DRO_LOSS_SOURCES}, got {dro_losses_from!r}"
+            )
+        if dro_apply not in DRO_APPLY:
+            raise ConfigError(f"`dro_apply` must be one of {DRO_APPLY}, got {dro_apply!r}")
+        if dro_apply == "logits" and (
+            loss != "full" or dro not in ("item", "bucket") or dro_losses_from != "valid"
+        ):
+            raise ConfigError(
+                "`dro_apply: logits` needs `loss: full`, `dro: item` or `bucket` and "
+                f"`dro_losses_from: valid`, got loss={loss!r}, dro={dro!r}, "
+                f"dro_losses_from={dro_losses_from!r}"
+            )
         if future_window < 1:
             raise ConfigError(f"`future_window` must be >= 1, got {future_window}")
         if future_window > 1 and loss != "full":
@@ -195,7 +225,7 @@ class PretrainModule(L.LightningModule):
         hp = self.hparams
         item_emb = self.encoder.embeddings.item_vectors()  # (V, D) tied output layer
         if hp.loss == "full" or not self.training:
-            return full_softmax_loss(h, item_emb, targets, exclude)
+            return full_softmax_loss(h, item_emb, targets, exclude, self._logit_offset())
         if hp.loss == "sampled":
             # logQ correction with the proposal the sampler really draws from (Yi et al. 2019)
             log_q = proposal_log_q(
@@ -215,6 +245,14 @@ class PretrainModule(L.LightningModule):
             )
         negatives = sample_negatives(targets, item_emb.shape[0], exclude=exclude)
         return bce_loss(h, item_emb, targets, negatives)
+
+    def _logit_offset(self) -> torch.Tensor | None:
+        """(V,) DRO logit adjustment ``-log(w_c / p_c)`` of each item's class while training
+        with ``dro_apply="logits"``; None otherwise (evaluation scores the raw logits)."""
+        if not self.training or self.dro_weighting is None or self.hparams.dro_apply != "logits":
+            return None
+        log_ratio = self.dro_weighting.log_ratio.detach()  # (C,)
+        return -(log_ratio[self.item_bucket] if self.hparams.dro == "bucket" else log_ratio)
 
     def _dro_classes(self, targets: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
         """(M,) DRO class of each example from its target item (and target action)."""
@@ -247,14 +285,24 @@ class PretrainModule(L.LightningModule):
             losses = self._next_item_losses(h, targets, exclude)  # (N,)
         n = len(targets)
         self.log(f"{stage}/next_item_loss", losses.mean(), batch_size=n, sync_dist=stage != "train")
-        if stage == "train" and self.dro_weighting is not None:
+        dro = self.dro_weighting
+        if stage == "train" and dro is not None:
             classes = self._dro_classes(targets, actions)
-            loss = self.dro_weighting(losses, classes, reduce_fn=self._sum_over_ranks())
+            from_train = hp.dro_losses_from == "train"
+            if hp.dro_apply == "weights":
+                loss = dro(losses, classes, update=from_train, reduce_fn=self._sum_over_ranks())
+            else:  # logits: w entered through the logit offset
+                loss = losses.mean()
             if hp.dro in ("bucket", "action"):
-                for c, w in enumerate(self.dro_weighting.weights.tolist()):
+                for c, w in enumerate(dro.weights.tolist()):
                     self.log(f"dro/weight_{hp.dro}_{c}", w, batch_size=n)
         else:
             loss = losses.mean()
+            # held-out class losses; the sanity check (rerun on resume) must not move the EMA
+            held_out = stage == "valid" and not self.trainer.sanity_checking
+            if held_out and dro is not None and hp.dro_losses_from == "valid":
+                classes = self._dro_classes(targets, actions)
+                dro.update(losses, classes, reduce_fn=self._sum_over_ranks())
         if stage == "train" and hp.contrastive_weight > 0:
             rates = dict(
                 crop_rate=hp.crop_rate, mask_rate=hp.mask_rate, reorder_rate=hp.reorder_rate
@@ -308,6 +356,16 @@ class PretrainModule(L.LightningModule):
         if self.trainer.world_size == 1:
             return None
         return lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
+
+    def on_fit_start(self) -> None:
+        hp = self.hparams
+        skips_validation = not self.trainer.limit_val_batches
+        if hp.dro is not None and hp.dro_losses_from == "valid" and skips_validation:
+            raise ConfigError(
+                "`dro_losses_from: valid` takes the DRO class losses from the validation "
+                "loop, which this trainer skips (limit_val_batches=0): run validation or "
+                "set `dro_losses_from: train`"
+            )
 
     def on_train_epoch_start(self) -> None:
         dataset = getattr(self.trainer.train_dataloader, "dataset", None)

@@ -70,6 +70,7 @@ def full_softmax_loss(
     item_emb: torch.Tensor,
     targets: torch.Tensor,
     exclude: torch.Tensor | None = None,
+    logit_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the target(s) over every real item.
 
@@ -81,6 +82,10 @@ def full_softmax_loss(
         exclude: optional (N, S) int64 item indices each row leaves out of its softmax (e.g.
             the items already in its history, see :func:`seen_items`), 0 in unused slots; a
             row's own targets are never left out.
+        logit_offset: optional (V,) added to every row's logits (a logit adjustment, e.g.
+            DRO's ``-log(w_c / p_c)`` of each item's class: training under the adjusted
+            logits fits the raw logits to the reweighted class distribution; Menon et al.
+            2021, "Long-tail learning via logit adjustment").
 
     Returns:
         (N,) float32 ``-log softmax(h @ item_emb.T)[target]``, the specials (indices 0..2)
@@ -90,6 +95,13 @@ def full_softmax_loss(
     multi = targets.dim() == 2
     _check_inputs(h, item_emb, targets[:, 0] if multi else targets)
     logits = (h @ item_emb.T).float()  # (N, V); float32 even under bf16 autocast
+    if logit_offset is not None:
+        if logit_offset.shape != (item_emb.shape[0],):
+            raise ConfigError(
+                f"`logit_offset` must be (V,) = ({item_emb.shape[0]},), got "
+                f"{tuple(logit_offset.shape)}"
+            )
+        logits = logits + logit_offset.float()
     if exclude is not None:
         if exclude.dim() != 2 or exclude.shape[0] != len(h):
             raise ConfigError(
@@ -97,6 +109,8 @@ def full_softmax_loss(
             )
         slots = targets if multi else targets[:, None]  # (N, K)
         target_logits = torch.einsum("nd,nkd->nk", h, item_emb[slots]).float()  # (N, K)
+        if logit_offset is not None:
+            target_logits = target_logits + logit_offset.float()[slots]
         logits.scatter_(1, exclude, -math.inf)
         logits.scatter_(1, slots, target_logits)  # a target is never left out (repeat events)
     logits[:, :NUM_SPECIALS] = -math.inf

@@ -70,6 +70,24 @@ def test_ema_update_and_absent_classes_keep_their_value():
     assert torch.equal(dro.class_loss, before)
 
 
+def test_forward_without_update_weights_by_losses_fed_elsewhere():
+    """``update=False``: the class losses come from :meth:`update` (held-out examples), and a
+    training batch is weighted by them without moving them."""
+    dro = DROWeighting(num_classes=3, class_prior=PRIOR, temperature=2.0, ema=0.0)
+    dro.update(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0, 1, 2]))  # held-out losses
+    before = dro.class_loss.clone()
+    losses, classes = batch()
+    out = dro(losses, classes, update=False)
+    assert torch.equal(dro.class_loss, before)
+    ratio = torch.exp(before / 2) / (PRIOR * torch.exp(before / 2)).sum()  # w_c / p_c
+    torch.testing.assert_close(dro.log_ratio, ratio.log())
+    torch.testing.assert_close(out, (ratio[classes] * losses).mean())
+    assert torch.equal(
+        DROWeighting(num_classes=3, class_prior=PRIOR, temperature=math.inf).log_ratio,
+        torch.zeros(3),
+    )
+
+
 def test_unseen_classes_get_a_neutral_loss():
     dro = DROWeighting(num_classes=3, class_prior=PRIOR, temperature=1.0, ema=0.0)
     assert torch.allclose(dro.weights, PRIOR)  # nothing seen: ERM

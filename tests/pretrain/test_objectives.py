@@ -107,6 +107,28 @@ def test_full_softmax_leaves_excluded_items_out_but_never_a_target(data):
         full_softmax_loss(h, item_emb, targets, exclude[:3])
 
 
+def test_full_softmax_logit_offset_is_added_to_every_logit(data):
+    """A logit adjustment: item j's logit is h·e_j + offset_j, the target's too, with or
+    without exclusions."""
+    h, item_emb, targets = data  # targets [3, 5, 11, 5, 7]
+    offset = torch.linspace(-1.0, 1.0, V, dtype=torch.float64)
+    exclude = torch.tensor([[4, 0]] * N)
+    for ex in (None, exclude):
+        loss = full_softmax_loss(h, item_emb, targets, ex, offset)
+        kept = [j for j in range(3, V) if ex is None or j != 4]
+        for i in range(N):
+            s = {j: float(h[i] @ item_emb[j] + offset[j]) for j in kept}
+            expected = math.log(sum(math.exp(x) for x in s.values())) - s[int(targets[i])]
+            assert loss[i].item() == pytest.approx(expected, rel=1e-5)
+    # a constant offset changes nothing: only differences between items matter
+    torch.testing.assert_close(
+        full_softmax_loss(h, item_emb, targets, exclude, torch.full((V,), 3.0)),
+        full_softmax_loss(h, item_emb, targets, exclude),
+    )
+    with pytest.raises(ConfigError, match="logit_offset"):
+        full_softmax_loss(h, item_emb, targets, None, offset[:-1])
+
+
 def test_sampled_with_all_items_equals_full(data):
     h, item_emb, targets = data
     full = full_softmax_loss(h, item_emb, targets)

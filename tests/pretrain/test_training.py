@@ -15,6 +15,7 @@ from userfm.pretrain.data import EventDataModule
 from userfm.pretrain.dro import NUM_SPECIALS
 from userfm.pretrain.export import export_checkpoint
 from userfm.pretrain.module import PretrainModule
+from userfm.pretrain.objectives import full_softmax_loss
 from userfm.pretrain.plot import plot_run
 
 TINY_DATA = dict(
@@ -123,12 +124,71 @@ def test_bad_hyperparameters_name_the_field():
         PretrainModule(dro="user")
     with pytest.raises(ConfigError, match="dro_bucket_by"):
         PretrainModule(dro="bucket", dro_bucket_by="events")
+    with pytest.raises(ConfigError, match="dro_losses_from"):
+        PretrainModule(dro="bucket", dro_losses_from="test")
+    with pytest.raises(ConfigError, match="dro_apply"):
+        PretrainModule(dro="bucket", dro_apply="margins")
+    logits = dict(dro="bucket", dro_apply="logits", dro_losses_from="valid")
+    for bad in ({"dro_losses_from": "train"}, {"loss": "bce"}, {"dro": "action"}):
+        with pytest.raises(ConfigError, match="dro_apply: logits"):
+            PretrainModule(**{**logits, **bad})
     with pytest.raises(ConfigError, match="future_window"):
         PretrainModule(future_window=0)
     with pytest.raises(ConfigError, match="future_window"):
         PretrainModule(future_window=2, loss="bce")
     with pytest.raises(ConfigError, match="mask_seen"):
         PretrainModule(mask_seen=True, loss="sampled")
+
+
+@pytest.mark.parametrize("source", ["train", "valid"])
+def test_dro_class_losses_come_from_the_chosen_split(tmp_path, source):
+    """``dro_losses_from``: with ``item`` classes, the classes whose loss is known are targets
+    of the split the losses come from (valid: all of them, after validation at steps 3, 6)."""
+    _, module, dm = fit(tmp_path, steps=6, val_every=3, dro="item", dro_losses_from=source)
+
+    def targets_of(split: str) -> set[int]:
+        return {int(t) for ex in dm.datasets[split].examples for t in ex.targets if t > 0}
+
+    seen = set(module.dro_weighting.seen.nonzero()[:, 0].tolist())
+    if source == "valid":
+        assert seen == targets_of("valid")
+    else:
+        assert seen <= targets_of("train") and seen != targets_of("valid")
+
+
+def test_dro_logits_train_the_plain_mean_under_minus_log_ratio_offsets(tmp_path, monkeypatch):
+    """``dro_apply="logits"``: a training step's loss is the plain mean of the full softmax with
+    every item's logit offset by -log(w_c / p_c) of its bucket; evaluation uses raw logits."""
+    kw = dict(dro="bucket", dro_buckets=3, dro_losses_from="valid", dro_apply="logits")
+    _, module, dm = fit(tmp_path, steps=2, val_every=2, **kw)
+    dro = module.dro_weighting
+    dro.class_loss.copy_(torch.tensor([1.0, 2.0, 4.0]))  # tail hardest on held-out data
+    dro.seen.fill_(True)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)  # outside a Trainer loop
+    batch = next(iter(dm.train_dataloader()))
+    module.train()
+    torch.manual_seed(0)
+    loss = module._step(batch, "train")
+    offset = -dro.log_ratio[module.item_bucket]  # (V,)
+    assert offset[module.item_bucket == 2].max() < 0 < offset[module.item_bucket == 0].min()
+    torch.manual_seed(0)  # same dropout
+    out = module.encoder(batch.batch)
+    valid = batch.targets > 0
+    item_emb = module.encoder.embeddings.item_vectors()
+    expected = full_softmax_loss(out.states[valid], item_emb, batch.targets[valid], None, offset)
+    torch.testing.assert_close(loss, expected.mean())
+    module.eval()
+    assert module._logit_offset() is None
+
+
+def test_dro_losses_from_valid_needs_the_validation_loop():
+    dm = EventDataModule(**TINY_DATA)
+    module = PretrainModule(**TINY_MODEL, dro="bucket", dro_losses_from="valid")
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_progress_bar=False
+    )
+    with pytest.raises(ConfigError, match="dro_losses_from"):
+        trainer.fit(module, dm)
 
 
 def test_export_rejects_a_foreign_checkpoint(tmp_path):
@@ -191,7 +251,7 @@ def test_mask_seen_leaves_each_positions_history_out_of_its_softmax(tmp_path, mo
     monkeypatch.setattr(
         module_lib,
         "full_softmax_loss",
-        lambda h, e, t, exclude=None: got.update(exclude=exclude) or real(h, e, t, exclude),
+        lambda h, e, t, exclude=None, *a: got.update(exclude=exclude) or real(h, e, t, exclude, *a),
     )
     monkeypatch.setattr(module, "log", lambda *a, **k: None)  # outside a Trainer loop
     batch = next(iter(dm.train_dataloader()))
