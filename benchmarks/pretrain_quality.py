@@ -602,7 +602,8 @@ def main() -> int:
         f"{'left out of' if args.mask_seen else 'kept in'} its training softmax; "
         f"ablation: contrastive weight {args.contrastive_weight:g}, DRO over 3 frequency "
         f"buckets of equal item count (λ = {args.dro_temperature:g}, validation-split bucket "
-        f"losses, applied as a logit adjustment); SASRec: hidden 50, 2 blocks, 1 head, dropout 0.2, ids only"
+        f"losses, applied as a logit adjustment); SASRec: hidden 50, 2 blocks, 1 head, "
+        f"dropout 0.2, ids only"
     )
 
     results: dict[str, Result] = {"most_popular": most_popular(args)}

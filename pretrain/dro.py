@@ -129,8 +129,6 @@ class DROWeighting(nn.Module):
     @property
     def weights(self) -> torch.Tensor:
         """(C,) current class weights w ∝ p · exp(l / λ), summing to 1 (for logging)."""
-        if math.isinf(self.temperature):
-            return self.prior.clone()
         return self.prior * self.log_ratio.exp()
 
     @torch.no_grad()
