@@ -251,8 +251,8 @@ class PretrainModule(L.LightningModule):
         with ``dro_apply="logits"``; None otherwise (evaluation scores the raw logits)."""
         if not self.training or self.dro_weighting is None or self.hparams.dro_apply != "logits":
             return None
-        log_ratio = self.dro_weighting.log_ratio.detach()  # (C,)
-        return -(log_ratio[self.item_bucket] if self.hparams.dro == "bucket" else log_ratio)
+        items = torch.arange(len(self.item_bucket), device=self.item_bucket.device)  # (V,)
+        return -self.dro_weighting.log_ratio.detach()[self._dro_classes(items, None)]
 
     def _dro_classes(self, targets: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
         """(M,) DRO class of each example from its target item (and target action)."""

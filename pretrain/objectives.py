@@ -101,7 +101,8 @@ def full_softmax_loss(
                 f"`logit_offset` must be (V,) = ({item_emb.shape[0]},), got "
                 f"{tuple(logit_offset.shape)}"
             )
-        logits = logits + logit_offset.float()
+        logit_offset = logit_offset.float()
+        logits = logits + logit_offset
     if exclude is not None:
         if exclude.dim() != 2 or exclude.shape[0] != len(h):
             raise ConfigError(
@@ -110,7 +111,7 @@ def full_softmax_loss(
         slots = targets if multi else targets[:, None]  # (N, K)
         target_logits = torch.einsum("nd,nkd->nk", h, item_emb[slots]).float()  # (N, K)
         if logit_offset is not None:
-            target_logits = target_logits + logit_offset.float()[slots]
+            target_logits = target_logits + logit_offset[slots]
         logits.scatter_(1, exclude, -math.inf)
         logits.scatter_(1, slots, target_logits)  # a target is never left out (repeat events)
     logits[:, :NUM_SPECIALS] = -math.inf
