@@ -65,15 +65,19 @@ Protocol:
   load; CPU seconds of this process are shown too, and the main runs' rates.
 
 Run: python benchmarks/pretrain_quality.py [--quick] [--data PATH] [--epochs N] [--seeds N]
-[--out F]. ``--quick``: 6 epochs, one seed, the "+ contrastive", "+ DRO", "+ future window",
-"+ seen masked", "+ side information" and "all" ablation rows skipped, 2 rounds of one-epoch
-timing fits (a few minutes on 2 idle cores; the quality numbers are a smoke test of
-undertrained models, not results). Default: 100 epochs (800 steps) for every model, 3 seeds
-for the judged rows, 3 rounds of two-epoch timing fits (about 100 minutes on 2 idle CPU
-cores, 4 to 7 minutes per fit; ``--epochs 200`` is the SASRec paper's budget, about twice that).
-Prints a table per section and ends
-with one JSON line {"benchmark": "pretrain_quality", ...}. Exits 0 with "skipped": true
-when the data is absent.
+[--out F] [--reuse F [--rows NAMES]]. ``--quick``: 6 epochs, one seed, the "+ contrastive",
+"+ DRO", "+ future window", "+ seen masked", "+ side information" and "all" ablation rows
+skipped, 2 rounds of one-epoch timing fits (a few minutes on 2 idle cores; the quality
+numbers are a smoke test of undertrained models, not results). Default: 100 epochs (800
+steps) for every model, 3 seeds for the judged rows, 3 rounds of two-epoch timing fits
+(about 100 minutes on 2 idle CPU cores, 4 to 7 minutes per fit; ``--epochs 200`` is the
+SASRec paper's budget, about twice that). ``--reuse F --rows ours_dro,all``: retrain only
+the named rows (or ``throughput``) and read the others from an earlier ``--out F``; each
+saved row records its configuration (PretrainModule / EventDataModule arguments, epochs,
+seeds, batch size, max_len) and is refused if it differs from the current run's. The printed
+report and the JSON line (``"reused"``) are then those of the merged rows. Prints a table
+per section and ends with one JSON line {"benchmark": "pretrain_quality", ...}. Exits 0 with
+"skipped": true when the data is absent.
 """
 
 from __future__ import annotations
@@ -268,6 +272,14 @@ def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
         problems.append(f"--seeds must be >= 1, got {args.seeds}")
     if args.warmup < 0:
         problems.append(f"--warmup must be >= 0, got {args.warmup}")
+    if args.rows is not None and args.reuse is None:
+        problems.append("--rows needs --reuse FILE (the rows not rerun are read from it)")
+    known = [s.name for s in specs] + ["throughput"]
+    unknown = [r for r in args.rows or [] if r not in known]
+    if unknown:
+        problems.append(f"--rows: unknown row(s) {unknown}; the rows are {', '.join(known)}")
+    if args.reuse is not None and not args.reuse.is_file():
+        problems.append(f"--reuse: no such file {args.reuse}")
     for spec in specs:
         try:
             PretrainModule(**spec.module)
@@ -402,6 +414,84 @@ def train_and_evaluate(
     )
 
 
+def row_config(args: argparse.Namespace, spec: Spec, epochs: int, seeds: list[int]) -> dict:
+    """Everything that decides a row's numbers (its ``--out`` entry records it, so that
+    ``--reuse`` can tell whether a saved row still matches the current run)."""
+    return dict(
+        module=spec.module,
+        data=spec.data,
+        epochs=epochs,
+        seeds=seeds,
+        batch_size=args.batch_size,
+        max_len=args.max_len,
+    )
+
+
+def row_to_dict(res: Result, config: dict | None) -> dict:
+    """One row of the ``--out`` JSON."""
+    return {
+        "label": res.label,
+        "config": config,
+        "report": res.report.to_dict(),
+        "seed_reports": [x.to_dict() for x in res.seed_reports],
+        "fit_s": res.fit_s,
+        "fit_cpu_s": res.fit_cpu_s,
+        "events": res.events,
+        "steps": res.steps,
+        "train_loss": res.train_loss,
+        "extra": res.extra,
+    }
+
+
+def row_from_dict(d: dict) -> Result:
+    """Inverse of `row_to_dict` (the config is checked by `reuse_row`)."""
+    from userfm.eval.retrieval import RetrievalReport
+
+    return Result(
+        d["label"],
+        RetrievalReport(**d["report"]),
+        fit_s=d["fit_s"],
+        fit_cpu_s=d["fit_cpu_s"],
+        events=d["events"],
+        steps=d["steps"],
+        train_loss=d["train_loss"],
+        extra=d["extra"],
+        seed_reports=[RetrievalReport(**x) for x in d["seed_reports"]],
+    )
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def reuse_row(saved: dict, path: Path, name: str, config: dict) -> dict:
+    """The saved entry ``name`` of a ``--reuse`` file, if it was made with ``config``
+    (JSON-normalised: tuples and lists compare equal); exits naming what differs if not."""
+    entry = saved.get(name)
+    if entry is None or "config" not in entry:
+        raise SystemExit(
+            f"--reuse {path}: no row {name!r} with its configuration (written by an older "
+            f"version of this script, or without that row); add {name} to --rows"
+        )
+    saved_config, want = _flat(entry["config"]), _flat(json.loads(json.dumps(config)))
+    diff = sorted(
+        k for k in saved_config.keys() | want.keys() if saved_config.get(k) != want.get(k)
+    )
+    if diff:
+        raise SystemExit(
+            f"--reuse {path}: row {name!r} was made with a different configuration "
+            f"({', '.join(diff)} differ); add {name} to --rows to rerun it"
+        )
+    return entry
+
+
 def reference_fit(args: argparse.Namespace, dm, epochs: int) -> tuple[float, float, int]:
     """Train `sasrec_reference` on the datamodule's training examples: (wall s, CPU s, events)."""
     sys.path.insert(0, str(Path(__file__).parent))
@@ -516,7 +606,7 @@ def fmt_loss(res: Result) -> str:
 
 
 # ---- main -------------------------------------------------------------------------------------
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -562,7 +652,25 @@ def main() -> int:
         help="seeds (seed, seed+1, ...) per row the targets are judged on; default 3 (1 quick)",
     )
     p.add_argument("--out", type=Path, default=None, help="also write every report as JSON")
-    args = p.parse_args()
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="a previous --out file: rows not named by --rows are read from it instead of "
+        "retrained (each must have been made with the same configuration; checked)",
+    )
+    p.add_argument(
+        "--rows",
+        type=lambda text: [r for r in text.split(",") if r],
+        default=None,
+        help="with --reuse: rows to retrain, comma-separated spec names (sasrec_bce, "
+        "ours_dro, ...) or 'throughput'; default none",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     quiet()
     start = time.perf_counter()
     epochs = args.epochs or (6 if args.quick else 100)
@@ -606,13 +714,48 @@ def main() -> int:
         f"dropout 0.2, ids only"
     )
 
+    by_name = {s.name: s for s in specs}
+    timed = [  # the paired throughput fits
+        by_name["sasrec_bce"],
+        Spec(
+            "sasrec_bce_grouped",
+            "SASRec-BCE, grouped",
+            by_name["sasrec_bce"].module,
+            dict(by_name["sasrec_bce"].data, group_by_length=True),
+        ),
+        by_name["ours"],
+    ]
+    configs = {
+        s.name: row_config(args, s, epochs, seeds if s.name in JUDGED else [args.seed])
+        for s in specs
+    }
+    configs["throughput"] = dict(
+        epochs=tp_epochs,
+        repeats=repeats,
+        batch_size=args.batch_size,
+        max_len=args.max_len,
+        seed=args.seed,
+        runs={s.name: dict(module=s.module, data=s.data) for s in timed},
+    )
+    saved = json.loads(args.reuse.read_text()) if args.reuse else {}
+    reused = {  # checked before any training, so a mismatch fails at once
+        name: reuse_row(saved, args.reuse, name, configs[name])
+        for name in [s.name for s in specs if not s.alias_of] + ["throughput"]
+        if args.reuse and name not in (args.rows or [])
+    }
+    if reused:
+        print(f"read from {args.reuse}, not retrained: {', '.join(reused)}")
+
     results: dict[str, Result] = {"most_popular": most_popular(args)}
     for spec in specs:
         if spec.alias_of:
             results[spec.name] = results[spec.alias_of]
             print(f"[{spec.label}] same configuration as {spec.alias_of}: reusing that run")
             continue
-        res = train_and_evaluate(args, spec, epochs, seeds if spec.name in JUDGED else None)
+        if spec.name in reused:
+            results[spec.name] = row_from_dict(reused[spec.name])
+            continue
+        res = train_and_evaluate(args, spec, epochs, configs[spec.name]["seeds"])
         results[spec.name] = res
         per_seed = ", ".join(f"{x:.4f}" for x in res.per_seed("NDCG@10"))
         print(
@@ -745,22 +888,17 @@ def main() -> int:
             f"  {label:<22}{res.events:>12,}{res.fit_s:>9.1f}{res.events_per_s:>11,.0f}"
             f"{res.fit_cpu_s:>9.1f}{res.events_per_cpu_s:>11,.0f}"
         )
-    by_name = {s.name: s for s in specs}
     print(
         f"paired timing: {repeats} x interleaved {tp_epochs}-epoch fits of the reference "
         "SASRec (sasrec_reference.py), userfm's SASRec-BCE run and ours, same training "
         "examples; fastest fit of each:",
         flush=True,
     )
-    grouped = Spec(
-        "sasrec_bce_grouped",
-        "SASRec-BCE, grouped",
-        by_name["sasrec_bce"].module,
-        dict(by_name["sasrec_bce"].data, group_by_length=True),
-    )
-    paired = paired_throughput(
-        args, [by_name["sasrec_bce"], grouped, by_name["ours"]], tp_epochs, repeats
-    )
+    if "throughput" in reused:
+        paired = reused["throughput"]["paired"]
+        print(f"  (read from {args.reuse})")
+    else:
+        paired = paired_throughput(args, timed, tp_epochs, repeats)
     rate = {k: t["events"] / t["wall_s"] for k, t in paired.items()}
     rate_cpu = {k: t["events"] / t["cpu_s"] for k, t in paired.items()}
     for name, label in (
@@ -795,20 +933,10 @@ def main() -> int:
     total_s = time.perf_counter() - start
     print(f"\ntotal time {total_s:.0f}s")
     if args.out:
-        dump = {
-            k: {
-                "label": r.label,
-                "report": r.report.to_dict(),
-                "seed_reports": [x.to_dict() for x in r.seed_reports],
-                "fit_s": r.fit_s,
-                "fit_cpu_s": r.fit_cpu_s,
-                "events": r.events,
-                "steps": r.steps,
-                "train_loss": r.train_loss,
-                **r.extra,
-            }
-            for k, r in results.items()
+        dump = {  # most-popular (nothing trained) has no config
+            name: row_to_dict(res, configs.get(name)) for name, res in results.items()
         }
+        dump["throughput"] = {"config": configs["throughput"], "paired": paired}
         args.out.write_text(json.dumps(dump, indent=1, default=float))
         print(f"reports written to {args.out}")
 
@@ -840,6 +968,7 @@ def main() -> int:
         throughput_ratio_ours=round(tput_ours, 3),
         targets_met=met,
         seconds=round(total_s, 1),
+        reused=sorted(reused),
         quick=args.quick,
         machine=machine,
     )
