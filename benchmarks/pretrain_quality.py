@@ -31,7 +31,7 @@ Protocol:
       (diagnostic runs; contrastive and DRO both lowered validation NDCG@10 there, see
       README);
     * ablation rows: + contrastive (CL4SRec InfoNCE, weight 0.1), + DRO (``dro="bucket"``:
-      3 item-frequency buckets of equal item count, λ = --dro-temperature (2), the bucket
+      3 item-frequency buckets of equal item count, λ = --dro-temperature (3), the bucket
       losses measured on the validation split at the end of each epoch
       (``dro_losses_from="valid"``; the test split stays unseen) and applied as a logit
       adjustment, ``dro_apply="logits"``; the only runs with validation on), + future
@@ -631,7 +631,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup", type=int, default=50, help="warmup steps, capped at 10%% of all steps"
     )
     p.add_argument("--contrastive-weight", type=float, default=0.1)
-    p.add_argument("--dro-temperature", type=float, default=2.0, help="DRO's λ")
+    p.add_argument("--dro-temperature", type=float, default=3.0, help="DRO's λ")
     p.add_argument(
         "--future-window",
         type=int,

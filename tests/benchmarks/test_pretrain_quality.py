@@ -57,7 +57,7 @@ def test_a_saved_row_comes_back_unchanged(tmp_path):
 
 def test_a_row_made_with_another_configuration_is_refused(tmp_path):
     path, _ = saved_file(tmp_path, pq.parse_args([]))
-    changed = pq.parse_args(["--dro-temperature", "3"])
+    changed = pq.parse_args(["--dro-temperature", "5"])
     spec = {s.name: s for s in pq.build_specs(changed)}["ours_dro"]
     config = pq.row_config(changed, spec, epochs=100, seeds=[0, 1])
     with pytest.raises(SystemExit, match=r"module\.dro_temperature differ.*--rows"):
