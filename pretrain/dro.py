@@ -195,9 +195,7 @@ class DROWeighting(nn.Module):
             )
         if self.training and update:
             self.update(losses, classes, reduce_fn=reduce_fn)
-        if math.isinf(self.temperature):
-            return losses.mean()  # λ = ∞: w = p, every ratio is exactly 1
-        ratio = self.log_ratio.exp().detach()  # (C,) w_c / p_c
+        ratio = self.log_ratio.exp().detach()  # (C,) w_c / p_c; exactly 1 at λ = ∞
         return (ratio[classes].to(losses.dtype) * losses).mean()
 
 
