@@ -7,9 +7,10 @@ Examples follow the SASRec leave-one-out protocol. For a history of events e_0..
 * valid: it reads e_0..e_{n-2} and only the last position has a target, e_{n-1};
 * test: it reads e_0..e_{n-1}, target e_n.
 
-Each split keeps the ``max_len`` most recent input events. Users with fewer than 3 events
-have no held-out targets and users with fewer than 4 no training target; they are counted
-in `EventDataModule.stats`, never dropped silently.
+Each split keeps the ``max_len`` most recent input events (with ``all_windows`` the training
+split cuts a longer history into several examples instead, `training_windows`). Users with
+fewer than 3 events have no held-out targets and users with fewer than 4 no training target;
+they are counted in `EventDataModule.stats`, never dropped silently.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class StreamingExamples(IterableDataset):
         seed: shuffling seed (same on every rank).
         num_workers: DataLoader workers per rank (sets the shard count).
         buffer_size: shuffle buffer, in users.
+        all_windows: train on every window of a long history (`training_windows`).
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class StreamingExamples(IterableDataset):
         seed: int = 0,
         num_workers: int = 0,
         buffer_size: int = 1024,
+        all_windows: bool = False,
     ):
         num_shards = min(log.num_users, world_size * max(num_workers, 1) * 8)
         users = datasets.Dataset.from_dict({"user_index": np.arange(log.num_users)})
@@ -157,6 +160,7 @@ class StreamingExamples(IterableDataset):
             users = split_dataset_by_node(users, rank=rank, world_size=world_size)
         self.users = users.shuffle(seed=seed, buffer_size=buffer_size)
         self.log, self.featurizer = log, featurizer
+        self.max_len, self.all_windows = featurizer.max_len - 1, all_windows
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (called by `PretrainModule` at each epoch start)."""
@@ -165,8 +169,8 @@ class StreamingExamples(IterableDataset):
     def __iter__(self):
         for row in self.users:
             part = split_history(self.log.history_at(int(row["user_index"])), "train")
-            if len(part) >= 2:
-                yield make_example(self.featurizer(part), last_only=False)
+            for window in training_windows(part, self.max_len, all_windows=self.all_windows):
+                yield make_example(self.featurizer(window), last_only=False)
 
 
 class ExampleDataset(Dataset):
@@ -233,6 +237,28 @@ def split_history(history: UserHistory, split: str) -> UserHistory:
     return {"train": history[:-2], "valid": history[:-1], "test": history}[split]
 
 
+def training_windows(part: UserHistory, max_len: int, *, all_windows: bool) -> list[UserHistory]:
+    """The training part of a history as examples of at most ``max_len + 1`` events.
+
+    Without ``all_windows`` only the most recent window is kept (the SASRec paper's
+    truncation: the older events of a history longer than ``max_len + 1`` never become
+    targets). With it the part is cut, newest first, into windows that overlap by one event,
+    so every event but the first is the target of exactly one position.
+
+    Returns:
+        the windows, newest first; empty when the part has fewer than 2 events.
+    """
+    if len(part) < 2:
+        return []
+    if not all_windows:
+        return [part]
+    windows, end = [], len(part)
+    while end >= 2:
+        windows.append(part[max(end - max_len - 1, 0) : end])
+        end -= max_len
+    return windows
+
+
 class EventDataModule(L.LightningDataModule):
     """Leave-one-out next-item data from an event log, for `PretrainModule`.
 
@@ -251,6 +277,9 @@ class EventDataModule(L.LightningDataModule):
         use_actions: feed action ids when the log has them.
         use_categories: feed category ids when the log has them.
         max_categories: categories per event kept (the encoder's ``max_categories``).
+        all_windows: train on every ``max_len`` window of a history longer than ``max_len``
+            (`training_windows`), not only on its most recent one: no training event is
+            left out, and a long history gives several training examples.
         group_by_length: train on batches of users with similar history lengths
             (`LengthGroupedBatches`): less padding, faster epochs.
         streaming: train from a `StreamingExamples` stream (sharded per rank and worker,
@@ -275,6 +304,7 @@ class EventDataModule(L.LightningDataModule):
         use_actions: bool = True,
         use_categories: bool = True,
         max_categories: int = 4,
+        all_windows: bool = False,
         group_by_length: bool = False,
         streaming: bool = False,
         shuffle_buffer: int = 1024,
@@ -315,21 +345,24 @@ class EventDataModule(L.LightningDataModule):
             vocabs.categories = None
         featurizer = Featurizer(vocabs, max_len=hp.max_len + 1, max_categories=hp.max_categories)
         examples: dict[str, list[Example]] = {s: [] for s in SPLITS}
-        splits = ("valid", "test") if hp.streaming else SPLITS
         # item frequencies of the training part only (held-out events excluded): they feed the
         # DRO prior / buckets and the sampled-softmax logQ correction
         train_counts = np.zeros(len(vocabs.items), dtype=np.int64)
+        train_users = 0
         for history in log.iter_histories():
             train_part = split_history(history, "train")
             if len(train_part):
                 train_counts += np.bincount(
                     vocabs.items.encode(train_part.items)[0], minlength=len(vocabs.items)
                 )
-            for split in splits:
+            if not hp.streaming:
+                windows = training_windows(train_part, hp.max_len, all_windows=hp.all_windows)
+                examples["train"] += [make_example(featurizer(w), last_only=False) for w in windows]
+                train_users += bool(windows)
+            for split in ("valid", "test"):
                 part = split_history(history, split)
                 if len(part) >= 2:
-                    ex = make_example(featurizer(part), last_only=split != "train")
-                    examples[split].append(ex)
+                    examples[split].append(make_example(featurizer(part), last_only=True))
         train_counts[:3] = 0  # specials
         self.log_, self.vocabs, self._train_counts = log, vocabs, train_counts
         self.datasets = {s: ExampleDataset(examples[s]) for s in SPLITS}
@@ -347,6 +380,7 @@ class EventDataModule(L.LightningDataModule):
                 seed=hp.seed,
                 num_workers=hp.num_workers,
                 buffer_size=hp.shuffle_buffer,
+                all_windows=hp.all_windows,
             )
         lengths = log.lengths
         self.stats = {
@@ -354,7 +388,8 @@ class EventDataModule(L.LightningDataModule):
             "events": len(log),
             "users": log.num_users,
             "items": len(vocabs.items) - 3,
-            "train_users": "streamed" if hp.streaming else len(examples["train"]),
+            "train_users": "streamed" if hp.streaming else train_users,
+            "train_examples": "streamed" if hp.streaming else len(examples["train"]),
             "eval_users": len(examples["test"]),
             "users_too_short_to_train (<4 events)": int((lengths < 4).sum()),
             "users_too_short_to_evaluate (<3 events)": int((lengths < 3).sum()),

@@ -1,0 +1,72 @@
+"""Training windows: with ``all_windows`` every training event of a long history is a target."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from userfm.data.features import Featurizer
+from userfm.data.log import UserHistory
+from userfm.pretrain.data import (
+    EventDataModule,
+    StreamingExamples,
+    split_history,
+    training_windows,
+)
+
+DATA = dict(synthetic={"num_users": 40, "num_items": 50, "seed": 3}, max_len=6)
+
+
+def history(n: int) -> UserHistory:
+    return UserHistory("u", np.array([f"i{k}" for k in range(n)]), np.arange(n, dtype=np.int64))
+
+
+@pytest.mark.parametrize("n", [2, 7, 8, 12, 13, 25])
+def test_windows_cover_every_target_once(n):
+    windows = training_windows(history(n), 6, all_windows=True)
+    assert all(2 <= len(w) <= 7 for w in windows)
+    assert list(windows[0].items) == list(history(n).items[-7:])  # newest first
+    # each window's targets are its events but the first; together: every event but e_0
+    targets = [t for w in reversed(windows) for t in w.items[1:]]
+    assert targets == [f"i{k}" for k in range(1, n)]
+
+
+def test_default_keeps_only_the_most_recent_window():
+    assert training_windows(history(25), 6, all_windows=False)[0].items.tolist() == [
+        f"i{k}" for k in range(25)
+    ]  # the featurizer then keeps its last max_len + 1 events
+    assert training_windows(history(1), 6, all_windows=True) == []
+    assert training_windows(history(1), 6, all_windows=False) == []
+
+
+def target_counts(examples) -> Counter:
+    return Counter(int(t) for ex in examples for t in ex.targets if t > 0)
+
+
+def test_datamodule_trains_on_every_event_with_all_windows():
+    full = EventDataModule(**DATA, all_windows=True)
+    full.setup()
+    last = EventDataModule(**DATA)
+    last.setup()
+    expected = Counter()
+    for h in full.log_.iter_histories():
+        part = split_history(h, "train")
+        expected.update(full.vocabs.items.encode(part.items[1:])[0].tolist())
+    assert target_counts(full.datasets["train"].examples) == expected
+    assert sum(target_counts(last.datasets["train"].examples).values()) < sum(expected.values())
+    assert full.stats["train_users"] == last.stats["train_users"] == last.stats["train_examples"]
+    assert full.stats["train_examples"] > last.stats["train_examples"]
+    # held-out examples do not change
+    for split in ("valid", "test"):
+        a, b = full.datasets[split].examples, last.datasets[split].examples
+        assert [e.targets.tolist() for e in a] == [e.targets.tolist() for e in b]
+
+
+def test_stream_yields_the_same_windows():
+    dm = EventDataModule(**DATA, all_windows=True)
+    dm.setup()
+    featurizer = Featurizer(dm.vocabs, max_len=DATA["max_len"] + 1)
+    stream = StreamingExamples(dm.log_, featurizer, all_windows=True)
+    assert target_counts(stream) == target_counts(dm.datasets["train"].examples)
