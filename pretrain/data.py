@@ -238,25 +238,23 @@ def split_history(history: UserHistory, split: str) -> UserHistory:
 
 
 def training_windows(part: UserHistory, max_len: int, *, all_windows: bool) -> list[UserHistory]:
-    """The training part of a history as examples of at most ``max_len + 1`` events.
+    """The training part of a history as the histories of its training examples.
 
-    Without ``all_windows`` only the most recent window is kept (the SASRec paper's
-    truncation: the older events of a history longer than ``max_len + 1`` never become
-    targets). With it the part is cut, newest first, into windows that overlap by one event,
-    so every event but the first is the target of exactly one position.
+    An example is the last ``max_len + 1`` events of its history (the featurizer keeps those,
+    reading the event before them, when there is one, for the first one's time gap).
+    Without ``all_windows`` the part is one history: its older events never become targets
+    (the SASRec paper's truncation). With it the part also yields its prefixes ending
+    ``max_len``, ``2 * max_len``, ... events earlier, so that every event but the first is
+    the target of exactly one position.
 
     Returns:
-        the windows, newest first; empty when the part has fewer than 2 events.
+        histories, newest first; empty when the part has fewer than 2 events.
     """
     if len(part) < 2:
         return []
     if not all_windows:
         return [part]
-    windows, end = [], len(part)
-    while end >= 2:
-        windows.append(part[max(end - max_len - 1, 0) : end])
-        end -= max_len
-    return windows
+    return [part[:end] for end in range(len(part), 1, -max_len)]
 
 
 class EventDataModule(L.LightningDataModule):

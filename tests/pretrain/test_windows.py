@@ -26,17 +26,15 @@ def history(n: int) -> UserHistory:
 @pytest.mark.parametrize("n", [2, 7, 8, 12, 13, 25])
 def test_windows_cover_every_target_once(n):
     windows = training_windows(history(n), 6, all_windows=True)
-    assert all(2 <= len(w) <= 7 for w in windows)
-    assert list(windows[0].items) == list(history(n).items[-7:])  # newest first
-    # each window's targets are its events but the first; together: every event but e_0
-    targets = [t for w in reversed(windows) for t in w.items[1:]]
-    assert targets == [f"i{k}" for k in range(1, n)]
+    assert windows[0].items.tolist() == history(n).items.tolist()  # newest first
+    kept = [w.items[-7:] for w in reversed(windows)]  # what the featurizer keeps of each
+    # each example's targets are its kept events but the first; together: every event but e_0
+    assert [t for k in kept for t in k[1:]] == [f"i{k}" for k in range(1, n)]
 
 
 def test_default_keeps_only_the_most_recent_window():
-    assert training_windows(history(25), 6, all_windows=False)[0].items.tolist() == [
-        f"i{k}" for k in range(25)
-    ]  # the featurizer then keeps its last max_len + 1 events
+    (window,) = training_windows(history(25), 6, all_windows=False)
+    assert window.items.tolist() == history(25).items.tolist()
     assert training_windows(history(1), 6, all_windows=True) == []
     assert training_windows(history(1), 6, all_windows=False) == []
 
@@ -62,6 +60,16 @@ def test_datamodule_trains_on_every_event_with_all_windows():
     for split in ("valid", "test"):
         a, b = full.datasets[split].examples, last.datasets[split].examples
         assert [e.targets.tolist() for e in a] == [e.targets.tolist() for e in b]
+
+
+def test_an_older_window_keeps_its_first_events_time_gap():
+    dm = EventDataModule(**DATA, all_windows=True)
+    dm.setup()
+    featurizer = Featurizer(dm.vocabs, max_len=DATA["max_len"] + 1)
+    long_ = next(h for h in dm.log_.iter_histories() if len(h) > 2 * DATA["max_len"] + 4)
+    older = training_windows(split_history(long_, "train"), DATA["max_len"], all_windows=True)[1]
+    assert len(older) > DATA["max_len"] + 1
+    assert featurizer(older).time_gaps[0] > 1  # 1 = "first event": the gap to the one before
 
 
 def test_stream_yields_the_same_windows():
