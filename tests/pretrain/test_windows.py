@@ -32,7 +32,7 @@ def test_windows_cover_every_target_once(n):
     assert [t for k in kept for t in k[1:]] == [f"i{k}" for k in range(1, n)]
 
 
-def test_default_keeps_only_the_most_recent_window():
+def test_default_is_the_whole_part_cut_by_the_featurizer():
     (window,) = training_windows(history(25), 6, all_windows=False)
     assert window.items.tolist() == history(25).items.tolist()
     assert training_windows(history(1), 6, all_windows=True) == []
