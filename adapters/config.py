@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from userfm._version import __version__
+from userfm.adapters.text import USER_POSITIONS
 from userfm.errors import ConfigError
 
 logger = logging.getLogger("userfm.adapters")
@@ -24,13 +25,15 @@ class AdapterConfig:
     """How user states enter the LLM.
 
     Attributes:
-        mode: how the user enters the LLM. "soft_prompt": K vectors prepended to the input
-            embeddings; "cross_attn": gated cross-attention blocks before every
+        mode: how the user enters the LLM. "soft_prompt": K vectors in K slots of the input
+            embeddings inside the user turn; "cross_attn": gated cross-attention blocks before every
             ``cross_attn_every``-th decoder layer. Two baselines trained the same way (same
             data, same LoRA): "text", the history written as text before the question (at
             most ``text_tokens`` tokens of it, most recent events first), and "none", no
             user context at all (what the question format and answer priors give away).
         num_latents: K, the Perceiver's output vectors.
+        user_position: where the soft prompt sits inside the user turn of the chat template:
+            ``"before_question"`` or ``"after_question"``.
         depth: Perceiver layers.
         heads: attention heads (Perceiver and cross-attention).
         dim_head: width of each head.
@@ -48,6 +51,7 @@ class AdapterConfig:
 
     mode: str = "soft_prompt"
     num_latents: int = 8
+    user_position: str = "before_question"
     depth: int = 2
     heads: int = 4
     dim_head: int = 32
@@ -79,6 +83,10 @@ class AdapterConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"`{name}` must be an integer > 0, got {value!r}")
+        if self.user_position not in USER_POSITIONS:
+            raise ConfigError(
+                f"`user_position` must be one of {USER_POSITIONS}, got {self.user_position!r}"
+            )
         if self.lora_alpha <= 0:
             raise ConfigError(f"`lora_alpha` must be > 0, got {self.lora_alpha}")
         if not 0 <= self.lora_dropout < 1:

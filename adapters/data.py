@@ -3,17 +3,24 @@
 A question file is JSON lines (``userfm eval questions`` writes ``train.jsonl``,
 ``valid.jsonl`` and ``test.jsonl`` in one folder); each record needs ``user_id`` and
 ``prompt`` (the text shown to the LLM; ``question`` is accepted instead) and either
-``target`` (the text the LLM must produce) or ``answer`` (with ``format: "mc"`` and an
-``answer_letter``, the target is the letter). ``context_end`` (optional) is the number of the
-user's events, oldest first, the model may see; without it, the whole history.
+``target`` (the text the LLM must produce) or ``answer``. ``context_end`` (optional) is the
+number of the user's events, oldest first, the model may see; without it, the whole history.
+
+Multiple-choice records (``format: "mc"``) train as cloze questions: the prompt is the
+question *without* its option list and the target is the correct option's text, the same
+form in which `UserConditionedLM.option_logprobs` scores them. (Training on the option letter
+gave one target token per example, and a small instruct LLM answers "A" to anything.)
 
 Batches are lists of `QAExample` (history, prompt, target): featurising and tokenising
-happen in `AdapterModule`, which owns the encoder's vocabulary and the LLM's tokenizer.
+happen in `UserConditionedLM`, which owns the encoder's vocabulary and the LLM's tokenizer.
+With ``balance_tasks`` (the default), training draws sub-tasks equally often, so a sub-task
+with many questions per user does not crowd out the others.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.utils.data import WeightedRandomSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from userfm.data.log import EventLog, UserHistory
@@ -42,12 +50,19 @@ class QAExample:
 
 
 def record_target(record: dict[str, Any]) -> str:
-    """The text the LLM is trained to produce for ``record``."""
+    """The text the LLM is trained to produce for ``record``: its ``target`` if given, else
+    its ``answer`` (for multiple choice, the correct option's text, never its letter)."""
     if record.get("target") is not None:
         return str(record["target"])
-    if record.get("format") == "mc" and record.get("answer_letter"):
-        return str(record["answer_letter"])
     return str(record["answer"])
+
+
+def record_prompt(record: dict[str, Any]) -> str:
+    """The user message for ``record``: a multiple-choice record's ``question`` alone (cloze:
+    options are scored as answers, not listed), otherwise its ``prompt`` (or ``question``)."""
+    if record.get("format") == "mc" and record.get("question"):
+        return str(record["question"])
+    return str(record.get("prompt") or record["question"])
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -79,11 +94,21 @@ def join_histories(records: Sequence[dict[str, Any]], log: EventLog) -> list[QAE
     """`QAExample` per record with the history the question lets the model see
     (`userfm.eval.uqa.evaluate.visible_history`); a user missing from the log raises
     `DataError`."""
-    out = []
-    for r in records:
-        prompt = r.get("prompt") or r["question"]
-        out.append(QAExample(visible_history(log, r), str(prompt), record_target(r), r))
-    return out
+    return [
+        QAExample(visible_history(log, r), record_prompt(r), record_target(r), r) for r in records
+    ]
+
+
+def task_balanced_sampler(
+    examples: Sequence[QAExample], generator: torch.Generator
+) -> WeightedRandomSampler:
+    """Draws (with replacement, one epoch = ``len(examples)`` draws) each sub-task equally
+    often and each question of a sub-task equally often; records without ``task`` form one
+    group."""
+    tasks = [str(e.record.get("task")) for e in examples]
+    counts = Counter(tasks)
+    weights = torch.tensor([1.0 / counts[t] for t in tasks], dtype=torch.double)
+    return WeightedRandomSampler(weights, len(examples), replacement=True, generator=generator)
 
 
 def _as_list(batch: list[QAExample]) -> list[QAExample]:
@@ -103,6 +128,8 @@ class QADataModule(L.LightningDataModule):
         tasks: keep only these sub-tasks (``task`` field); None = all.
         formats: keep only these formats (``format`` field: "mc", "free"); None = all.
         max_train, max_eval: use at most this many records per split (the first ones).
+        balance_tasks: draw training questions so that every sub-task is as frequent
+            (`task_balanced_sampler`); False: a plain shuffle.
         batch_size: questions per training step.
         eval_batch_size: questions per validation / test step.
         seed: training shuffle seed.
@@ -119,6 +146,7 @@ class QADataModule(L.LightningDataModule):
         formats: list[str] | None = None,
         max_train: int | None = None,
         max_eval: int | None = None,
+        balance_tasks: bool = True,
         batch_size: int = 8,
         eval_batch_size: int = 16,
         seed: int = 0,
@@ -158,14 +186,19 @@ class QADataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
         self.setup()
+        hp = self.hparams
+        data = self.datasets[split]
+        generator = torch.Generator().manual_seed(hp.seed) if shuffle else None
+        sampler = None
+        if shuffle and hp.balance_tasks:
+            sampler, shuffle = task_balanced_sampler(data, generator), False
         return StatefulDataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size
-            if split == "train"
-            else self.hparams.eval_batch_size,
+            data,
+            batch_size=hp.batch_size if split == "train" else hp.eval_batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             collate_fn=_as_list,
-            generator=torch.Generator().manual_seed(self.hparams.seed) if shuffle else None,
+            generator=generator if sampler is None else None,
         )
 
     def train_dataloader(self) -> StatefulDataLoader:

@@ -1,11 +1,15 @@
 """`UserConditionedLM`: behaviour encoder -> Perceiver -> frozen causal LM (+ optional LoRA).
 
     histories --encoder--> states (B, T, D) --PerceiverResampler--> latents (B, K, H)
-      soft_prompt: latents scaled to the token embeddings, prepended to inputs_embeds
+      soft_prompt: latents scaled to the token embeddings, in K slots inside the user turn
       cross_attn:  latents read by gated cross-attention blocks before every N-th layer
     the baselines, trained the same way:
       text:        the history written as text before the question (a token budget)
       none:        the question alone
+
+Training and scoring read the answer text only: `answer_loss` is the likelihood of the
+answer text + end of turn, `option_logprobs` the likelihood of each multiple-choice option as
+that answer (cloze), and both run the LLM's output layer over the answer positions alone.
 
 The LLM is frozen explicitly at construction and checked (no trainable LLM parameter unless
 LoRA is on: then only the LoRA matrices train); the encoder is frozen unless
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,8 +38,15 @@ from userfm.adapters.cross_attn import (
     find_decoder_layers,
 )
 from userfm.adapters.perceiver import PerceiverResampler
-from userfm.adapters.soft_prompt import SoftPromptScale, prepend_soft_prompt, token_embedding_rms
-from userfm.adapters.text import pad_right, pad_token_id, prompt_ids
+from userfm.adapters.soft_prompt import SoftPromptScale, token_embedding_rms
+from userfm.adapters.text import (
+    PromptTokens,
+    TokenBatch,
+    answer_ids,
+    pad_token_id,
+    prompt_tokens,
+    token_batch,
+)
 from userfm.data.batch import Batch
 from userfm.data.collate import collate
 from userfm.data.history_text import history_lines, history_prompt
@@ -48,6 +60,47 @@ WEIGHTS_FILE = "adapter.safetensors"
 LORA_DIR = "lora"
 CARD_FILE = "README.md"
 ADAPTER_PREFIXES = ("resampler.", "prompt_scale.", "xattn.")
+
+
+@dataclass
+class AnswerLogprobs:
+    """Per-token scores of answers (`UserConditionedLM.answer_logprobs`).
+
+    Attributes:
+        logprobs: (R, A) log-probability of each of the last A tokens of each row.
+        mask: (R, A) True at answer tokens (rows with shorter answers start later).
+        top1: (R, A) True where the token is the LLM's top prediction.
+    """
+
+    logprobs: torch.Tensor
+    mask: torch.Tensor
+    top1: torch.Tensor
+
+
+@dataclass
+class AnswerLoss:
+    """The training objective of a batch: ``loss`` (scalar, mean NLL per answer token) and
+    ``exact`` ((B,) bool: every answer token is the top prediction, teacher-forced)."""
+
+    loss: torch.Tensor
+    exact: torch.Tensor
+
+
+@dataclass
+class OptionScores:
+    """One question's option scores: summed log-probability and answer tokens per option."""
+
+    logprob: list[float]
+    tokens: list[int]
+
+    def best(self, per_token: bool = False) -> int:
+        """Index of the best option: by summed log-probability, or by its mean per token."""
+        values = (
+            [s / max(n, 1) for s, n in zip(self.logprob, self.tokens, strict=True)]
+            if per_token
+            else self.logprob
+        )
+        return max(range(len(values)), key=values.__getitem__)
 
 
 class UserConditionedLM(nn.Module):
@@ -150,14 +203,26 @@ class UserConditionedLM(nn.Module):
 
     # ---- user context -------------------------------------------------------------------
     def prompt_text(self, history: UserHistory, question: str) -> str:
-        """What the LLM is asked: in "text" mode the history as text (at most ``text_tokens``
-        tokens of it, most recent first) and then the question; otherwise the question."""
+        """The user message the LLM is given: in "text" mode the history as text (at most
+        ``text_tokens`` tokens of it, most recent first) and then the question; otherwise
+        the question."""
         if self.config.mode != "text":
             return question
         if not isinstance(history, UserHistory):
             raise ConfigError('"text" mode reads raw `UserHistory` objects, not a `Batch`')
         lines = history_lines(history)
         return history_prompt(self.tokenizer, lines, question, max_tokens=self.config.text_tokens)
+
+    def prompt_tokens(self, history: UserHistory, question: str) -> PromptTokens:
+        """The prompt's token ids, with the K soft-prompt slots inside the user turn in
+        "soft_prompt" mode (`userfm.adapters.text.prompt_tokens`)."""
+        slots = self.config.num_latents if self.config.mode == "soft_prompt" else 0
+        return prompt_tokens(
+            self.tokenizer,
+            self.prompt_text(history, question),
+            num_slots=slots,
+            position=self.config.user_position,
+        )
 
     def to_batch(self, histories: Batch | Sequence[UserHistory]) -> Batch:
         """Featurise raw histories with the encoder's vocabularies (a `Batch` passes through)."""
@@ -179,66 +244,151 @@ class UserConditionedLM(nn.Module):
         return latents
 
     @contextlib.contextmanager
-    def user_context(self, latents: torch.Tensor) -> Iterator[None]:
-        """Cross-attention mode: the blocks read ``latents`` inside this block."""
+    def user_context(self, latents: torch.Tensor | None) -> Iterator[None]:
+        """Cross-attention mode: the blocks read ``latents`` inside this block (a no-op for
+        the other modes)."""
+        if self.config.mode != "cross_attn" or latents is None:
+            yield
+            return
         self._context.latents = latents
         try:
             yield
         finally:
             self._context.latents = None
 
-    # ---- forward / generate ---------------------------------------------------------------
+    # ---- forward ----------------------------------------------------------------------------
     def forward(
         self,
-        histories: Batch | Sequence[UserHistory],
+        histories: Batch | Sequence[UserHistory] | None,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
+        *,
+        user_slots: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        latents: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
     ):
-        """LM output (``loss`` when ``labels`` are given) of right-padded token ids.
+        """LM output of token ids with the user context in place.
 
         Args:
-            histories: B histories (or their `Batch`); not read in the "text" mode (the
-                history is already in the prompt, see `prompt_text`) and the "none" mode.
-            input_ids: (B, L) right-padded token ids.
-            attention_mask: (B, L) 1 at tokens; all ones when None.
-            labels: (B, L) targets, -100 where there is no loss.
+            histories: R histories (or their `Batch`); not read in the "text" and "none"
+                modes, nor when ``latents`` are given.
+            input_ids: (R, L) token ids; in "soft_prompt" mode with K placeholder ids from
+                ``user_slots`` on (`prompt_tokens` / `token_batch` put them there).
+            attention_mask: (R, L) 1 at tokens; all ones when None.
+            user_slots: (R,) index of each row's first soft-prompt slot ("soft_prompt" mode).
+            position_ids: (R, L) positions (left-padded rows need them); None: 0, 1, ...
+            latents: (R, K, H) user latents already computed (`user_latents`), e.g. one
+                user's repeated over several answer options.
+            logits_to_keep: compute the output layer at the last N positions only (0: all).
 
         Returns:
-            The LLM's ``CausalLMOutputWithPast``; for soft prompts the logits cover the K
-            prompt positions too, (B, K + L, V).
+            The LLM's ``CausalLMOutputWithPast`` (logits (R, N or L, V)).
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        kwargs = {"attention_mask": attention_mask, "position_ids": position_ids}
+        if logits_to_keep:
+            kwargs["logits_to_keep"] = logits_to_keep
         if not self.config.reads_encoder:
-            return self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-        latents = self.user_latents(histories)
+            return self.llm(input_ids=input_ids, **kwargs)
+        if latents is None:
+            latents = self.user_latents(histories)
         if self.config.mode == "soft_prompt":
-            embeds = self.llm.get_input_embeddings()(input_ids)  # (B, L, H)
-            embeds, mask, labels = prepend_soft_prompt(latents, embeds, attention_mask, labels)
-            return self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+            embeds = self.with_soft_prompt(input_ids, latents, user_slots)
+            return self.llm(inputs_embeds=embeds, **kwargs)
         with self.user_context(latents):
-            return self.llm(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+            return self.llm(input_ids=input_ids, **kwargs)
 
-    def _prompt_batch(
-        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
-    ) -> tuple[Batch | None, list[list[int]]]:
-        """The histories' `Batch` (None when the mode reads no encoder) and each prompt's
-        token ids (one prompt per history, history text included in "text" mode)."""
+    def with_soft_prompt(
+        self, input_ids: torch.Tensor, latents: torch.Tensor, user_slots: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(R, L, H) token embeddings with the K slots from ``user_slots`` replaced by the
+        (R, K, H) latents (in the LLM's dtype)."""
+        if user_slots is None:
+            raise ConfigError(
+                "soft_prompt mode needs `user_slots`: build the ids with `encode` / "
+                "`userfm.adapters.text.prompt_tokens`, which leave room for the K vectors"
+            )
+        embeds = self.llm.get_input_embeddings()(input_ids)  # (R, L, H)
+        R, K, H = latents.shape
+        index = user_slots.to(embeds.device)[:, None] + torch.arange(K, device=embeds.device)
+        index = index[:, :, None].expand(R, K, H)  # (R, K, H)
+        return embeds.scatter(1, index, latents.to(embeds.dtype))
+
+    def encode(
+        self,
+        histories: Batch | Sequence[UserHistory],
+        prompts: Sequence[str],
+        answers: Sequence[str] | None = None,
+    ) -> TokenBatch:
+        """One left-padded row per (history, prompt[, answer]): `TokenBatch`."""
         if len(prompts) != len(histories):
             raise ConfigError(f"{len(prompts)} prompts for {len(histories)} histories")
-        batch = self.to_batch(histories) if self.config.reads_encoder else None
-        texts = [self.prompt_text(h, p) for h, p in zip(histories, prompts, strict=True)]
-        return batch, [prompt_ids(self.tokenizer, t) for t in texts]
+        if isinstance(histories, Batch) and self.config.mode == "text":
+            raise ConfigError('"text" mode reads raw `UserHistory` objects, not a `Batch`')
+        hs = histories if not isinstance(histories, Batch) else [None] * len(prompts)
+        tokens = [self.prompt_tokens(h, p) for h, p in zip(hs, prompts, strict=True)]
+        ids = None if answers is None else [answer_ids(self.tokenizer, a) for a in answers]
+        return token_batch(tokens, ids, pad_token_id(self.tokenizer))
 
-    def prompt_lengths(
-        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
-    ) -> list[int]:
-        """Tokens the LLM reads in front of each answer: the prompt (with the history text in
-        "text" mode) plus the K soft-prompt vectors in "soft_prompt" mode."""
-        _, ids = self._prompt_batch(histories, prompts)
-        extra = self.config.num_latents if self.config.mode == "soft_prompt" else 0
-        return [len(i) + extra for i in ids]
+    def answer_logprobs(
+        self, batch: TokenBatch, latents: torch.Tensor | None = None
+    ) -> AnswerLogprobs:
+        """Log-probabilities of each row's answer tokens, with the output layer run over the
+        answer positions only (the full vocabulary at every prompt position was most of a
+        training step's time, issue 17).
+
+        Args:
+            batch: rows ending with their answers (`encode` with ``answers``).
+            latents: (R, K, H) user latents of the rows ("soft_prompt" / "cross_attn").
+        """
+        targets, mask = batch.answer_targets()  # (R, A)
+        A = targets.shape[1]
+        out = self(
+            None,
+            batch.input_ids,
+            batch.attention_mask,
+            user_slots=batch.user_slots,
+            position_ids=batch.position_ids,
+            latents=latents,
+            logits_to_keep=A + 1,
+        )
+        logits = out.logits[:, -(A + 1) : -1].float()  # (R, A, V): column a predicts token a
+        logprobs = logits.log_softmax(dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        top1 = logits.argmax(dim=-1) == targets
+        return AnswerLogprobs(logprobs=logprobs, mask=mask, top1=top1)
+
+    def answer_loss(
+        self,
+        histories: Batch | Sequence[UserHistory],
+        prompts: Sequence[str],
+        answers: Sequence[str],
+        *,
+        max_length: int | None = None,
+    ) -> AnswerLoss:
+        """Mean negative log-likelihood of the answer tokens (answer text + end of turn) and
+        each row's teacher-forced exact match: the training objective.
+
+        Args:
+            histories: B histories (or their `Batch`).
+            prompts: B questions (each a user turn).
+            answers: B answer texts.
+            max_length: raise `ConfigError` when a prompt + answer is longer (None: no limit).
+        """
+        batch = self.encode(histories, prompts, answers).to(self.device)
+        if max_length is not None and batch.input_ids.shape[1] > max_length:
+            longest = int(batch.attention_mask.sum(dim=1).max())
+            raise ConfigError(
+                f"a prompt + answer of {longest} tokens exceeds `max_length` ({max_length}); "
+                "raise `max_length` (or lower `text_tokens` in text mode)"
+            )
+        latents = self.user_latents(histories) if self.config.reads_encoder else None
+        scored = self.answer_logprobs(batch, latents)
+        m = scored.mask
+        loss = -(scored.logprobs * m).sum() / m.sum().clamp(min=1)
+        exact = (scored.top1 | ~m).all(dim=1)  # (B,)
+        return AnswerLoss(loss=loss, exact=exact)
 
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[None]:
@@ -249,6 +399,112 @@ class UserConditionedLM(nn.Module):
             yield
         finally:
             self.train(was_training)
+
+    # ---- answering --------------------------------------------------------------------------
+    @torch.no_grad()
+    def option_logprobs(
+        self,
+        histories: Batch | Sequence[UserHistory],
+        prompts: Sequence[str],
+        options: Sequence[Sequence[str]],
+    ) -> list[OptionScores]:
+        """Multiple choice by likelihood (cloze): the log-probability of each option's text
+        (+ end of turn) as the answer to its question, one forward pass for all options.
+
+        Letters are not scored: a small instruct LLM picks "A" whatever the question, so a
+        letter score hides whether it read anything (issue 17: 100 of 100); an option's own
+        text is what training teaches it to produce.
+
+        Args:
+            histories: B histories (or their `Batch`).
+            prompts: B questions, without the option list.
+            options: B lists of option texts.
+
+        Returns:
+            B `OptionScores` (summed log-probability and token count per option).
+        """
+        if len(options) != len(prompts):
+            raise ConfigError(f"{len(options)} option lists for {len(prompts)} prompts")
+        sizes = [len(o) for o in options]
+        if min(sizes, default=1) < 1:
+            raise ConfigError("every question needs at least one option")
+        rows = [b for b, n in enumerate(sizes) for _ in range(n)]
+        flat = [o for opts in options for o in opts]
+        with self._evaluating():
+            latents = self.user_latents(histories) if self.config.reads_encoder else None
+            hs = histories if not isinstance(histories, Batch) else [None] * len(prompts)
+            tokens = [self.prompt_tokens(h, p) for h, p in zip(hs, prompts, strict=True)]
+            batch = token_batch(
+                [tokens[b] for b in rows],
+                [answer_ids(self.tokenizer, o) for o in flat],
+                pad_token_id(self.tokenizer),
+            ).to(self.device)
+            index = torch.tensor(rows, device=self.device)
+            scored = self.answer_logprobs(batch, None if latents is None else latents[index])
+        total = (scored.logprobs * scored.mask).sum(dim=1).tolist()
+        count = scored.mask.sum(dim=1).tolist()
+        out, start = [], 0
+        for n in sizes:
+            out.append(OptionScores(total[start : start + n], count[start : start + n]))
+            start += n
+        return out
+
+    @torch.no_grad()
+    def choose(
+        self,
+        histories: Batch | Sequence[UserHistory],
+        prompts: Sequence[str],
+        options: Sequence[Sequence[str]],
+        *,
+        per_token: bool = False,
+    ) -> list[str]:
+        """The most likely option text of each question (`option_logprobs`); ``per_token``
+        ranks by the mean log-probability per token instead of the sum."""
+        scores = self.option_logprobs(histories, prompts, options)
+        return [opts[s.best(per_token)] for opts, s in zip(options, scores, strict=True)]
+
+    @torch.no_grad()
+    def choose_letter(
+        self,
+        histories: Batch | Sequence[UserHistory],
+        prompts: Sequence[str],
+        letters: Sequence[str] = ("A", "B", "C", "D"),
+    ) -> list[str]:
+        """A diagnostic, not a score: the letter whose first token the LLM ranks highest
+        right after a prompt that lists lettered options. Reports show what it gives beside
+        the likelihood scores, and how often it picks each position.
+
+        Args:
+            histories: B histories (or their `Batch`).
+            prompts: B questions with their lettered option lists.
+            letters: the letters to choose from; their first tokens must differ.
+        """
+        first = [self.tokenizer(o, add_special_tokens=False)["input_ids"][:1] for o in letters]
+        if any(not f for f in first) or len({f[0] for f in first}) < len(letters):
+            raise ConfigError(f"`letters` {list(letters)} must start with distinct tokens")
+        letter_ids = torch.tensor([f[0] for f in first])
+        with self._evaluating():
+            latents = self.user_latents(histories) if self.config.reads_encoder else None
+            batch = self.encode(histories, prompts).to(self.device)
+            logits = self(
+                None,
+                batch.input_ids,
+                batch.attention_mask,
+                user_slots=batch.user_slots,
+                position_ids=batch.position_ids,
+                latents=latents,
+                logits_to_keep=1,
+            ).logits[:, -1]  # (B, V): left padding puts every prompt's end last
+        scores = logits[:, letter_ids.to(logits.device)]
+        return [letters[i] for i in scores.argmax(dim=-1).tolist()]
+
+    def prompt_lengths(
+        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
+    ) -> list[int]:
+        """Positions the LLM reads in front of each answer: the prompt (with the history text
+        in "text" mode, and the K soft-prompt vectors in "soft_prompt" mode)."""
+        hs = histories if not isinstance(histories, Batch) else [None] * len(prompts)
+        return [len(self.prompt_tokens(h, p).ids) for h, p in zip(hs, prompts, strict=True)]
 
     @torch.no_grad()
     def generate(
@@ -269,74 +525,30 @@ class UserConditionedLM(nn.Module):
         Returns:
             B decoded answers (special tokens removed, stripped).
         """
-        batch, ids = self._prompt_batch(histories, prompts)
+        batch = self.encode(histories, prompts).to(self.device)
         with self._evaluating():
-            latents = self.user_latents(batch) if batch is not None else None  # (B, K, H)
+            latents = self.user_latents(histories) if self.config.reads_encoder else None
             pad = pad_token_id(self.tokenizer)
             generate_kwargs = {"do_sample": False, "pad_token_id": pad, **generate_kwargs}
-            embed = self.llm.get_input_embeddings()
             if self.config.mode == "soft_prompt":
-                # [soft prompt; tokens], left-padded: generation appends on the right
-                rows = [
-                    torch.cat([latents[b].to(embed.weight.dtype), embed(_ids(i, embed))], dim=0)
-                    for b, i in enumerate(ids)
-                ]
-                embeds, mask = _pad_left(rows)
-                out = self.llm.generate(
+                embeds = self.with_soft_prompt(batch.input_ids, latents, batch.user_slots)
+                # with inputs_embeds only, generate returns the new tokens alone
+                new = self.llm.generate(
                     inputs_embeds=embeds,
-                    attention_mask=mask,
+                    attention_mask=batch.attention_mask,
                     max_new_tokens=max_new_tokens,
                     **generate_kwargs,
                 )
-                new = out  # with inputs_embeds only, generate returns the new tokens alone
             else:
-                input_ids, mask = _pad_left([_ids(i, embed) for i in ids], value=pad)
-                context = (
-                    self.user_context(latents) if latents is not None else contextlib.nullcontext()
-                )
-                with context:
+                with self.user_context(latents):
                     out = self.llm.generate(
-                        input_ids=input_ids,
-                        attention_mask=mask,
+                        input_ids=batch.input_ids,
+                        attention_mask=batch.attention_mask,
                         max_new_tokens=max_new_tokens,
                         **generate_kwargs,
                     )
-                new = out[:, input_ids.shape[1] :]
+                new = out[:, batch.input_ids.shape[1] :]
             return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-
-    @torch.no_grad()
-    def choose(
-        self,
-        histories: Batch | Sequence[UserHistory],
-        prompts: Sequence[str],
-        options: Sequence[str] = ("A", "B", "C", "D"),
-    ) -> list[str]:
-        """Multiple choice in one forward pass: for each prompt, the option whose first token
-        the LLM scores highest where the answer starts (cheaper and steadier than parsing
-        generated text).
-
-        Args:
-            histories: B histories (or their `Batch`).
-            prompts: B questions (wrapped in the chat template, as for training).
-            options: the answer strings to choose from, e.g. option letters; their first
-                tokens must differ.
-
-        Returns:
-            B chosen options.
-        """
-        first = [self.tokenizer(o, add_special_tokens=False)["input_ids"][:1] for o in options]
-        if any(not f for f in first) or len({f[0] for f in first}) < len(options):
-            raise ConfigError(f"`options` {list(options)} must start with distinct tokens")
-        option_ids = torch.tensor([f[0] for f in first])
-        batch, ids = self._prompt_batch(histories, prompts)
-        input_ids, mask = pad_right(ids, pad_token_id(self.tokenizer))
-        with self._evaluating():
-            device = self.device
-            logits = self(batch, input_ids.to(device), mask.to(device)).logits  # (B, K? + L, V)
-        offset = logits.shape[1] - input_ids.shape[1]  # K soft-prompt positions, or 0
-        last = offset + mask.sum(dim=1) - 1  # (B,) each prompt's last token
-        scores = logits[torch.arange(len(ids)), last.to(logits.device)][:, option_ids]
-        return [options[i] for i in scores.argmax(dim=-1).tolist()]
 
     # ---- save / load ----------------------------------------------------------------------
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
@@ -363,6 +575,30 @@ class UserConditionedLM(nn.Module):
             self.llm.save_pretrained(str(directory / LORA_DIR))
         (directory / CARD_FILE).write_text(render_adapter_card(self, card_data), encoding="utf-8")
         return directory
+
+    def load_adapter_weights(self, directory: str | Path) -> None:
+        """Load the adapter tensors of a saved adapter directory into this model (e.g. the
+        alignment stage's, to start QA fine-tuning from). LoRA weights are not read.
+
+        Raises:
+            ConfigError: the directory holds no adapter weights, or tensors whose names or
+                shapes differ from this model's adapter (another mode or shape).
+        """
+        path = Path(directory) / WEIGHTS_FILE
+        if not path.is_file():
+            raise ConfigError(f"{directory} is not an adapter directory (no {WEIGHTS_FILE})")
+        tensors = load_file(str(path))
+        wanted = self.adapter_state_dict()
+        missing = sorted(set(wanted) - set(tensors))
+        unexpected = sorted(set(tensors) - set(wanted))
+        shapes = [k for k in set(wanted) & set(tensors) if wanted[k].shape != tensors[k].shape]
+        if missing or unexpected or shapes:
+            raise ConfigError(
+                f"{path} does not match this adapter (mode {self.config.mode!r}, K = "
+                f"{self.config.num_latents}): missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}, other shapes {sorted(shapes)[:5]}"
+            )
+        self.load_state_dict(tensors, strict=False)
 
     @classmethod
     def from_adapter(
@@ -391,15 +627,7 @@ class UserConditionedLM(nn.Module):
                 raise ConfigError(f"{directory}: no base LLM recorded; pass `llm=`")
             llm, tokenizer = load_llm(config.llm)
         model = cls(encoder, llm, tokenizer, config)
-        missing, unexpected = model.load_state_dict(
-            load_file(str(directory / WEIGHTS_FILE)), strict=False
-        )
-        wanted = set(model.adapter_state_dict())
-        if unexpected or wanted & set(missing):
-            raise ConfigError(
-                f"{directory / WEIGHTS_FILE} does not match its config: missing "
-                f"{sorted(wanted & set(missing))[:5]}, unexpected {unexpected[:5]}"
-            )
+        model.load_adapter_weights(directory)
         if config.lora:
             from peft import set_peft_model_state_dict
 
@@ -422,20 +650,3 @@ def _add_lora(llm: nn.Module, config: AdapterConfig) -> nn.Module:
         return get_peft_model(llm, lora)
     except ValueError as e:  # peft has no default targets for this model type
         raise ConfigError(f"LoRA: {e}; set `lora_target_modules`") from e
-
-
-def _ids(ids: list[int], embed: nn.Embedding) -> torch.Tensor:
-    return torch.tensor(ids, dtype=torch.long, device=embed.weight.device)
-
-
-def _pad_left(
-    rows: list[torch.Tensor], value: float | int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad (L_b, ...) tensors to (B, L, ...) and a (B, L) attention mask."""
-    L = max(len(r) for r in rows)
-    out = rows[0].new_full((len(rows), L, *rows[0].shape[1:]), value)
-    mask = torch.zeros(len(rows), L, dtype=torch.long, device=rows[0].device)
-    for b, r in enumerate(rows):
-        out[b, L - len(r) :] = r
-        mask[b, L - len(r) :] = 1
-    return out, mask

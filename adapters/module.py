@@ -1,9 +1,11 @@
 """`AdapterModule`: the Lightning shell that fine-tunes a `UserConditionedLM`.
 
-One shared step for train / valid / test: featurise the histories, tokenise prompt + target
-(loss on the target tokens only), forward, log the loss and the share of answers whose every
-token is the model's top prediction (teacher-forced exact match, cheap enough for every
-validation step). Checkpoints hold only the trainable tensors (the frozen LLM and encoder are
+One shared step for train / valid / test: `UserConditionedLM.answer_loss` (the likelihood of
+the answer text + end of turn, with the LLM's output layer run over the answer positions
+only), logged with the share of answers whose every token is the model's top prediction
+(teacher-forced exact match, cheap enough for every validation step). The optimiser has one
+parameter group per part (Perceiver / projection, soft-prompt scale and gates, LoRA, encoder),
+each with its own learning rate. Checkpoints hold only the trainable tensors (the frozen LLM and encoder are
 re-loaded from their references), and the adapter directory is written at the end of ``fit``.
 """
 
@@ -20,7 +22,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from userfm.adapters.config import ENCODER_MODES, AdapterConfig
 from userfm.adapters.data import QAExample
 from userfm.adapters.model import UserConditionedLM
-from userfm.adapters.text import pad_right, pad_token_id, qa_ids
 from userfm.errors import ConfigError
 
 
@@ -31,15 +32,23 @@ class AdapterModule(L.LightningModule):
         encoder: directory of a saved `UserEncoder` (``userfm pretrain export``).
         llm: base LLM, a Hugging Face directory / name or an alias (`userfm.llm.load_llm`).
         llm_cache_dir: where aliases are converted and cached (default: the user cache).
-        mode, num_latents, depth, heads, dim_head, cross_attn_every, layers_path,
-            text_tokens, lora, lora_r, lora_alpha, lora_dropout, lora_target_modules,
-            train_encoder: `AdapterConfig` fields ("text" and "none" are the baselines).
-        lr: AdamW learning rate (adapter, LoRA and encoder alike).
-        weight_decay: AdamW weight decay of 2-D weights.
+        mode, num_latents, user_position, depth, heads, dim_head, cross_attn_every,
+            layers_path, text_tokens, lora, lora_r, lora_alpha, lora_dropout,
+            lora_target_modules, train_encoder: `AdapterConfig` fields ("text" and "none" are
+            the baselines).
+        lr: AdamW learning rate of the adapter (Perceiver, projection, soft-prompt scale,
+            cross-attention blocks).
+        lora_lr: learning rate of the LoRA matrices (None: ``lr``). A Perceiver trained from
+            scratch wants a far larger rate than LoRA on a pretrained LLM.
+        encoder_lr: learning rate of the encoder when ``train_encoder`` (None: ``lr`` / 10).
+        weight_decay: AdamW weight decay of 2-D adapter and encoder weights.
         warmup_steps: linear warmup, then cosine decay to 10% over the run.
-        max_length: prompt + target tokens per example (the prompt is cut from the left); in
-            "text" mode it must hold the ``text_tokens`` of history too.
+        max_length: most prompt + answer tokens per example; a longer one raises (a cut
+            prompt would train on what the model never sees). In "text" mode it must hold the
+            ``text_tokens`` of history too.
         export_dir: where ``fit`` writes the adapter directory (None: not written).
+        init_from: an adapter directory whose adapter weights start this run (the alignment
+            stage's, `configs/adapters/align.yaml`); its shape must match this config.
     """
 
     def __init__(
@@ -49,6 +58,7 @@ class AdapterModule(L.LightningModule):
         llm_cache_dir: str | None = None,
         mode: str = "soft_prompt",
         num_latents: int = 8,
+        user_position: str = "before_question",
         depth: int = 2,
         heads: int = 4,
         dim_head: int = 32,
@@ -62,16 +72,20 @@ class AdapterModule(L.LightningModule):
         lora_target_modules: list[str] | None = None,
         train_encoder: bool = False,
         lr: float = 1e-3,
+        lora_lr: float | None = None,
+        encoder_lr: float | None = None,
         weight_decay: float = 0.0,
         warmup_steps: int = 20,
         max_length: int = 384,
         export_dir: str | None = None,
+        init_from: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.adapter_config = AdapterConfig(
             mode=mode,
             num_latents=num_latents,
+            user_position=user_position,
             depth=depth,
             heads=heads,
             dim_head=dim_head,
@@ -89,6 +103,9 @@ class AdapterModule(L.LightningModule):
         )
         if lr <= 0 or warmup_steps < 0 or max_length < 8:
             raise ConfigError("`lr` must be > 0, `warmup_steps` >= 0 and `max_length` >= 8")
+        for name, value in (("lora_lr", lora_lr), ("encoder_lr", encoder_lr)):
+            if value is not None and value <= 0:
+                raise ConfigError(f"`{name}` must be > 0 or null, got {value}")
         if mode == "text" and max_length < text_tokens + 64:
             raise ConfigError(
                 f"`max_length` ({max_length}) must hold the history text (`text_tokens` = "
@@ -108,34 +125,23 @@ class AdapterModule(L.LightningModule):
         encoder = UserEncoder.from_pretrained(cfg.encoder) if cfg.reads_encoder else None
         llm, tokenizer = load_llm(hp.llm, cache_dir=hp.llm_cache_dir)
         self.model = UserConditionedLM(encoder, llm, tokenizer, self.adapter_config)
+        if hp.init_from:
+            self.model.load_adapter_weights(hp.init_from)
+            rank_zero_info(f"userfm adapters: adapter weights from {hp.init_from}")
         rank_zero_info(f"userfm adapters: {self.model.describe()}")
 
     # ---- the shared step --------------------------------------------------------------
-    def _tensors(self, examples: list[QAExample]) -> dict[str, torch.Tensor]:
-        tok = self.model.tokenizer
-        rows = [
-            qa_ids(
-                tok,
-                self.model.prompt_text(e.history, e.prompt),
-                e.target,
-                max_length=self.hparams.max_length,
-            )
-            for e in examples
-        ]
-        ids, mask = pad_right([r[0] for r in rows], pad_token_id(tok))
-        labels, _ = pad_right([r[1] for r in rows], -100)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
     def _step(self, examples: list[QAExample], stage: str) -> torch.Tensor:
-        t = {k: v.to(self.device) for k, v in self._tensors(examples).items()}
-        out = self.model([e.history for e in examples], **t)
-        labels = t["labels"]
-        logits = out.logits[:, -labels.shape[1] :]  # soft prompts add K positions in front
-        hit = (logits[:, :-1].argmax(-1) == labels[:, 1:]) | (labels[:, 1:] == -100)
-        exact = hit.all(dim=1).float().mean()
+        out = self.model.answer_loss(
+            [e.history for e in examples],
+            [e.prompt for e in examples],
+            [e.target for e in examples],
+            max_length=self.hparams.max_length,
+        )
         n = len(examples)
         sync = stage != "train"
         self.log(f"{stage}/loss", out.loss, batch_size=n, prog_bar=True, sync_dist=sync)
+        exact = out.exact.float().mean()
         self.log(
             f"{stage}/exact_match", exact, batch_size=n, prog_bar=stage != "train", sync_dist=sync
         )
@@ -150,23 +156,46 @@ class AdapterModule(L.LightningModule):
     def test_step(self, batch: list[QAExample], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: adapter 2-D weights (decayed), adapter vectors and scalars (the
+        soft-prompt scale, gates, norms, biases; not decayed), LoRA, encoder; each part at
+        its own learning rate. Empty groups are left out."""
+        hp = self.hparams
+        lora_lr = hp.lora_lr if hp.lora_lr is not None else hp.lr
+        encoder_lr = hp.encoder_lr if hp.encoder_lr is not None else hp.lr / 10
+        parts: dict[str, list[torch.nn.Parameter]] = {
+            "adapter": [], "adapter_no_decay": [], "lora": [], "encoder": []
+        }  # fmt: skip
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.startswith("llm."):
+                parts["lora"].append(p)
+            elif name.startswith("encoder."):
+                parts["encoder"].append(p)
+            else:
+                parts["adapter" if p.dim() >= 2 else "adapter_no_decay"].append(p)
+        settings = {
+            "adapter": (hp.lr, hp.weight_decay),
+            "adapter_no_decay": (hp.lr, 0.0),
+            "lora": (lora_lr, 0.0),
+            "encoder": (encoder_lr, hp.weight_decay),
+        }
+        return [
+            {"name": k, "params": v, "lr": settings[k][0], "weight_decay": settings[k][1]}
+            for k, v in parts.items()
+            if v
+        ]
+
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
+        groups = self.parameter_groups()
+        if not groups:
             raise ConfigError(
                 f"nothing to train: mode {hp.mode!r} without LoRA has no trainable parameters; "
                 "set `lora: true`, or evaluate the frozen LLM as it is (userfm eval uqa --zero-shot)"
             )
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": hp.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=hp.lr,
-        )
+        opt = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = min(hp.warmup_steps, total // 2)
 

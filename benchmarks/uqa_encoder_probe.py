@@ -1,13 +1,12 @@
-"""Does the frozen behaviour encoder carry the UQA answers? A linear probe, no LLM.
+"""Does the frozen behaviour encoder carry the UQA answers? Its linear probe and its own
+next-item scores, no LLM.
 
-Reads what ``benchmarks/uqa_ml100k.py`` wrote (the ML-100K encoder and question set). Per
-sub-task: each question's visible history -> the frozen encoder's states, mean-pooled over
-the events (D = hidden size) -> a softmax classifier over the sub-task's training answers
-(full-batch AdamW, features standardised on the training questions). A test question is
-answered with the option the classifier gives the highest probability; options it never saw
-as an answer score lowest. This is a reference for what an adapter could extract from the
-same states: above chance means the user signal is in the encoder, and an LLM adapter at
-chance has not learnt to read it.
+Reads what ``benchmarks/uqa_ml100k.py`` wrote (the ML-100K encoder and question set) and
+answers every test question with `userfm.eval.uqa.encoder_answers`: a linear probe per
+sub-task on the frozen encoder's mean-pooled states (the ceiling of what an adapter could
+extract from the same states with this much training data), and the encoder's next-item
+scores over the options of the action-prediction questions. ``userfm eval uqa --encoder DIR``
+puts the same two rows in every UQA report; this script is the quick look without an LLM.
 
 Run: python benchmarks/uqa_encoder_probe.py [--run runs/uqa_ml100k] [--data PATH] [--quick]
 ``--quick``: 100 optimiser steps instead of 500. Ends by printing one JSON line
@@ -22,51 +21,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
-
-
-def features(encoder, log, records, batch_size: int = 64) -> torch.Tensor:
-    """(N, D) mean of the encoder states over each question's visible events."""
-    from userfm.data.collate import collate
-    from userfm.eval.uqa.evaluate import visible_history
-
-    featurizer = encoder.featurizer()
-    out = []
-    for lo in range(0, len(records), batch_size):
-        batch = collate(
-            [featurizer(visible_history(log, r)) for r in records[lo : lo + batch_size]]
-        )
-        with torch.no_grad():
-            states = encoder(batch).states  # (B, T, D)
-        mask = batch.mask.unsqueeze(-1).float()  # (B, T, 1)
-        out.append((states * mask).sum(1) / mask.sum(1).clamp(min=1))
-    return torch.cat(out)
-
-
-def probe_accuracy(train, test, x_train, x_test, steps: int, seed: int = 0) -> float:
-    """Multiple-choice accuracy of a softmax classifier over the training answers."""
-    classes = sorted({r["answer"] for r in train})
-    index = {c: i for i, c in enumerate(classes)}
-    y = torch.tensor([index[r["answer"]] for r in train])
-    mean, std = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
-    a, b = (x_train - mean) / std, (x_test - mean) / std
-    torch.manual_seed(seed)
-    head = torch.nn.Linear(a.shape[1], len(classes))
-    opt = torch.optim.AdamW(head.parameters(), lr=0.05, weight_decay=0.01)
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(head(a), y).backward()
-        opt.step()
-    with torch.no_grad():
-        prob = head(b).softmax(-1)
-    hits = []
-    for r, p in zip(test, prob, strict=True):
-        scores = [float(p[index[o]]) if o in index else -1.0 for o in r["options"]]
-        hits.append(r["options"][int(np.argmax(scores))] == r["answer"])
-    return float(np.mean(hits))
 
 
 def main() -> int:
@@ -84,25 +41,25 @@ def main() -> int:
         return 0
     from userfm.data.sources import load_source
     from userfm.encoder import UserEncoder
-    from userfm.eval.uqa import TASKS, load_questions
+    from userfm.eval.uqa import TASKS, load_question_config, load_questions
+    from userfm.eval.uqa import encoder_answers as enc
 
-    torch.set_grad_enabled(True)
     log = load_source(str(args.data), format="movielens-100k")
     encoder = UserEncoder.from_pretrained(args.run / "encoder").eval()
     questions = load_questions(args.run / "qa")
     steps = 100 if args.quick else 500
-    result = {}
-    print(f"linear probe on mean encoder states, {steps} steps; test questions, 4 options")
-    for task in TASKS:
-        train = [r for r in questions["train"] if r["task"] == task and r["format"] == "mc"]
-        test = [r for r in questions["test"] if r["task"] == task and r["format"] == "mc"]
-        if not train or not test:
-            continue
-        x_train, x_test = features(encoder, log, train), features(encoder, log, test)
-        acc = probe_accuracy(train, test, x_train, x_test, steps)
-        result[task] = round(acc, 3)
-        print(f"  {task:15s} train {len(train):5,}  test {len(test):4,}  accuracy {acc:.3f}")
-    print(json.dumps({"benchmark": "uqa_encoder_probe", "steps": steps, "accuracy": result}))
+    train, test = list(questions["train"]), list(questions["test"])
+    results = enc.probe_answers(enc.mean_state_features(encoder), log, train, test, steps=steps)
+    results += enc.next_item_answers(encoder, log, test, load_question_config(args.run / "qa"))
+    summary: dict[str, dict[str, float]] = {}
+    print(f"test questions, 4 options; probe: {steps} steps on mean encoder states")
+    for method in (enc.PROBE, enc.NEXT_ITEM):
+        for task in TASKS:
+            hits = [r["correct"] for r in results if r["method"] == method and r["task"] == task]
+            if hits:
+                summary.setdefault(method, {})[task] = round(float(np.mean(hits)), 3)
+                print(f"  {method:26s} {task:15s} n {len(hits):4,}  accuracy {np.mean(hits):.3f}")
+    print(json.dumps({"benchmark": "uqa_encoder_probe", "steps": steps, "accuracy": summary}))
     return 0
 
 

@@ -1,28 +1,27 @@
-"""The end-to-end UQA recipe on MovieLens-100K: pretrain -> questions -> adapters -> report.
+"""The end-to-end UQA recipe on MovieLens-100K: pretrain -> questions -> align -> adapters -> report.
 
-1. Pretrain the behaviour encoder on ML-100K (configs/pretrain/ml100k.yaml, ``--epochs``).
-2. Build the question set (``userfm eval questions``, multiple choice, seven sub-tasks; test
-   users are unseen in adapter training).
-3. Fine-tune every trained method with SmolLM2-135M-Instruct (configs/adapters/uqa_ml100k.yaml,
-   ``--steps`` steps of batch 8): the no-user baseline + LoRA, soft prompt and
-   cross-attention each with and without LoRA, and the 256-token text prompt + LoRA.
-4. ``userfm eval uqa`` on the test questions (``--max-per-task`` per sub-task): those methods,
-   the frozen LLM with no user and with 256 / 1024-token text prompts, random choice, the
-   prior-only baseline and the direct computation from the history.
-5. Check the issue's targets: soft prompt / cross-attention (best of +-LoRA) above the trained
-   no-user baseline on every dimension with non-overlapping 95% intervals; at least the
-   1024-token text prompt's accuracy on action prediction and interest perception with >= 10x
-   fewer prompt tokens.
+1. Pretrain the behaviour encoder on ML-100K (configs/pretrain/ml100k.yaml, ``--epochs``), or
+   reuse one (``--encoder DIR``).
+2. Build the question set (``userfm eval questions``, 4-option multiple choice, seven
+   sub-tasks; users split 80/10/10, test users unseen in adapter training) and the alignment
+   data (``userfm eval descriptions``: the same users' histories described).
+3. Alignment stage (configs/adapters/align.yaml): the soft prompt learns to make the frozen LLM
+   describe the visible history.
+4. Fine-tune each trained method with SmolLM2-135M-Instruct (configs/adapters/uqa_ml100k.yaml,
+   ``--steps`` steps of batch 8; loss on the answer text): the trained no-user baseline
+   (none + LoRA), the soft prompt (frozen LLM, no LoRA) with and without the alignment stage,
+   cross-attention, and the 256-token text prompt + LoRA.
+5. ``userfm eval uqa`` on *every* test question: those methods, each encoder method again
+   with another test user's context (swapped user), the frozen LLM with no user and with 256 /
+   1024-token text prompts, random, prior-only, the direct computation from the history, the
+   encoder's linear probe and its next-item scores. Multiple choice by option likelihood;
+   95% Wilson intervals; the letter diagnostic and the predicted-position shares beside.
+6. Check the issue's targets (`check_targets`) and print them, with the time per method.
 
-Left out of the default run, for the 60-minute CPU budget: the 1024-token text prompt trained
-with LoRA (at ~1,150 tokens a batch of 8 takes ~45 s per step on 2 cores and does not fit in
-24 GB). ``--long-text-lora`` adds it, as 2 questions x 4 accumulated micro-batches per step
-(about 50 more minutes on 2 cores).
-
-Run: python benchmarks/uqa_ml100k.py [--quick] [--long-text-lora] [--data PATH] [--out DIR]
-``--quick``: 3 pretraining epochs, 4 steps per method, 3 questions per sub-task, text
-budgets 64 / 128: the plumbing in a few minutes, no meaningful accuracy.
-Ends by printing one JSON line (``"benchmark": "uqa_ml100k"``).
+Run: python benchmarks/uqa_ml100k.py [--quick] [--encoder DIR] [--long-text-lora] [--data PATH]
+[--out DIR]. ``--quick``: 3 pretraining epochs, 6 steps per method, 3 test questions per
+sub-task: the plumbing in about 5 minutes, no meaningful accuracy. Ends by printing one JSON
+line (``"benchmark": "uqa_ml100k"``).
 """
 
 from __future__ import annotations
@@ -37,21 +36,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from userfm.eval.uqa import DIMENSIONS
-
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
-# (name, mode, lora): the trained methods
+NO_USER, SOFT, ALIGNED, XATTN = "none + LoRA", "soft prompt", "soft prompt, aligned", "cross-attn"
+# (name, mode, lora, starts from the alignment stage): the trained methods
 TRAINED = [
-    ("none + LoRA", "none", True),
-    ("soft prompt", "soft_prompt", False),
-    ("soft prompt + LoRA", "soft_prompt", True),
-    ("cross-attn", "cross_attn", False),
-    ("cross-attn + LoRA", "cross_attn", True),
-    ("text-{budget} + LoRA", "text", True),
+    (NO_USER, "none", True, False),
+    (SOFT, "soft_prompt", False, False),
+    (ALIGNED, "soft_prompt", False, True),
+    (XATTN, "cross_attn", False, False),
+    ("text-{budget} + LoRA", "text", True, False),
 ]
-USER_METHODS = {"soft prompt": ("soft prompt", "soft prompt + LoRA"),
-                "cross-attn": ("cross-attn", "cross-attn + LoRA")}  # fmt: skip
+SWAPPED = " [swapped user]"
+PROBE = "encoder probe (linear)"
 
 
 def cli(argv: list[str]) -> None:
@@ -64,27 +61,34 @@ def cli(argv: list[str]) -> None:
 
 
 def slug(name: str) -> str:
-    return name.replace(" + ", "_").replace(" ", "_").replace("-", "_").lower()
+    for a, b in ((" + ", "_"), (", ", "_"), (" ", "_"), ("-", "_")):
+        name = name.replace(a, b)
+    return name.lower()
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--quick", action="store_true", help="the plumbing in a few minutes")
+    p.add_argument("--quick", action="store_true", help="the plumbing in about 5 minutes")
+    p.add_argument("--encoder", type=Path, default=None, help="reuse this encoder, no pretraining")
     p.add_argument(
-        "--long-text-lora", action="store_true", help="also train the long text prompt + LoRA"
+        "--long-text-lora", action="store_true", help="also train the 1024-token text + LoRA"
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "uqa_ml100k")
-    p.add_argument("--epochs", type=int, default=None, help="pretraining (default 50, quick 3)")
-    p.add_argument("--steps", type=int, default=None, help="per method (default 80, quick 4)")
-    p.add_argument("--max-per-task", type=int, default=None, help="(default 32, quick 3)")
-    args = p.parse_args()
+    p.add_argument("--epochs", type=int, default=None, help="pretraining (default 100, quick 3)")
+    p.add_argument("--steps", type=int, default=None, help="per method (default 300, quick 6)")
+    p.add_argument("--max-per-task", type=int, default=None, help="(default all, quick 3)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     quick = args.quick
-    epochs = args.epochs or (3 if quick else 50)
-    steps = args.steps or (4 if quick else 80)
-    per_task = args.max_per_task or (3 if quick else 32)
+    epochs = args.epochs or (3 if quick else 100)
+    steps = args.steps or (6 if quick else 300)
+    per_task = args.max_per_task or (3 if quick else None)
     budgets = (64, 128) if quick else (256, 1024)
     if not (args.data / "u.data").is_file():
         print(f"skipped: no MovieLens-100K at {args.data}")
@@ -95,126 +99,135 @@ def main() -> int:
     data = str(args.data.resolve())
     timings: dict[str, float] = {}
     start = time.perf_counter()
-
+    encoder = pretrain(out, data, epochs, timings) if args.encoder is None else args.encoder
+    encoder = str(Path(encoder).resolve())
+    ml = ["--log", data, "--log-format", "movielens-100k"]
+    cli(["eval", "questions", *ml, "--out", str(out / "qa")])
+    cli(["eval", "descriptions", *ml, "--out", str(out / "describe")])
+    common = fit_flags(out, data, encoder, steps, quick)
     t = time.perf_counter()
-    cli(
-        [
-            "pretrain", "fit", "--config", "configs/pretrain/ml100k.yaml",
-            "--data.source", data, "--trainer.max_epochs", str(epochs),
-            "--trainer.check_val_every_n_epoch", str(max(epochs // 2, 1)),
-            "--trainer.logger.init_args.save_dir", str(out / "pretrain"),
-            "--trainer.default_root_dir", str(out / "pretrain"),
-        ]
-    )  # fmt: skip
-    cli(["pretrain", "export", str(out / "pretrain" / "ml100k"), str(out / "encoder")])
-    timings["pretrain_s"] = time.perf_counter() - t
-
-    cli(["eval", "questions", "--log", data, "--log-format", "movielens-100k",
-         "--out", str(out / "qa")])  # fmt: skip
-
-    adapters = []
-    runs = [(t.format(budget=budgets[0]), mode, lora, budgets[0], []) for t, mode, lora in TRAINED]
-    if args.long_text_lora:  # the same 8 questions per step, in micro-batches that fit in memory
+    cli(["adapters", "fit", "--config", "configs/adapters/align.yaml", *common,
+         "--data.questions", str(out / "describe"),
+         "--model.export_dir", str(out / "adapters" / "align" / "adapter"),
+         "--trainer.logger.init_args.name", "align"])  # fmt: skip
+    timings["fit align (stage 2a) s"] = time.perf_counter() - t
+    runs = [(n.format(budget=budgets[0]), m, lora, a, budgets[0], []) for n, m, lora, a in TRAINED]
+    if args.long_text_lora:  # the same 8 questions per step, in micro-batches that fit
         small = ["--data.batch_size", "2", "--trainer.accumulate_grad_batches", "4"]
-        runs.append((f"text-{budgets[1]} + LoRA", "text", True, budgets[1], small))
-    for name, mode, lora, budget, extra in runs:
+        runs.append((f"text-{budgets[1]} + LoRA", "text", True, False, budgets[1], small))
+    adapters = []
+    for name, mode, lora, aligned, budget, extra in runs:
         folder = out / "adapters" / slug(name)
+        init = ["--model.init_from", str(out / "adapters" / "align" / "adapter")] if aligned else []
         t = time.perf_counter()
-        cli(
-            [
-                "adapters", "fit", "--config", "configs/adapters/uqa_ml100k.yaml",
-                "--model.mode", mode, "--model.lora", str(lora).lower(),
-                "--model.text_tokens", str(budget),
-                "--model.max_length", str(budget + 128),
-                "--model.encoder", str(out / "encoder"),
-                "--model.export_dir", str(folder / "adapter"),
-                "--trainer.max_steps", str(steps),
-                "--trainer.val_check_interval", str(max(steps // 2, 1)),
-                "--trainer.default_root_dir", str(folder),
-                "--trainer.logger.init_args.save_dir", str(out / "adapters"),
-                "--trainer.logger.init_args.name", slug(name),
-                "--data.questions", str(out / "qa"), "--data.log", data,
-                "--data.max_eval", str(16 if quick else 32),
-                *extra,
-            ]
-        )  # fmt: skip
+        cli(["adapters", "fit", "--config", "configs/adapters/uqa_ml100k.yaml", *common,
+             "--data.questions", str(out / "qa"),
+             "--model.mode", mode, "--model.lora", str(lora).lower(),
+             "--model.text_tokens", str(budget), "--model.max_length", str(budget + 128),
+             "--model.export_dir", str(folder / "adapter"),
+             "--trainer.logger.init_args.name", slug(name), *init, *extra])  # fmt: skip
         timings[f"fit {name} s"] = time.perf_counter() - t
         adapters += ["--adapter", f"{name}={folder / 'adapter'}"]
-
     t = time.perf_counter()
     report = out / "report"
-    cli(
-        [
-            "eval", "uqa", "--questions", str(out / "qa"), "--log", data,
-            "--log-format", "movielens-100k", "--out", str(report), *adapters,
-            "--zero-shot", "--text-tokens", *map(str, budgets),
-            "--max-per-task", str(per_task),
-        ]
-    )  # fmt: skip
-    timings["evaluate_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - start
-
-    verdict = check_targets(report, budgets[1])
-    lines = [
-        "",
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+    cli(["eval", "uqa", "--questions", str(out / "qa"), *ml, "--out", str(report), *adapters,
+         "--zero-shot", "--text-tokens", *map(str, budgets), "--encoder", encoder,
+         "--swapped", "--letters",
+         *(["--max-per-task", str(per_task)] if per_task else [])])  # fmt: skip
+    timings["evaluate s"] = time.perf_counter() - t
+    timings["total s"] = time.perf_counter() - start
+    verdict = check_targets(report, budgets[0])
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"torch threads {__import__('torch').get_num_threads()}; {'--quick' if quick else 'full'}"
         f" run: {epochs} pretraining epochs, {steps} steps x batch 8 per method, "
-        f"{per_task} test questions per sub-task",
-        *(f"{k}: {v:,.0f}" for k, v in timings.items()),
-        *verdict.pop("lines"),
-    ]
-    print("\n".join(lines))
-    print(json.dumps({"benchmark": "uqa_ml100k", "quick": quick, **verdict,
-                      "total_s": round(timings["total_s"])}))  # fmt: skip
+        f"{'all' if per_task is None else per_task} test questions per sub-task"
+    )
+    print("\n".join(f"{k}: {v:,.0f}" for k, v in timings.items()))
+    print("\n".join(verdict.pop("lines")))
+    summary = {"benchmark": "uqa_ml100k", "quick": quick, **verdict}
+    summary["seconds"] = {k: round(v) for k, v in timings.items()}
+    print(json.dumps(summary))
     return 0
 
 
-def check_targets(report: Path, long_budget: int) -> dict:
-    """The issue's two targets, read from the report's accuracy.csv and results.jsonl."""
+def pretrain(out: Path, data: str, epochs: int, timings: dict[str, float]) -> Path:
+    t = time.perf_counter()
+    cli(["pretrain", "fit", "--config", "configs/pretrain/ml100k.yaml",
+         "--data.source", data, "--trainer.max_epochs", str(epochs),
+         "--trainer.check_val_every_n_epoch", str(max(epochs // 2, 1)),
+         "--trainer.logger.init_args.save_dir", str(out / "pretrain"),
+         "--trainer.default_root_dir", str(out / "pretrain")])  # fmt: skip
+    cli(["pretrain", "export", str(out / "pretrain" / "ml100k"), str(out / "encoder")])
+    timings["pretrain s"] = time.perf_counter() - t
+    return out / "encoder"
+
+
+def fit_flags(out: Path, data: str, encoder: str, steps: int, quick: bool) -> list[str]:
+    """The flags every `adapters fit` of the run shares."""
+    return ["--model.encoder", encoder, "--data.log", data,
+            "--trainer.max_steps", str(steps),
+            "--trainer.val_check_interval", str(max(steps // 2, 1)),
+            "--trainer.default_root_dir", str(out / "adapters"),
+            "--trainer.logger.init_args.save_dir", str(out / "adapters"),
+            "--data.max_eval", str(16 if quick else 64)]  # fmt: skip
+
+
+def _interval(acc: pd.DataFrame, method: str, level: str, name: str) -> tuple[float, float, float]:
+    row = acc[(acc["method"] == method) & (acc["level"] == level) & (acc["name"] == name)]
+    if row.empty:
+        return (float("nan"),) * 3
+    r = row.iloc[0]
+    return float(r["accuracy"]), float(r["ci_low"]), float(r["ci_high"])
+
+
+def _above(acc: pd.DataFrame, method: str, others: list[str], dim: str) -> bool:
+    """``method``'s interval on ``dim`` lies above every other method's (non-overlapping)."""
+    low = _interval(acc, method, "dimension", dim)[1]
+    return all(low > _interval(acc, o, "dimension", dim)[2] for o in others)
+
+
+def check_targets(report: Path, budget: int) -> dict:
+    """The issue's targets, read from the report's accuracy.csv, positions.csv and
+    results.jsonl (the soft prompt judged: the better of the two soft-prompt rows overall)."""
     acc = pd.read_csv(report / "accuracy.csv")
+    positions = pd.read_csv(report / "positions.csv").set_index("method")
     results = pd.read_json(report / "results.jsonl", lines=True)
     tokens = results.groupby("method")["prompt_tokens"].mean()
-    dims = acc[acc["level"] == "dimension"].set_index(["method", "name"])
-    lines, out = ["targets:"], {"accuracy": {}}
+    text = f"text-{budget} + LoRA"
+    out: dict = {"accuracy": {}}
     for m in acc["method"].unique():
-        overall = acc[(acc["method"] == m) & (acc["level"] == "overall")]["accuracy"]
-        out["accuracy"][m] = {d: round(float(dims.loc[(m, d), "accuracy"]), 3) for d in DIMENSIONS}
-        out["accuracy"][m]["overall"] = round(float(overall.iloc[0]), 3)
-    # the long text prompt: the better of zero-shot and (with --long-text-lora) LoRA-trained
-    texts = [f"text-{long_budget} (zero-shot)", f"text-{long_budget} + LoRA"]
-    text = max(
-        (t for t in texts if t in out["accuracy"]), key=lambda t: out["accuracy"][t]["overall"]
+        rows = acc[(acc["method"] == m) & (acc["level"] != "task")]
+        out["accuracy"][m] = {r.name: round(float(r.accuracy), 3) for r in rows.itertuples()}
+    soft = max((SOFT, ALIGNED), key=lambda m: _interval(acc, m, "overall", "overall")[0])
+    checks = {}
+    for dim in ("interest_perception", "sequence_understanding"):
+        checks[f"soft prompt above no-user and swapped on {dim}"] = _above(
+            acc, soft, [NO_USER, soft + SWAPPED], dim
+        )
+    checks["soft prompt overall >= 0.40"] = _interval(acc, soft, "overall", "overall")[0] >= 0.40
+    checks["cross-attn above no-user and swapped on interest_perception"] = _above(
+        acc, XATTN, [NO_USER, XATTN + SWAPPED], "interest_perception"
     )
-    overall = acc[acc["level"] == "overall"].set_index("method")
-    # "matching" a text prompt that is itself at chance says nothing: flag it
-    out["text_above_chance"] = bool(overall.loc[text, "ci_low"] > overall.loc["random", "accuracy"])
-    for family, names in USER_METHODS.items():
-        best = max(names, key=lambda n: out["accuracy"][n]["overall"])
-        beats = all(
-            dims.loc[(best, d), "ci_low"] > dims.loc[("none + LoRA", d), "ci_high"]
-            for d in DIMENSIONS
-        )
-        matches = all(
-            dims.loc[(best, d), "accuracy"] >= dims.loc[(text, d), "accuracy"]
-            for d in ("action_prediction", "interest_perception")
-        )
-        ratio = float(tokens[text] / tokens[best])
-        out[f"{slug(family)}_beats_no_user"] = bool(beats)
-        out[f"{slug(family)}_matches_text_{long_budget}"] = bool(matches)
-        out[f"{slug(family)}_token_ratio_vs_text"] = round(ratio, 1)
-        lines.append(
-            f"  {best}: above the trained no-user baseline on every dimension with "
-            f"non-overlapping intervals: {'MET' if beats else 'not met'}; >= {text} on action "
-            f"prediction and interest perception: {'MET' if matches else 'not met'} with "
-            f"{ratio:.1f}x fewer prompt tokens"
-        )
-    if not out["text_above_chance"]:
-        lines.append(
-            f"  but {text} is itself at chance (its overall interval holds the random baseline's "
-            "accuracy): matching it means nothing"
-        )
-    out["lines"] = lines
+    probe = _interval(acc, PROBE, "task", "long_term")[0]
+    long_term = _interval(acc, soft, "task", "long_term")[0]
+    checks["soft prompt >= 75% of the encoder probe on long_term"] = long_term >= 0.75 * probe
+    ratio = float(tokens.get(text, float("nan")) / tokens.get(soft, float("nan")))
+    checks[f"soft prompt >= {text} on interest_perception with >= 10x fewer tokens"] = (
+        _interval(acc, soft, "dimension", "interest_perception")[0]
+        >= _interval(acc, text, "dimension", "interest_perception")[0]
+        and ratio >= 10
+    )
+    scored = [m for m in positions.index if m != "gold" and not m.endswith(" [letter]")]
+    flagged = [m for m in scored if bool(positions.loc[m, "flagged"])]
+    checks["no scored method flagged for position bias"] = not flagged
+    lines = [f"soft prompt judged: {soft}; token ratio {text} / soft prompt: {ratio:.1f}x;"
+             f" long_term {long_term:.3f} vs probe {probe:.3f}", "targets:"]  # fmt: skip
+    lines += [f"  {'MET' if ok else 'not met'}: {k}" for k, ok in checks.items()]
+    if flagged:
+        lines.append(f"  flagged for position bias: {flagged}")
+    out.update(soft_prompt_judged=soft, token_ratio=round(ratio, 1), flagged=flagged,
+               targets={k: bool(v) for k, v in checks.items()}, lines=lines)  # fmt: skip
     return out
 
 

@@ -191,6 +191,20 @@ def cmd_eval_questions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_descriptions(args: argparse.Namespace) -> int:
+    from userfm.data.sources import load_source
+    from userfm.eval.uqa import QuestionConfig, save_questions
+    from userfm.eval.uqa.describe import build_descriptions
+
+    log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
+    config = QuestionConfig(format="free")
+    records = build_descriptions(log, seed=args.seed, config=config, recent=args.recent)
+    out = save_questions(records, args.out, config=config)
+    counts = ", ".join(f"{split} {len(ds):,}" for split, ds in records.items())
+    print(f"wrote {out}: {counts} description records (alignment data)")
+    return 0
+
+
 def _method_dir(spec: str) -> tuple[str, Path]:
     """``NAME=DIR`` or ``DIR`` (named after the folder, or its parent for .../adapter)."""
     name, sep, path = spec.partition("=")
@@ -227,20 +241,32 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     results = ev.random_answers(records, seed=args.seed)
     results += ev.prior_answers(records, train)
     results += ev.direct_answers(records, log, load_question_config(args.questions))
+    if args.encoder:
+        from userfm.encoder import UserEncoder
+        from userfm.eval.uqa import encoder_answers as enc
+
+        encoder = UserEncoder.from_pretrained(args.encoder).eval()
+        features = enc.mean_state_features(encoder)
+        results += enc.probe_answers(features, log, train, records, seed=args.seed)
+        results += enc.next_item_answers(
+            encoder, log, records, load_question_config(args.questions)
+        )
+
+    swap = ev.swapped_users(records, seed=args.seed) if args.swapped else None
 
     def run(name: str, model: UserConditionedLM) -> None:
         print(f"userfm eval uqa: {name}: {model.describe()}", flush=True)
         model.to(device)
+        common = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
         results.extend(
-            ev.answer_questions(
-                name,
-                model,
-                records,
-                log,
-                batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens,
-            )
+            ev.answer_questions(name, model, records, log, letters=args.letters, **common)
         )
+        if swap is not None and model.config.mode != "none":  # "none" reads no user
+            results.extend(
+                ev.answer_questions(
+                    f"{name}{ev.SWAPPED}", model, records, log, swap=swap, per_token=False, **common
+                )
+            )
 
     llm_name = args.llm
     for name, folder in named:
@@ -260,8 +286,21 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
         + "; test users are unseen in adapter training)",
         "log": args.log,
         "LLM": llm_name or "none",
-        "scoring": "multiple choice: the option letter with the highest first-token logit; "
-        "free form: normalised exact / prefix match",
+        "scoring": "multiple choice by option likelihood (cloze: each option's text + end of "
+        "turn as the answer to the question without its option list; summed log-probability, "
+        f"'{ev.PER_TOKEN.strip()}' rows: mean per token); free form: normalised exact / prefix "
+        "match"
+        + (
+            f"; '{ev.LETTER.strip()}' rows: the option letter ranked first (a diagnostic)"
+            if args.letters
+            else ""
+        )
+        + (
+            f"; '{ev.SWAPPED.strip()}' rows: each question answered with another test user's "
+            "context"
+            if args.swapped
+            else ""
+        ),
     }
     paths = write_report(results, args.out, facts=facts)
     print(paths["report"].read_text(encoding="utf-8").split("## Accuracy by sub-task")[0])
@@ -307,6 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     _add_schema_args(q)
     q.set_defaults(func=cmd_eval_questions)
+    d = ev_sub.add_parser(
+        "descriptions",
+        help="build history descriptions for the adapters' alignment stage",
+        description="Write free-form records whose answers describe each user's visible "
+        "history (recent items with their attribute; top attributes overall and lately), with "
+        "the users split as `userfm eval questions` splits them (same --seed).",
+    )
+    d.add_argument(
+        "--log", required=True, help="event log: a file, a dataset folder, or 'synthetic'"
+    )
+    d.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
+    d.add_argument("--out", required=True, help="output folder")
+    d.add_argument("--recent", type=int, default=5, help="recent items listed per user")
+    d.add_argument("--seed", type=int, default=0, help="the question set's seed")
+    _add_schema_args(d)
+    d.set_defaults(func=cmd_eval_descriptions)
     u = ev_sub.add_parser(
         "uqa",
         help="answer a UQA question set with adapters and baselines; write report.md, charts",
@@ -336,6 +391,22 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[256, 1024],
         help="history token budgets of the zero-shot text prompts",
+    )
+    u.add_argument(
+        "--encoder",
+        default=None,
+        metavar="DIR",
+        help="a saved encoder: add its linear probe and its next-item scores as references",
+    )
+    u.add_argument(
+        "--swapped",
+        action="store_true",
+        help="also answer with another user's context (the user-specific part of the signal)",
+    )
+    u.add_argument(
+        "--letters",
+        action="store_true",
+        help="also score the option letter ranked first (a diagnostic of position bias)",
     )
     u.add_argument("--llm", default=None, help="LLM of the zero-shot methods (default: adapters')")
     u.add_argument("--split", default="test")

@@ -35,7 +35,7 @@ def test_none_mode_is_the_plain_llm_and_needs_no_encoder(tiny_log):
     assert model.encoder is None and model.resampler is None
     assert model.trainable_parameters()["trainable"] == 0
     assert model.prompt_text(history(3), "which genre ?") == "which genre ?"
-    assert model.choose([history(3)], ["which genre ?"], ["a", "b"])[0] in ("a", "b")
+    assert model.choose([history(3)], ["which genre ?"], [["a", "b"]])[0] in ("a", "b")
 
 
 def test_text_mode_writes_the_recent_history_within_its_budget():
@@ -108,12 +108,12 @@ def test_a_baseline_with_nothing_to_train_says_so(tmp_path):
 
 @pytest.mark.parametrize("mode", ["none", "text"])
 def test_baselines_generate_like_the_llm_on_their_prompt(mode):
-    from userfm.adapters.text import prompt_ids
+    from userfm.adapters.text import prompt_tokens
 
     llm, tok = make_llm("llama"), make_tokenizer()
     model = UserConditionedLM(None, llm, tok, AdapterConfig(mode=mode, text_tokens=8))
     h = history(5)
-    ids = torch.tensor([prompt_ids(tok, model.prompt_text(h, "which genre ?"))])
+    ids = torch.tensor([prompt_tokens(tok, model.prompt_text(h, "which genre ?")).ids])
     expected = llm.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
     want = tok.decode(expected[0, ids.shape[1] :], skip_special_tokens=True).strip()
     assert model.generate([h], ["which genre ?"], max_new_tokens=4) == [want]

@@ -6,14 +6,29 @@ import json
 
 import pytest
 
-from userfm.adapters.data import join_histories, read_records, record_target
+from userfm.adapters.data import join_histories, read_records, record_prompt, record_target
 from userfm.errors import DataError
 
 
-def test_targets_are_the_letter_for_multiple_choice():
-    assert record_target({"format": "mc", "answer": "Drama", "answer_letter": "B"}) == "B"
-    assert record_target({"format": "free", "answer": "Drama"}) == "Drama"
+def test_multiple_choice_trains_as_cloze_on_the_answer_text():
+    mc = {"format": "mc", "question": "Genre?", "prompt": "Genre?\nA. Drama\nB. Comedy",
+          "answer": "Comedy", "answer_letter": "B"}  # fmt: skip
+    assert record_target(mc) == "Comedy" and record_prompt(mc) == "Genre?"
+    free = {"format": "free", "question": "Genre?", "prompt": "Genre? One word.", "answer": "Drama"}
+    assert record_target(free) == "Drama" and record_prompt(free) == "Genre? One word."
     assert record_target({"target": "B. Drama", "answer": "Drama"}) == "B. Drama"
+
+
+def test_training_draws_every_sub_task_equally_often():
+    import torch
+
+    from userfm.adapters.data import QAExample, task_balanced_sampler
+
+    examples = [QAExample(None, "q", "a", {"task": "big"}) for _ in range(90)]
+    examples += [QAExample(None, "q", "a", {"task": "small"}) for _ in range(10)]
+    sampler = task_balanced_sampler(examples, torch.Generator().manual_seed(0))
+    draws = [examples[i].record["task"] for _ in range(20) for i in sampler]
+    assert len(draws) == 2000 and 0.45 < draws.count("small") / len(draws) < 0.55
 
 
 def test_histories_are_cut_at_context_end(tiny_log):

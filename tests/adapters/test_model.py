@@ -1,5 +1,5 @@
 """`UserConditionedLM` with tiny random Llama / GPT-2: identity at init, freezing, gradients,
-generate, save/load, and a short overfit."""
+answer likelihoods equal to a plain one-row forward, generate, save/load, a short overfit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from userfm.adapters import AdapterConfig, UserConditionedLM
-from userfm.adapters.text import pad_right, qa_ids
+from userfm.adapters.text import answer_ids
 from userfm.errors import ConfigError
 
 from .conftest import histories, make_llm
@@ -22,11 +22,11 @@ def build(enc, lm, tok, mode, **kwargs):
     return UserConditionedLM(enc, lm, tok, cfg)
 
 
-def qa_batch(tokenizer, pairs):
-    rows = [qa_ids(tokenizer, q, a, max_length=64) for q, a in pairs]
-    ids, mask = pad_right([r[0] for r in rows], tokenizer.pad_token_id)
-    labels, _ = pad_right([r[1] for r in rows], -100)
-    return ids, mask, labels
+def open_gates(model, value=2.0):
+    with torch.no_grad():
+        for block in model.xattn or []:
+            block.attn_gate.fill_(value)
+            block.ff_gate.fill_(value)
 
 
 def test_cross_attention_equals_the_frozen_llm_at_init(tiny_encoder, tiny_log, llm, tokenizer):
@@ -37,6 +37,69 @@ def test_cross_attention_equals_the_frozen_llm_at_init(tiny_encoder, tiny_log, l
         got = model(histories(tiny_log, 2), ids).logits
     assert model.xattn is not None and len(model.xattn) == 2  # layers 0 and 2 of 4
     assert torch.equal(got, expected)
+
+
+def test_the_soft_prompt_fills_its_slots_and_nothing_else(tiny_encoder, tiny_log, tokenizer):
+    model = build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt")
+    hs = histories(tiny_log, 2)
+    batch = model.encode(hs, ["what genre ?", "which ?"])
+    with torch.no_grad():
+        latents = model.user_latents(hs)  # (2, 3, H)
+        embeds = model.with_soft_prompt(batch.input_ids, latents, batch.user_slots)
+        plain = model.llm.get_input_embeddings()(batch.input_ids)
+    for r in range(2):
+        s = int(batch.user_slots[r])
+        assert torch.equal(embeds[r, s : s + 3], latents[r])
+        keep = torch.ones(batch.input_ids.shape[1], dtype=torch.bool)
+        keep[s : s + 3] = False
+        assert torch.equal(embeds[r, keep], plain[r, keep])
+    with pytest.raises(ConfigError, match="user_slots"):
+        model(hs, batch.input_ids)
+
+
+def reference_logprob(model, history, prompt, option):
+    """Sum of log-probabilities of the option's tokens from one unpadded row, all logits."""
+    p = model.prompt_tokens(history, prompt)
+    answer = answer_ids(model.tokenizer, option)
+    ids = torch.tensor([p.ids + answer])
+    slots = torch.tensor([p.slot]) if p.slot is not None else None
+    logits = model([history], ids, user_slots=slots).logits[0].log_softmax(-1)
+    start = len(p.ids)
+    return sum(float(logits[start - 1 + i, t]) for i, t in enumerate(answer))
+
+
+@pytest.mark.parametrize("mode", [*MODES, "none"])
+def test_option_scores_equal_one_row_forward_passes(tiny_encoder, tiny_log, llm, tokenizer, mode):
+    """Left padding, position ids, the output layer at answer positions only and the batching
+    of options change nothing."""
+    enc = tiny_encoder if mode != "none" else None
+    model = build(enc, llm, tokenizer, mode).eval()
+    open_gates(model)
+    hs = histories(tiny_log, 2)
+    prompts = ["what genre is the user most likely to watch ?", "which ?"]
+    options = [["comedy", "drama action", "a b c d"], ["thriller", "horror"]]
+    with torch.no_grad():
+        scores = model.option_logprobs(hs, prompts, options)
+        for h, p, opts, s in zip(hs, prompts, options, scores):
+            want = [reference_logprob(model, h, p, o) for o in opts]
+            torch.testing.assert_close(torch.tensor(s.logprob), torch.tensor(want))
+            assert s.tokens == [len(answer_ids(tokenizer, o)) for o in opts]
+    best = [opts[s.best()] for opts, s in zip(options, scores)]
+    assert model.choose(hs, prompts, options) == best
+
+
+def test_answer_loss_is_the_mean_nll_of_the_answer_tokens(tiny_encoder, tiny_log, tokenizer):
+    model = build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt").eval()
+    hs = histories(tiny_log, 2)
+    pairs = [("what genre ?", "comedy"), ("which ?", "a b")]
+    with torch.no_grad():
+        out = model.answer_loss(hs, [q for q, _ in pairs], [a for _, a in pairs])
+        total = sum(reference_logprob(model, h, q, a) for h, (q, a) in zip(hs, pairs))
+    n = sum(len(answer_ids(tokenizer, a)) for _, a in pairs)
+    torch.testing.assert_close(out.loss, torch.tensor(-total / n))
+    assert out.exact.shape == (2,)
+    with pytest.raises(ConfigError, match="max_length"):
+        model.answer_loss(hs, [q for q, _ in pairs], [a for _, a in pairs], max_length=5)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -53,15 +116,14 @@ def test_only_the_adapter_and_lora_train(tiny_encoder, tiny_log, llm, tokenizer,
     assert (counts["lora"] > 0) == lora and counts["encoder"] == 0 and counts["adapter"] > 0
 
     model.train()
-    ids, mask, labels = qa_batch(tokenizer, [("what genre ?", "comedy"), ("which ?", "a")])
-    with torch.no_grad():  # leave the zero init (gates, LoRA B) so every weight gets a gradient
-        for block in model.xattn or []:
-            block.attn_gate.fill_(0.5)
-            block.ff_gate.fill_(0.5)
+    open_gates(model, 0.5)  # leave the zero init (gates, LoRA B) so every weight gets a gradient
+    with torch.no_grad():
         for name, p in model.llm.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.1)
-    model(histories(tiny_log, 2), ids, mask, labels).loss.backward()
+    model.answer_loss(
+        histories(tiny_log, 2), ["what genre ?", "which ?"], ["comedy", "a"]
+    ).loss.backward()
     for name, p in model.named_parameters():
         if p.requires_grad:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -72,20 +134,18 @@ def test_only_the_adapter_and_lora_train(tiny_encoder, tiny_log, llm, tokenizer,
 def test_a_trained_encoder_gets_gradients(tiny_encoder, tiny_log, tokenizer):
     model = build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt", train_encoder=True)
     model.train()
-    ids, mask, labels = qa_batch(tokenizer, [("what genre ?", "comedy")])
-    model(histories(tiny_log, 1), ids, mask, labels).loss.backward()
+    model.answer_loss(histories(tiny_log, 1), ["what genre ?"], ["comedy"]).loss.backward()
     assert model.encoder.embeddings.item.weight.grad is not None
     assert model.trainable_parameters()["encoder"] > 0
 
 
 def greedy_without_cache(model, history, prompt, steps):
     """Reference decoding: re-run the whole sequence each step, no KV cache, no generate()."""
-    from userfm.adapters.text import prompt_ids
-
-    ids = torch.tensor([prompt_ids(model.tokenizer, prompt)])
+    batch = model.encode([history], [prompt])
+    ids = batch.input_ids
     out = []
     for _ in range(steps):
-        logits = model([history], ids).logits[0, -1]
+        logits = model([history], ids, user_slots=batch.user_slots).logits[0, -1]
         nxt = int(logits.argmax())
         out.append(nxt)
         ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
@@ -95,13 +155,11 @@ def greedy_without_cache(model, history, prompt, steps):
 @pytest.mark.parametrize("mode", MODES)
 def test_generate_matches_uncached_greedy_decoding(tiny_encoder, tiny_log, llm, tokenizer, mode):
     model = build(tiny_encoder, llm, tokenizer, mode).eval()
-    if mode == "cross_attn":
-        with torch.no_grad():
-            for block in model.xattn:
-                block.attn_gate.fill_(2.0)
+    with torch.no_grad():
+        for block in model.xattn or []:
+            block.attn_gate.fill_(2.0)
     hs = histories(tiny_log, 2)
     prompts = ["what genre is the user most likely to watch ?", "which ?"]
-    eos = tokenizer.eos_token_id
     with torch.no_grad():
         batched = model.generate(hs, prompts, max_new_tokens=5, eos_token_id=None)
         alone = [
@@ -109,7 +167,6 @@ def test_generate_matches_uncached_greedy_decoding(tiny_encoder, tiny_log, llm, 
             for h, p in zip(hs, prompts)
         ]
         reference = [greedy_without_cache(model, h, p, 5) for h, p in zip(hs, prompts)]
-    assert eos is not None
     assert alone == reference
     assert batched == reference  # left padding of a batch changes nothing
     assert all(len(r.split()) >= 1 for r in reference)
@@ -117,15 +174,15 @@ def test_generate_matches_uncached_greedy_decoding(tiny_encoder, tiny_log, llm, 
 
 def test_the_user_changes_the_answer_distribution(tiny_encoder, tiny_log, tokenizer):
     model = build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt").eval()
-    ids, mask, _ = qa_batch(tokenizer, [("what genre ?", "a")] * 2)
-    with torch.no_grad():
-        logits = model(histories(tiny_log, 2), ids, mask).logits
-    assert not torch.allclose(logits[0], logits[1])
+    a, b = model.option_logprobs(
+        histories(tiny_log, 2), ["what genre ?"] * 2, [["comedy", "drama"]] * 2
+    )
+    assert a.logprob != b.logprob
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("lora", [False, True])
-def test_save_and_load_reproduce_the_logits(
+def test_save_and_load_reproduce_the_scores(
     tmp_path, tiny_encoder, tiny_log, tokenizer, mode, lora
 ):
     enc_dir = tmp_path / "encoder"
@@ -153,11 +210,8 @@ def test_save_and_load_reproduce_the_logits(
     loaded = UserConditionedLM.from_adapter(
         tmp_path / "adapter", llm=make_llm("llama"), tokenizer=tokenizer
     )
-    ids, mask, _ = qa_batch(tokenizer, [("what genre ?", "a"), ("which ?", "b")])
-    with torch.no_grad():
-        a = model.eval()(histories(tiny_log, 2), ids, mask).logits
-        b = loaded.eval()(histories(tiny_log, 2), ids, mask).logits
-    assert torch.equal(a, b)
+    args = (histories(tiny_log, 2), ["what genre ?", "which ?"], [["a", "b c"], ["d", "comedy"]])
+    assert model.option_logprobs(*args) == loaded.option_logprobs(*args)
 
 
 def test_config_errors_name_the_field():
@@ -167,10 +221,13 @@ def test_config_errors_name_the_field():
         AdapterConfig(num_latents=0)
     with pytest.raises(ConfigError, match="lora_dropout"):
         AdapterConfig(lora_dropout=1.5)
+    with pytest.raises(ConfigError, match="user_position"):
+        AdapterConfig(user_position="start")
 
 
 @pytest.mark.parametrize(
-    "family,mode", [("llama", "soft_prompt"), ("llama", "cross_attn"), ("gpt2", "cross_attn")]
+    "family,mode",
+    [("llama", "soft_prompt"), ("llama", "cross_attn"), ("gpt2", "cross_attn")],
 )
 def test_a_short_overfit_drives_the_loss_near_zero(tiny_encoder, tiny_log, tokenizer, family, mode):
     """Every user gets the same question with its own answer: only the user context tells them
@@ -179,36 +236,60 @@ def test_a_short_overfit_drives_the_loss_near_zero(tiny_encoder, tiny_log, token
     torch.manual_seed(0)
     model = build(tiny_encoder, make_llm(family, layers=2, init=0.3), tokenizer, mode)
     answers = ["comedy", "drama", "action", "thriller"]
-    ids, mask, labels = qa_batch(tokenizer, [("what genre ?", a) for a in answers])
     hs = histories(tiny_log, 4)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-2)
     model.train()
     for _ in range(60):
-        loss = model(hs, ids, mask, labels).loss
+        loss = model.answer_loss(hs, ["what genre ?"] * 4, answers).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert loss.item() < 0.35, loss.item()
     assert model.generate(hs, ["what genre ?"] * 4, max_new_tokens=1) == answers
-    assert model.choose(hs, ["what genre ?"] * 4, options=answers) == answers
+    assert model.choose(hs, ["what genre ?"] * 4, [answers] * 4) == answers
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_choose_picks_the_best_scored_option_in_one_pass(
+def test_letter_diagnostic_picks_the_best_scored_first_token(
     tiny_encoder, tiny_log, llm, tokenizer, mode
 ):
-    from userfm.adapters.text import prompt_ids
-
     model = build(tiny_encoder, llm, tokenizer, mode).eval()
+    open_gates(model)
     hs = histories(tiny_log, 2)
     prompts = ["what genre is the user most likely to watch ?", "which ?"]
-    options = ["a", "b", "c", "d"]
-    option_ids = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in options]
+    letters = ["a", "b", "c", "d"]
+    letter_ids = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in letters]
     expected = []
     with torch.no_grad():
         for h, p in zip(hs, prompts):
-            logits = model([h], torch.tensor([prompt_ids(tokenizer, p)])).logits[0, -1]
-            expected.append(options[int(logits[option_ids].argmax())])
-    assert model.choose(hs, prompts, options) == expected  # batched with padding = one by one
+            batch = model.encode([h], [p])
+            logits = model([h], batch.input_ids, user_slots=batch.user_slots).logits[0, -1]
+            expected.append(letters[int(logits[letter_ids].argmax())])
+    assert model.choose_letter(hs, prompts, letters) == expected  # batched = one by one
     with pytest.raises(ConfigError, match="distinct"):
-        model.choose(hs, prompts, ["a", "a"])
+        model.choose_letter(hs, prompts, ["a", "a"])
+
+
+def test_adapter_weights_start_another_run(tmp_path, tiny_encoder, tiny_log, tokenizer):
+    """The alignment stage's adapter starts QA fine-tuning: same tensors after loading; an
+    adapter of another shape is refused, naming what differs."""
+    aligned = build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt")
+    with torch.no_grad():
+        for p in aligned.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    aligned.save_adapter(tmp_path / "align")
+    fresh = build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt", lora=True)
+    fresh.load_adapter_weights(tmp_path / "align")
+    for k, v in aligned.adapter_state_dict().items():
+        assert torch.equal(fresh.adapter_state_dict()[k], v), k
+    other = UserConditionedLM(
+        tiny_encoder,
+        make_llm("llama"),
+        tokenizer,
+        AdapterConfig(num_latents=5, heads=2, dim_head=8),
+    )
+    with pytest.raises(ConfigError, match="does not match this adapter"):
+        other.load_adapter_weights(tmp_path / "align")
+    with pytest.raises(ConfigError, match="not an adapter directory"):
+        other.load_adapter_weights(tmp_path)

@@ -11,7 +11,7 @@ from userfm.adapters.cross_attn import (
     find_decoder_layers,
 )
 from userfm.adapters.perceiver import PerceiverResampler
-from userfm.adapters.soft_prompt import SoftPromptScale, prepend_soft_prompt
+from userfm.adapters.soft_prompt import SoftPromptScale
 from userfm.errors import ConfigError
 
 from .conftest import make_llm
@@ -47,18 +47,6 @@ def test_a_user_without_events_gets_a_finite_summary():
 def test_resampler_rejects_bad_sizes():
     with pytest.raises(ConfigError, match="num_latents"):
         PerceiverResampler(dim=8, out_dim=8, num_latents=0)
-
-
-def test_prepend_soft_prompt_extends_mask_and_labels():
-    prompt = torch.randn(2, 3, 4, dtype=torch.float32)
-    embeds = torch.randn(2, 5, 4, dtype=torch.float16)
-    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    labels = torch.tensor([[-100, 7, 8, -100, -100], [-100, -100, 4, 5, 6]])
-    e, m, lab = prepend_soft_prompt(prompt, embeds, mask, labels)
-    assert e.shape == (2, 8, 4) and e.dtype == torch.float16
-    assert m.tolist() == [[1, 1, 1, 1, 1, 1, 0, 0], [1] * 8]
-    assert lab[:, :3].eq(-100).all() and lab[:, 3:].equal(labels)
-    torch.testing.assert_close(e[:, :3], prompt.half())
 
 
 def test_soft_prompt_scale_matches_the_requested_rms():

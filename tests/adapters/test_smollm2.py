@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from userfm.adapters import AdapterConfig, UserConditionedLM
-from userfm.adapters.text import pad_right, qa_ids
 from userfm.llm import load_llm
 
 from .conftest import histories
@@ -39,18 +38,35 @@ def test_real_llm_identity_training_and_generate(smollm2, tiny_encoder, tiny_log
         with torch.no_grad():
             wrapped = model(histories(tiny_log, 1), ids).logits
         torch.testing.assert_close(wrapped, plain, rtol=0, atol=1e-5)  # LoRA B starts at 0
-    rows = [qa_ids(tokenizer, "Pick a letter.", a, max_length=64) for a in ("A", "B")]
-    input_ids, mask = pad_right([r[0] for r in rows], tokenizer.pad_token_id)
-    labels, _ = pad_right([r[1] for r in rows], -100)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()
     losses = []
     for _ in range(3):
-        loss = model(histories(tiny_log, 2), input_ids, mask, labels).loss
+        loss = model.answer_loss(
+            histories(tiny_log, 2), ["Pick a fruit."] * 2, ["Apple", "Pear"]
+        ).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
-    answers = model.generate(histories(tiny_log, 2), ["Pick a letter."] * 2, max_new_tokens=4)
+    answers = model.generate(histories(tiny_log, 2), ["Pick a fruit."] * 2, max_new_tokens=4)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_cloze_scoring_reads_the_question(smollm2):
+    """The frozen instruct LLM, no user: option likelihood picks the option that answers the
+    question, where the letter diagnostic picks "A" whatever the question (issue 17)."""
+    llm, tokenizer = smollm2
+    model = UserConditionedLM(None, llm, tokenizer, AdapterConfig(mode="none"))
+    questions = [
+        "Which of these is a fruit?",
+        "Which of these is a colour?",
+        "Which of these is an animal?",
+    ]
+    options = [
+        ["Car", "Table", "Banana", "Shoe"],
+        ["Bread", "Blue", "Chair", "Rain"],
+        ["Spoon", "Paper", "Window", "Horse"],
+    ]
+    assert model.choose([None] * 3, questions, options) == ["Banana", "Blue", "Horse"]

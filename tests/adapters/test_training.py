@@ -29,11 +29,9 @@ def test_each_config_trains_and_exports(workspace, tmp_path, config):
     trained = cli.model.model.eval()
     loaded = UserConditionedLM.from_adapter(adapter).eval()  # encoder + LLM from the recorded paths
     examples = [cli.datamodule.datasets["valid"][i] for i in range(2)]
-    t = cli.model._tensors(examples)
-    with torch.no_grad():
-        a = trained([e.history for e in examples], **t).logits
-        b = loaded([e.history for e in examples], **t).logits
-    assert torch.equal(a, b)
+    args = ([e.history for e in examples], [e.prompt for e in examples])
+    options = [[e.target, "comedy"] for e in examples]
+    assert trained.option_logprobs(*args, options) == loaded.option_logprobs(*args, options)
 
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
     trainable = {f"model.{n}" for n, p in trained.named_parameters() if p.requires_grad}

@@ -48,30 +48,35 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
             "--out", str(report),
             *adapters,
             "--zero-shot", "--llm", str(workspace / "llm"), "--text-tokens", "12", "24",
-            "--max-per-task", "4",
+            "--max-per-task", "4", "--swapped", "--letters",
+            "--encoder", str(workspace / "encoder"),
         ]
     )  # fmt: skip
     assert rc == 0
+    llm_methods = [*TRAINED, "none (zero-shot)", "text-12 (zero-shot)", "text-24 (zero-shot)"]
+    user_methods = [m for m, (mode, _) in TRAINED.items() if mode != "none"]
     methods = [
-        *TRAINED,
-        "none (zero-shot)",
-        "text-12 (zero-shot)",
-        "text-24 (zero-shot)",
+        *llm_methods,
+        *(m + " [per token]" for m in llm_methods),
+        *(m + " [letter]" for m in llm_methods),
+        *(m + " [swapped user]" for m in user_methods),
         "random",
         "prior-only",
         "direct (from history)",
+        "encoder probe (linear)",
     ]
     text = (report / "report.md").read_text()
-    for m in methods:
-        assert text.count(f"| {m} |") == 3, m  # dimension, sub-task and efficiency tables
-    assert "| none + LoRA |" in capsys.readouterr().out  # the headline table is printed
+    for m in methods:  # dimension, sub-task, positions and efficiency tables
+        assert text.count(f"| {m} |") + text.count(f"| {m} (position bias) |") >= 3, m
+    assert "## Predicted option positions" in text
+    assert "none + LoRA" in capsys.readouterr().out  # the headline table is printed
     for chart in ("accuracy_by_task.png", "accuracy_vs_tokens.png"):
         assert (report / chart).read_bytes()[:4] == b"\x89PNG"
 
     results = pd.read_json(report / "results.jsonl", lines=True)
     questions = results[results["method"] == "random"]["question_id"]
     assert len(questions) == 8  # two sub-tasks, at most 4 each
-    for m in methods:
+    for m in methods:  # every question scored by every method
         assert sorted(results[results["method"] == m]["question_id"]) == sorted(questions), m
     tokens = results.groupby("method")["prompt_tokens"].mean()
     assert tokens["text-24 (zero-shot)"] > tokens["text-12 (zero-shot)"] > tokens["none + LoRA"]

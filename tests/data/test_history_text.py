@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from userfm.data.history_text import HEADER, history_lines, history_prompt
+from userfm.data.history_text import HEADER, history_lines, history_prompt, lines_within
 from userfm.data.log import UserHistory
+from userfm.errors import ConfigError
 
 
 class CharTokenizer:
@@ -46,6 +48,51 @@ def test_prompt_keeps_whole_recent_lines_within_the_budget():
         [HEADER, *lines[:2], "", "Q?"]
     )
     assert history_prompt(tok, lines, "Q?", max_tokens=3) == "Q?"
+
+
+def test_lines_within_counts_whole_recent_lines_and_checks_the_budget():
+    lines = history_lines(HISTORY, ATTRS)
+    tok = CharTokenizer()
+    sizes = [len(line) + 1 for line in lines]  # each line with its newline
+    assert lines_within(tok, lines, None) == 3
+    assert lines_within(None, lines, None) == 3  # no budget: nothing to count
+    assert lines_within(tok, lines, 0) == 0
+    assert lines_within(tok, lines, sizes[0] - 1) == 0
+    assert lines_within(tok, lines, sizes[0]) == 1
+    assert lines_within(tok, lines, sizes[0] + sizes[1] - 1) == 1
+    assert lines_within(tok, lines, sum(sizes)) == 3
+    assert lines_within(tok, lines, 10**6) == 3
+    # a later shorter line is not squeezed in after one that did not fit: no gaps
+    assert lines_within(tok, ["- " + "x" * 50, "- y"], 10) == 0
+    assert lines_within(tok, [], 5) == 0
+    for bad in (-1, 2.5, True, "10"):
+        with pytest.raises(ConfigError, match="max_tokens"):
+            lines_within(tok, lines, bad)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        lines_within(None, lines, 10)
+
+
+def test_a_multi_valued_category_is_written_as_the_questions_attribute():
+    history = UserHistory(
+        "u",
+        np.array(["i1", "i2", "i3", "i4"], dtype=object),
+        categories=np.array(["Comedy|Drama", " Drama ", None, "|Horror"], dtype=object),
+        titles=np.array(["A", "B", "C", "D"], dtype=object),
+    )
+    # the first part, as `QuestionConfig.multi_value="first"` asks about; missing parts are
+    # not written at all (no empty brackets)
+    assert history_lines(history) == ["- D", "- C", "- B [Drama]", "- A [Comedy]"]
+    assert history_lines(history, multi_value="last")[-1] == "- A [Drama]"
+    assert history_lines(history, multi_value="joined") == [
+        "- D [|Horror]",
+        "- C",
+        "- B [Drama]",
+        "- A [Comedy|Drama]",
+    ]
+    # the attribute table's categories follow the same rule
+    assert history_lines(history[:1], {"i1": {"category": "Action|Crime"}}) == ["- A [Action]"]
+    with pytest.raises(ConfigError, match="multi_value"):
+        history_lines(UserHistory("u", np.array(["i1"], dtype=object)), multi_value="middle")
 
 
 def test_titles_come_from_the_history_itself_and_survive_slicing():

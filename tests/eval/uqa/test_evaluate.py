@@ -29,27 +29,47 @@ def questions(log):
     return build_questions(log, seed=0, format="both")
 
 
+class Scores:
+    def __init__(self, logprob, tokens):
+        self.logprob, self.tokens = logprob, tokens
+
+    def best(self, per_token=False):
+        values = [s / n for s, n in zip(self.logprob, self.tokens)] if per_token else self.logprob
+        return max(range(len(values)), key=values.__getitem__)
+
+
 class Oracle:
-    """Answers from the gold record (looked up by user and prompt), and records its calls."""
+    """Answers from the gold record (looked up by user and question), and records its calls.
+    Its option scores put the gold option first by sum, and a long wrong option first per
+    token, so the two rankings differ."""
 
     def __init__(self, records, wrong_tasks=()):
-        self.gold = {(r["user_id"], r["prompt"]): r for r in records}
-        assert len(self.gold) == len(records)
+        self.mc = {(r["user_id"], r["question"]): r for r in records if r["format"] == "mc"}
+        self.free = {(r["user_id"], r["prompt"]): r for r in records if r["format"] == "free"}
         self.wrong_tasks = set(wrong_tasks)
         self.calls = []
 
-    def _answer(self, history, prompt, letter):
-        r = self.gold[history.user, prompt]
-        right = r["answer_letter"] if letter else r["answer"]
-        return "zzz" if r["task"] in self.wrong_tasks else right
+    def option_logprobs(self, histories, prompts, options):
+        self.calls.append(("options", len(prompts), tuple(map(len, options))))
+        out = []
+        for h, p, opts in zip(histories, prompts, options, strict=True):
+            r = self.mc[h.user, p]
+            right = -1.0 if r["task"] not in self.wrong_tasks else -9.0  # wrong: gold last
+            scores = [right if o == r["answer"] else -5.0 for o in opts]
+            out.append(Scores(scores, [1 if o == r["answer"] else 10 for o in opts]))
+        return out
 
-    def choose(self, histories, prompts, options):
-        self.calls.append(("choose", len(prompts), tuple(options)))
-        return [self._answer(h, p, True) for h, p in zip(histories, prompts, strict=True)]
+    def choose_letter(self, histories, prompts, letters):
+        self.calls.append(("letter", len(prompts), tuple(letters)))
+        return ["A"] * len(prompts)
 
     def generate(self, histories, prompts, *, max_new_tokens):
         self.calls.append(("generate", len(prompts), max_new_tokens))
-        return [self._answer(h, p, False) for h, p in zip(histories, prompts, strict=True)]
+        out = []
+        for h, p in zip(histories, prompts, strict=True):
+            r = self.free[h.user, p]
+            out.append("zzz" if r["task"] in self.wrong_tasks else r["answer"])
+        return out
 
     def prompt_lengths(self, histories, prompts):
         return [len(h) for h in histories]
@@ -59,16 +79,45 @@ def test_answers_are_scored_per_question_in_record_order(log, questions):
     records = list(questions["test"])
     model = Oracle(records, wrong_tasks={"long_term"})
     results = ev.answer_questions("oracle", model, records, log, batch_size=5, progress=False)
-    assert [r["question_id"] for r in results] == [r["question_id"] for r in records]
-    for res, rec in zip(results, records, strict=True):
+    main = [r for r in results if r["method"] == "oracle"]
+    assert [r["question_id"] for r in main] == [r["question_id"] for r in records]
+    for res, rec in zip(main, records, strict=True):
         assert res["correct"] == (rec["task"] != "long_term")
-        assert res["format"] == rec["format"] and res["method"] == "oracle"
+        assert res["format"] == rec["format"]
         assert res["prompt_tokens"] == rec["context_end"]  # the visible history only
         assert res["ms"] >= 0
     kinds = {c[0] for c in model.calls}
-    assert kinds == {"choose", "generate"}
+    assert kinds == {"options", "generate"}  # no letter is read unless asked
     assert all(n <= 5 for _, n, _ in model.calls)
-    assert ("choose", 5, ("A", "B", "C", "D")) in model.calls
+    # the per-token ranking comes from the same scores: the gold option is 1 token at -1.0,
+    # each wrong one 10 tokens at -5.0 in all (-0.5 per token), so it loses per token
+    norm = [r for r in results if r["method"] == "oracle" + ev.PER_TOKEN]
+    assert [r["question_id"] for r in norm] == [r["question_id"] for r in records]
+    assert not any(r["correct"] for r in norm if r["format"] == "mc")
+    assert all(r["correct"] for r in norm if r["format"] == "free" and r["task"] != "long_term")
+
+
+def test_letter_diagnostic_and_swapped_users(log, questions):
+    records = [r for r in questions["test"] if r["format"] == "mc"]
+    model = Oracle(records)
+    results = ev.answer_questions(
+        "m", model, records, log, letters=True, per_token=False, progress=False
+    )
+    letters = [r for r in results if r["method"] == "m" + ev.LETTER]
+    assert len(letters) == len(records) and {r["prediction"] for r in letters} == {"A"}
+    assert {c[0] for c in model.calls} == {"options", "letter"}
+
+    swap = ev.swapped_users(records, seed=0)
+    users = {r["user_id"] for r in records}
+    assert set(swap) == users and set(swap.values()) == users
+    assert all(u != v for u, v in swap.items())  # nobody keeps their own context
+    assert swap == ev.swapped_users(records, seed=0) != ev.swapped_users(records, seed=1)
+    seen = []
+    model.option_logprobs = lambda hs, ps, opts: (seen.extend(h.user for h in hs) or
+                                                  [Scores([0.0] * len(o), [1] * len(o)) for o in opts])  # fmt: skip
+    ev.answer_questions("m", model, records, log, swap=swap, per_token=False, progress=False)
+    assert seen == [swap[r["user_id"]] for r in records]
+    assert ev.swapped_users(records[:1]) == {}
 
 
 def test_bad_records_and_arguments_are_named(log, questions):
@@ -132,7 +181,12 @@ def test_report_tables_charts_and_results(tmp_path, log, questions):
     test = list(questions["test"])
     results = ev.answer_questions("oracle", Oracle(test), test, log, progress=False)
     results += ev.random_answers(test) + ev.direct_answers(test, log)
+    # a method that answers "A" whatever the question: right about a quarter of the time
+    results += [dict(r, method="stuck", prediction="A", correct=r["gold"] == "A")
+                for r in ev.random_answers(test)]  # fmt: skip
     paths = write_report(results, tmp_path, title="T", facts={"LLM": "none"})
+    assert set(paths) == {"results", "accuracy", "positions", "report", "task_chart",
+                          "tokens_chart"}  # fmt: skip
     for p in paths.values():
         assert p.is_file() and p.stat().st_size > 0
     assert paths["task_chart"].read_bytes()[:4] == b"\x89PNG"
@@ -140,7 +194,29 @@ def test_report_tables_charts_and_results(tmp_path, log, questions):
     assert "- **LLM:** none" in text
     for method in ("oracle", ev.RANDOM, ev.DIRECT):
         assert f"| {method} |" in text
-    assert "| oracle | 1.000 [1.00, 1.00]" in text  # dimension table, with its interval
+    assert "95% Wilson interval" in text and "bootstrap" not in text
+    # dimension table, with its interval: all right is not "certainly 1"
+    oracle_row = next(line for line in text.splitlines() if line.startswith("| oracle | 1.000 ["))
+    assert "1.00]" in oracle_row and "[1.00, 1.00]" not in oracle_row
+    headline = text.split("## Accuracy by sub-task")[0]
+    assert "| stuck (position bias) |" in headline
+    assert "| oracle (position bias) |" not in headline and f"| {ev.RANDOM} |" in headline
+
+    section = text.split("## Predicted option positions")[1].split("## Efficiency")[0]
+    rows = {line.split(" | ")[0][2:]: line for line in section.splitlines() if line[:2] == "| "}
+    assert {"stuck", "oracle", ev.RANDOM, ev.DIRECT, "gold"} <= set(rows)
+    assert "| 100.0% | 0.0% | 0.0% | 0.0% |" in rows["stuck"]
+    assert rows["stuck"].endswith("| **position bias** |")
+    for method in ("oracle", ev.RANDOM, "gold"):
+        assert "position bias" not in rows[method]
+    positions = pd.read_csv(paths["positions"]).set_index("method")
+    assert positions.loc["stuck", "max_share"] == 1.0 and positions.loc["stuck", "flagged"]
+    assert positions.loc[ev.DIRECT, "none"] == 0.0  # the direct answer's letter
+    # oracle answers the gold letter: its positions are the gold row's
+    letters = ["A", "B", "C", "D"]
+    assert positions.loc["oracle", letters].tolist() == positions.loc["gold", letters].tolist()
+    assert not positions.loc["gold", "flagged"]  # shuffled options: no dominant gold letter
+
     lines = paths["results"].read_text().splitlines()
     assert len(lines) == len(results)
     assert json.loads(lines[0])["method"] == "oracle"

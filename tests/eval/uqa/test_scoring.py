@@ -1,4 +1,4 @@
-"""UQA scoring: normalisation, free-form match, option letters, accuracy tables."""
+"""UQA scoring: normalisation, free-form match, option letters, accuracy and position tables."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from userfm.eval.uqa import (
     score_free,
     score_mc,
 )
+from userfm.eval.uqa.scoring import POSITION_BIAS_SHARE, position_table, wilson_interval
 
 OPTIONS = ["Drama", "Comedy", "Action", "Thriller"]
 MC = {
@@ -148,8 +149,46 @@ def results():
     return [dict(zip(("method", "task", "dimension", "correct"), r)) for r in rows]
 
 
+@pytest.mark.parametrize(
+    ("correct", "n", "low", "high"),
+    [
+        (0, 10, 0.0, 0.2775),
+        (10, 10, 0.7225, 1.0),
+        (50, 100, 0.4038, 0.5962),
+        (8, 10, 0.4902, 0.9433),
+        (1, 1, 0.2065, 1.0),
+    ],
+)
+def test_wilson_interval_known_values(correct, n, low, high):
+    lo, hi = wilson_interval(correct, n)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+    assert 0.0 <= lo <= correct / n <= hi <= 1.0
+
+
+def test_wilson_interval_edges_confidence_and_errors():
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0  # exact
+    for k in (0, 20):  # unlike the bootstrap, never zero-width at accuracy 0 or 1
+        lo, hi = wilson_interval(k, 20)
+        assert hi - lo > 0.1
+    # wider with more confidence, narrower with more questions
+    assert wilson_interval(5, 10, 0.99)[1] > wilson_interval(5, 10)[1]
+    assert wilson_interval(50, 100)[1] < wilson_interval(5, 10)[1]
+    lo, hi = wilson_interval(3, 7)
+    assert lo + hi != pytest.approx(2 * 3 / 7)  # pulled towards 0.5, not centred on p
+    with pytest.raises(ConfigError, match="`n`"):
+        wilson_interval(0, 0)
+    with pytest.raises(ConfigError, match="`correct`"):
+        wilson_interval(11, 10)
+    with pytest.raises(ConfigError, match="`correct`"):
+        wilson_interval(-1, 10)
+    with pytest.raises(ConfigError, match="`n`"):
+        wilson_interval(1, 2.5)
+    with pytest.raises(ConfigError, match="confidence"):
+        wilson_interval(1, 2, confidence=0.0)
+
+
 def test_accuracy_table_levels_order_and_intervals():
-    table = accuracy_table(results(), n_resamples=500, seed=0)
+    table = accuracy_table(results())
     assert list(table.columns) == [
         "method",
         "level",
@@ -171,15 +210,19 @@ def test_accuracy_table_levels_order_and_intervals():
     assert m1.accuracy.tolist() == pytest.approx([0.8, 0.2, 0.8, 0.2, 0.5])
     assert m1.n.tolist() == [10, 10, 10, 10, 20]
     assert (table.ci_low <= table.accuracy).all() and (table.accuracy <= table.ci_high).all()
+    # every interval is the Wilson interval of its row's counts
+    for row in table.itertuples(index=False):
+        assert (row.ci_low, row.ci_high) == wilson_interval(row.correct, row.n)
     overall = m1[m1.level == "overall"].iloc[0]
-    assert 0.2 <= overall.ci_low < 0.5 < overall.ci_high <= 0.8  # about +-0.22 at n=20
+    assert (overall.ci_low, overall.ci_high) == pytest.approx((0.2993, 0.7007), abs=1e-4)
     m2 = table[table.method == "m2"]
     assert m2.accuracy.tolist() == [1.0, 1.0, 1.0]
-    assert m2.ci_low.tolist() == [1.0, 1.0, 1.0]  # no variance to resample
-    # seeded: same seed, same intervals; a DataFrame works as input too
-    again = accuracy_table(pd.DataFrame(results()), n_resamples=500, seed=0)
-    pd.testing.assert_frame_equal(table, again)
-    assert not accuracy_table(results(), n_resamples=500, seed=1).equals(table)
+    assert m2.ci_high.tolist() == [1.0, 1.0, 1.0]
+    assert m2.ci_low.tolist() == pytest.approx([0.5101] * 3, abs=1e-4)  # 4 of 4: not certain
+    # deterministic; a DataFrame works as input too; confidence widens the intervals
+    pd.testing.assert_frame_equal(table, accuracy_table(pd.DataFrame(results())))
+    wide = accuracy_table(results(), confidence=0.99)
+    assert (wide.ci_low <= table.ci_low).all() and (wide.ci_low < table.ci_low).any()
 
 
 def test_accuracy_table_errors_and_empty_input():
@@ -187,7 +230,68 @@ def test_accuracy_table_errors_and_empty_input():
     bad = [{"method": "m", "task": "next_item", "correct": True}]
     with pytest.raises(DataError, match="dimension"):
         accuracy_table(bad)
-    with pytest.raises(ConfigError, match="n_resamples"):
-        accuracy_table(results(), n_resamples=0)
     with pytest.raises(ConfigError, match="confidence"):
         accuracy_table(results(), confidence=1.0)
+    with pytest.raises(TypeError):
+        accuracy_table(results(), n_resamples=100)  # the bootstrap is gone
+
+
+def mc(method, predictions, golds="ABCD", fmt="mc"):
+    return [
+        {"method": method, "format": fmt, "prediction": p, "gold": g}
+        for p, g in zip(predictions, golds * len(predictions), strict=False)
+    ]
+
+
+def test_position_table_flags_a_method_stuck_on_one_letter():
+    rows = (
+        mc("free_text", ["Drama"] * 3, fmt="free")  # free-form only: absent
+        + mc("always_a", ["A"] * 8)
+        + mc("balanced", list("ABCDABCD"))
+        + mc("free_text", ["x"], fmt="free")
+        + mc("unsure", ["A", None, " b ", "Comedy", "AB", None])
+    )
+    table = position_table(rows)
+    tail = ["none", "n", "max_share", "flagged"]
+    assert list(table.columns) == ["method", "A", "B", "C", "D", *tail]
+    assert table.method.tolist() == ["always_a", "balanced", "unsure"]
+    t = table.set_index("method")
+    assert t.loc["always_a", "max_share"] == 1.0 and bool(t.loc["always_a", "flagged"])
+    assert t.loc["always_a", ["B", "C", "D", "none"]].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert t.loc["balanced", ["A", "B", "C", "D"]].tolist() == [0.25] * 4
+    assert t.loc["balanced", "max_share"] == 0.25 and not t.loc["balanced", "flagged"]
+    # None, option text and "AB" name no letter; " b " does
+    assert t.loc["unsure", "none"] == pytest.approx(4 / 6)
+    assert t.loc["unsure", ["A", "B"]].tolist() == pytest.approx([1 / 6, 1 / 6])
+    assert t.n.tolist() == [8, 8, 6]
+    shares = t[["A", "B", "C", "D", "none"]].sum(axis=1)
+    assert shares.tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_position_table_threshold_gold_row_and_columns():
+    # exactly half on one letter is not flagged; just over half is
+    half = position_table(mc("m", list("AABC"))).iloc[0]
+    assert half.max_share == POSITION_BIAS_SHARE and not half.flagged
+    over = position_table(mc("m", list("AAABC"))).iloc[0]
+    assert over.max_share == 0.6 and over.flagged
+    # columns reach the largest letter seen, among predictions and gold letters
+    wide = position_table(mc("m", list("AE"), golds="AB"))
+    assert [c for c in wide.columns if c.isupper()] == list("ABCDE")
+    three = position_table(mc("m", list("ABC"), golds="ABC"))
+    assert [c for c in three.columns if c.isupper()] == list("ABC")
+    # the gold row: the first method's questions, after the methods
+    rows = mc("first", list("AAAA"), golds="ABCD") + mc("second", list("BBBB"), golds="DDDD")
+    table = position_table(rows, include_gold=True)
+    assert table.method.tolist() == ["first", "second", "gold"]
+    gold = table.iloc[-1]
+    assert gold[["A", "B", "C", "D"]].tolist() == [0.25] * 4 and not gold.flagged
+    assert "gold" not in position_table(rows).method.tolist()
+
+
+def test_position_table_empty_and_missing_fields():
+    assert position_table([]).empty
+    assert position_table(mc("m", ["x"], fmt="free")).empty
+    with pytest.raises(DataError, match="format"):
+        position_table([{"method": "m", "prediction": "A"}])
+    with pytest.raises(DataError, match="gold"):
+        position_table([{"method": "m", "format": "mc", "prediction": "A"}], include_gold=True)

@@ -22,6 +22,7 @@ from userfm.eval.uqa.evaluate import (
     prior_answers,
     random_answers,
     sample_per_task,
+    swapped_users,
 )
 from userfm.eval.uqa.report import write_report
 from userfm.eval.uqa.schema import (
@@ -34,14 +35,18 @@ from userfm.eval.uqa.schema import (
     TASKS,
 )
 from userfm.eval.uqa.scoring import (
+    POSITION_BIAS_SHARE,
     accuracy_table,
     normalise,
     parse_letter,
+    position_table,
     score,
     score_free,
     score_mc,
+    wilson_interval,
 )
 from userfm.eval.uqa.tasks import (
+    READABLE_TASKS,
     QuestionConfig,
     VisibleEvent,
     balance_cap,
@@ -61,12 +66,17 @@ __all__ = [
     "prior_answers",
     "direct_answers",
     "answer_questions",
+    "swapped_users",
+    "POSITION_BIAS_SHARE",
+    "position_table",
+    "wilson_interval",
     "AnswerPrior",
     "DIMENSIONS",
     "LETTERS",
     "RECORD_FEATURES",
     "RECORD_FIELDS",
     "SPLITS",
+    "READABLE_TASKS",
     "TASKS",
     "TASK_DIMENSION",
     "DirectAnswerBaseline",

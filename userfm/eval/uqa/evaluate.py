@@ -1,12 +1,23 @@
 """Answer UQA questions with any model and with the non-learned baselines: one result per
 question and method, ready for `accuracy_table` and `write_report`.
 
-A model is anything with ``choose(histories, prompts, options)`` (multiple choice, one
-forward pass: the option letter the LLM scores highest) and ``generate(histories, prompts,
-max_new_tokens=...)`` (free form); ``prompt_lengths(histories, prompts)`` (the efficiency
-column) and ``prompt_text(history, prompt)`` (what the LLM is shown, e.g. with the history as
-text) are optional. `userfm.adapters.UserConditionedLM` is one; this module imports
-no training stage (the CLI and the benchmarks wire models in).
+A model is anything with ``option_logprobs(histories, questions, options)`` (multiple
+choice by likelihood, "cloze": each option's text scored as the answer to the question
+without its option list; returns per question the summed log-probability and token count of
+each option) and ``generate(histories, prompts, max_new_tokens=...)`` (free form);
+``choose_letter(histories, prompts, letters)`` (the letter diagnostic),
+``prompt_lengths(histories, prompts)`` (the efficiency column) and ``prompt_text(history,
+prompt)`` (what the LLM is shown, e.g. with the history as text) are optional.
+`userfm.adapters.UserConditionedLM` is one; this module imports no training stage (the CLI and
+the benchmarks wire models in).
+
+Multiple choice is never scored by the option letter: a small instruct LLM picks "A" whatever
+the question (issue 17: 100 of 100), which hides whether it read anything. The letter is kept
+as a diagnostic method (``letters=True``) whose position bias the report shows.
+
+Each method can also be run with another user's context (`swapped_users`): every question
+is answered with the history of a different user of the same question set. What a method
+loses then is the user-specific part of its accuracy.
 
 Each result is a dict: ``question_id``, ``method``, ``user_id``, ``task``, ``dimension``,
 ``format``, ``prompt`` (as shown to the LLM), ``prediction``, ``gold``, ``correct``, ``prompt_tokens`` (what the
@@ -36,12 +47,24 @@ Record = Mapping[str, Any]
 RANDOM, PRIOR, DIRECT = "random", "prior-only", "direct (from history)"
 
 
+class OptionScored(Protocol):
+    """One question's option scores (`userfm.adapters.model.OptionScores` is one)."""
+
+    logprob: list[float]
+    tokens: list[int]
+
+    def best(self, per_token: bool = False) -> int: ...
+
+
 class Answerer(Protocol):
     """What `answer_questions` needs from a model."""
 
-    def choose(
-        self, histories: Sequence[UserHistory], prompts: Sequence[str], options: Sequence[str]
-    ) -> list[str]: ...
+    def option_logprobs(
+        self,
+        histories: Sequence[UserHistory],
+        prompts: Sequence[str],
+        options: Sequence[Sequence[str]],
+    ) -> list[OptionScored]: ...
 
     def generate(
         self, histories: Sequence[UserHistory], prompts: Sequence[str], *, max_new_tokens: int
@@ -95,6 +118,34 @@ def _result(method: str, r: Record, prediction: str | None, **extra: Any) -> dic
     }
 
 
+#: suffixes of the extra methods `answer_questions` derives from one model
+PER_TOKEN, LETTER, SWAPPED = " [per token]", " [letter]", " [swapped user]"
+
+
+def swapped_users(records: Sequence[Record], *, seed: int = 0) -> dict[str, str]:
+    """A random derangement of the users of ``records``: user -> another user, whose context
+    answers the first one's questions in the swapped-user control. Empty with fewer than 2
+    users."""
+    users = sorted({str(r["user_id"]) for r in records})
+    if len(users) < 2:
+        return {}
+    order = [users[i] for i in np.random.default_rng([seed, 0x5A7]).permutation(len(users))]
+    return {u: order[(i + 1) % len(order)] for i, u in enumerate(order)}
+
+
+def _contexts(
+    chunk: Sequence[Record],
+    log: EventLog,
+    swap: Mapping[str, str] | None,
+    own: Mapping[str, Record],
+) -> list[UserHistory]:
+    """Each record's visible history, or (with ``swap``) the visible history of the user it
+    is swapped with, as that user's own question ``own[user]`` sees it."""
+    if swap is None:
+        return [visible_history(log, r) for r in chunk]
+    return [visible_history(log, own[swap[str(r["user_id"])]]) for r in chunk]
+
+
 def answer_questions(
     method: str,
     model: Answerer,
@@ -103,10 +154,13 @@ def answer_questions(
     *,
     batch_size: int = 16,
     max_new_tokens: int = 24,
+    per_token: bool = True,
+    letters: bool = False,
+    swap: Mapping[str, str] | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Answer every record with ``model``: multiple choice through ``choose`` (batched by
-    number of options), free form through ``generate``.
+    """Answer every record with ``model``: multiple choice by option likelihood, free form
+    through ``generate``.
 
     Args:
         method: the name the results carry.
@@ -115,42 +169,103 @@ def answer_questions(
         log: the event log they were built from.
         batch_size: questions per model call.
         max_new_tokens: answer length limit of free-form questions.
+        per_token: also report the length-normalised choice (mean log-probability per
+            token) as the method ``method + PER_TOKEN``, from the same forward pass.
+        letters: also run the letter diagnostic (``choose_letter`` on the prompt with its
+            lettered options) as ``method + LETTER``.
+        swap: user -> user whose context answers their questions (`swapped_users`).
         progress: show a progress bar.
 
     Returns:
-        One result per record, in the order of ``records``.
+        One result per record (and per derived method), records in order.
     """
     if batch_size < 1:
         raise ConfigError(f"`batch_size` must be >= 1, got {batch_size}")
-    groups: dict[tuple[str, int], list[int]] = {}
     for i, r in enumerate(records):
         if r["format"] not in ("mc", "free"):
             raise DataError(f"record {i} has format {r['format']!r}; expected 'mc' or 'free'")
-        groups.setdefault((r["format"], len(r["options"] or ())), []).append(i)
-    out: list[dict[str, Any] | None] = [None] * len(records)
     lengths = getattr(model, "prompt_lengths", None)
     shown = getattr(model, "prompt_text", None)
+    out: dict[str, list[dict[str, Any]]] = {method: []}
+    if per_token:
+        out[method + PER_TOKEN] = []
+    if letters:
+        out[method + LETTER] = []
+    own = {str(r["user_id"]): r for r in records}
+    if swap is not None and not set(own) <= set(swap):
+        raise ConfigError("`swap` must map every user of the records to another user")
     bar = tqdm(total=len(records), desc=f"userfm: {method}", disable=not progress, unit="q")
-    for (fmt, n_options), idx in groups.items():
-        for lo in range(0, len(idx), batch_size):
-            chunk = [records[i] for i in idx[lo : lo + batch_size]]
-            histories = [visible_history(log, r) for r in chunk]
-            prompts = [r["prompt"] for r in chunk]
-            start = time.perf_counter()
-            if fmt == "mc":
-                answers = model.choose(histories, prompts, LETTERS[:n_options])
-            else:
-                answers = model.generate(histories, prompts, max_new_tokens=max_new_tokens)
-            ms = (time.perf_counter() - start) * 1000 / len(chunk)
-            tokens = lengths(histories, prompts) if lengths is not None else [None] * len(chunk)
-            rows = zip(idx[lo : lo + batch_size], chunk, histories, answers, tokens, strict=True)
-            for i, r, h, a, t in rows:
-                extra = {"prompt_tokens": t, "ms": ms}
-                if shown is not None:
-                    extra["prompt"] = shown(h, r["prompt"])
-                out[i] = _result(method, r, a, **extra)
-            bar.update(len(chunk))
+    for lo in range(0, len(records), batch_size):
+        chunk = list(records[lo : lo + batch_size])
+        histories = _contexts(chunk, log, swap, own)
+        prompts = [_cloze(r) for r in chunk]
+        start = time.perf_counter()
+        answers = _answer_chunk(model, chunk, histories, prompts, max_new_tokens)
+        ms = (time.perf_counter() - start) * 1000 / len(chunk)
+        tokens = lengths(histories, prompts) if lengths is not None else [None] * len(chunk)
+        for r, h, t, (best, best_norm) in zip(chunk, histories, tokens, answers, strict=True):
+            extra = {"prompt_tokens": t, "ms": ms}
+            if shown is not None:
+                extra["prompt"] = shown(h, _cloze(r))
+            out[method].append(_result(method, r, best, **extra))
+            if per_token:
+                out[method + PER_TOKEN].append(_result(method + PER_TOKEN, r, best_norm, **extra))
+        if letters:
+            for r, picked in zip(*_letters(model, chunk, histories), strict=True):
+                out[method + LETTER].append(_result(method + LETTER, r, picked))
+        bar.update(len(chunk))
     bar.close()
+    return [row for rows in out.values() for row in rows]
+
+
+def _letters(
+    model: Answerer, chunk: Sequence[Record], histories: Sequence[UserHistory]
+) -> tuple[list[Record], list[str]]:
+    """The letter diagnostic of the chunk's multiple-choice records (one call per number of
+    options): (records, letters)."""
+    by_n: dict[int, list[int]] = {}
+    for i, r in enumerate(chunk):
+        if r["format"] == "mc":
+            by_n.setdefault(len(r["options"]), []).append(i)
+    records, picked = [], []
+    for n, idx in by_n.items():
+        records += [chunk[i] for i in idx]
+        picked += model.choose_letter(
+            [histories[i] for i in idx], [chunk[i]["prompt"] for i in idx], LETTERS[:n]
+        )
+    return records, picked
+
+
+def _cloze(record: Record) -> str:
+    """What the LLM is asked: a multiple-choice question without its option list (the
+    options are scored as answers), a free-form record's prompt."""
+    return record["question"] if record["format"] == "mc" else record["prompt"]
+
+
+def _answer_chunk(
+    model: Answerer,
+    chunk: Sequence[Record],
+    histories: Sequence[UserHistory],
+    prompts: Sequence[str],
+    max_new_tokens: int,
+) -> list[tuple[str, str]]:
+    """(answer, length-normalised answer) per record: option letters for multiple choice,
+    generated text (twice) for free form."""
+    out: list[tuple[str, str] | None] = [None] * len(chunk)
+    mc = [i for i, r in enumerate(chunk) if r["format"] == "mc"]
+    free = [i for i, r in enumerate(chunk) if r["format"] == "free"]
+    if mc:
+        scores = model.option_logprobs(
+            [histories[i] for i in mc], [prompts[i] for i in mc], [chunk[i]["options"] for i in mc]
+        )
+        for i, s in zip(mc, scores, strict=True):
+            out[i] = (LETTERS[s.best()], LETTERS[s.best(per_token=True)])
+    if free:
+        texts = model.generate(
+            [histories[i] for i in free], [prompts[i] for i in free], max_new_tokens=max_new_tokens
+        )
+        for i, t in zip(free, texts, strict=True):
+            out[i] = (t, t)
     return out  # type: ignore[return-value]
 
 
@@ -188,7 +303,15 @@ def direct_answers(
     sequence understanding and interest perception, a popularity / last-attribute heuristic
     for action prediction."""
     base = DirectAnswerBaseline(log, config)
-    return [_result(DIRECT, r, base.answer(r)) for r in records]
+    return [_result(DIRECT, r, _as_letter(r, base.answer(r))) for r in records]
+
+
+def _as_letter(record: Record, answer: str) -> str:
+    """A multiple-choice answer given as option text -> its letter (so that reports count
+    the positions a method picks); free-form answers pass through."""
+    if record["format"] != "mc" or answer not in record["options"]:
+        return answer
+    return LETTERS[list(record["options"]).index(answer)]
 
 
 def sample_per_task(

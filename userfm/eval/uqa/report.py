@@ -1,9 +1,11 @@
-"""The UQA report of one evaluation run: results.jsonl, accuracy.csv, report.md and two charts.
+"""The UQA report of one evaluation run: results.jsonl, accuracy.csv, positions.csv, report.md
+and two charts.
 
-report.md has three tables: accuracy per dimension and overall with bootstrap 95% intervals,
-accuracy per sub-task, and efficiency (mean prompt tokens the LLM read, ms per question).
-The charts are accuracy by sub-task and method (with the intervals) and overall accuracy
-against prompt tokens.
+report.md has four tables: accuracy per dimension and overall with 95% Wilson score intervals
+(a method flagged for position bias is marked), accuracy per sub-task, the predicted option
+positions per method (with the gold letters for reference), and efficiency (mean prompt tokens
+the LLM read, ms per question). The charts are accuracy by sub-task and method (with the
+intervals) and overall accuracy against prompt tokens.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import Any
 import pandas as pd
 
 from userfm.eval.uqa.schema import DIMENSIONS, TASKS
-from userfm.eval.uqa.scoring import accuracy_table
+from userfm.eval.uqa.scoring import POSITION_BIAS_SHARE, accuracy_table, position_table
 
 RESULTS_FILE, ACCURACY_FILE, REPORT_FILE = "results.jsonl", "accuracy.csv", "report.md"
+POSITIONS_FILE = "positions.csv"
+#: appended to a flagged method's name in the headline table
+BIAS_MARK = " (position bias)"
 TASK_CHART, TOKENS_CHART = "accuracy_by_task.png", "accuracy_vs_tokens.png"
 
 
@@ -60,6 +65,49 @@ def _pivot(table: pd.DataFrame, level: str, names: Sequence[str], cell) -> pd.Da
     return pd.DataFrame(rows, columns=header)
 
 
+def _headline_markdown(table: pd.DataFrame, flagged: set[Any]) -> list[str]:
+    """The "Accuracy by dimension" section; methods in ``flagged`` carry `BIAS_MARK`."""
+    dims = _pivot(table, "dimension", [*DIMENSIONS], _cell)
+    overall = _pivot(table, "overall", ["overall"], _cell)
+    headline = dims.merge(overall, on="method", how="left")
+    headline["method"] = [f"{m}{BIAS_MARK}" if m in flagged else m for m in headline["method"]]
+    lines = [
+        "## Accuracy by dimension (95% Wilson interval over questions)",
+        "",
+        _markdown(headline),
+        "",
+    ]
+    if flagged:
+        lines += [
+            f"`{BIAS_MARK.strip()}`: over {POSITION_BIAS_SHARE:.0%} of the method's "
+            "multiple-choice answers are on one option position (see Predicted option "
+            "positions), so its accuracy says little about whether it read the question.",
+            "",
+        ]
+    return lines
+
+
+def _positions_markdown(positions: pd.DataFrame) -> list[str]:
+    """The "Predicted option positions" section: shares as percentages, flagged rows marked."""
+    lines = ["## Predicted option positions", ""]
+    if positions.empty:
+        return [*lines, "No multiple-choice results.", ""]
+    lines += [
+        "Share of each method's multiple-choice answers at each option position; `none`: the "
+        "answer names no option letter (unparsed output, or an option's text). Options are "
+        "shuffled, so the gold letters (row `gold`) are uniform in expectation; a method with "
+        f"more than {POSITION_BIAS_SHARE:.0%} of its answers on one position is marked "
+        "**position bias**: its accuracy says little about whether it read the question.",
+        "",
+    ]
+    letters = [c for c in positions.columns if c not in ("method", "n", "max_share", "flagged")]
+    shown = positions[["method", *letters, "n"]].copy()
+    for c in letters:
+        shown[c] = shown[c].map(lambda v: f"{v:.1%}")
+    shown["flag"] = ["**position bias**" if f else "" for f in positions["flagged"]]
+    return [*lines, _markdown(shown), ""]
+
+
 def write_report(
     results: Sequence[Mapping[str, Any]],
     out_dir: str | Path,
@@ -67,7 +115,6 @@ def write_report(
     title: str = "UQA evaluation",
     facts: Mapping[str, Any] | None = None,
     notes: str = "",
-    n_resamples: int = 1000,
 ) -> dict[str, Path]:
     """Write the report files of ``results`` (what `answer_questions` and the baseline
     functions return) into ``out_dir``.
@@ -78,10 +125,10 @@ def write_report(
         title: report heading.
         facts: protocol facts listed under the heading (LLM, questions, machine, ...).
         notes: free text appended under the tables.
-        n_resamples: bootstrap resamples of the intervals.
 
     Returns:
-        ``{"results", "accuracy", "report", "task_chart", "tokens_chart"}`` -> path.
+        ``{"results", "accuracy", "positions", "report", "task_chart", "tokens_chart"}``
+        -> path.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,13 +136,16 @@ def write_report(
     with open(out / RESULTS_FILE, "w", encoding="utf-8") as f:
         for r in results:
             f.write(json.dumps(dict(r), ensure_ascii=False) + "\n")
-    table = accuracy_table(df, n_resamples=n_resamples)
+    table = accuracy_table(df)
     table.to_csv(out / ACCURACY_FILE, index=False)
+    with_gold = "gold" in df.columns
+    positions = position_table(df, include_gold=with_gold)
+    positions.to_csv(out / POSITIONS_FILE, index=False)
     eff = efficiency_table(df)
 
-    dims = _pivot(table, "dimension", [*DIMENSIONS], _cell)
-    overall = _pivot(table, "overall", ["overall"], _cell)
-    headline = dims.merge(overall, on="method", how="left")
+    # the gold row (last, when there) is a reference, not a method: it never marks a method
+    methods = positions.iloc[:-1] if with_gold and len(positions) else positions
+    flagged = set(methods.loc[methods["flagged"].astype(bool), "method"])
     tasks = _pivot(table, "task", [*TASKS], lambda r: f"{r.accuracy:.3f}")
     eff_md = eff.assign(
         prompt_tokens=eff["prompt_tokens"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}"),
@@ -105,14 +155,12 @@ def write_report(
     parts += [f"- **{k}:** {v}" for k, v in (facts or {}).items()]
     parts += [
         "",
-        "## Accuracy by dimension (95% bootstrap interval over questions)",
-        "",
-        _markdown(headline),
-        "",
+        *_headline_markdown(table, flagged),
         "## Accuracy by sub-task",
         "",
         _markdown(tasks),
         "",
+        *_positions_markdown(positions),
         "## Efficiency",
         "",
         "Prompt tokens: what the LLM reads in front of the answer (soft-prompt vectors count as "
@@ -131,6 +179,7 @@ def write_report(
     return {
         "results": out / RESULTS_FILE,
         "accuracy": out / ACCURACY_FILE,
+        "positions": out / POSITIONS_FILE,
         "report": out / REPORT_FILE,
         "task_chart": out / TASK_CHART,
         "tokens_chart": out / TOKENS_CHART,
@@ -162,7 +211,7 @@ def _charts(table: pd.DataFrame, eff: pd.DataFrame, out: Path) -> None:
     ax.set_xticks(x, [t.replace("_", "\n") for t in tasks])
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
-    ax.set_title("UQA accuracy by sub-task (95% bootstrap intervals)")
+    ax.set_title("UQA accuracy by sub-task (95% Wilson intervals)")
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
     fig.savefig(out / TASK_CHART, dpi=120)

@@ -7,13 +7,20 @@
 * Multiple choice (`score_mc`): the option letter is read from the output (`parse_letter`:
   ``"B"``, ``"(b)"``, ``"Answer: B"``, ``"B. Comedy"`` or the option text itself).
 * `accuracy_table`: accuracy per sub-task, per dimension and overall (micro: every question
-  counts the same) with seeded bootstrap 95% intervals.
+  counts the same) with Wilson score intervals (`wilson_interval`, 95% by default).
+* `position_table`: per method, the share of multiple-choice answers at each option position,
+  flagging a method that puts more than `POSITION_BIAS_SHARE` of them on one position (a small
+  LLM that always answers "A" scores chance without reading the question).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -23,13 +30,20 @@ from userfm.errors import ConfigError, DataError
 from userfm.eval.uqa.schema import DIMENSIONS, LETTERS, TASKS
 
 __all__ = [
+    "POSITION_BIAS_SHARE",
     "accuracy_table",
     "normalise",
     "parse_letter",
+    "position_table",
     "score",
     "score_free",
     "score_mc",
+    "wilson_interval",
 ]
+
+#: a method is flagged for position bias when more than this share of its multiple-choice
+#: answers sit on one option position (options are shuffled, so gold letters are uniform)
+POSITION_BIAS_SHARE: float = 0.5
 
 # Punctuation and symbols become a space (SQuAD deletes them): "Drama->Comedy" and
 # "Drama -> Comedy" then normalise alike, and so do "Sci-Fi" and "Sci Fi".
@@ -184,25 +198,71 @@ def score(prediction: str | None, record: Mapping[str, Any]) -> bool:
     return score_free(prediction, record["answer"])
 
 
+def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``correct / n``.
+
+    Unlike the normal (Wald) interval or a bootstrap, it has non-zero width at 0 and 1 and
+    stays inside [0, 1], so a method that gets all of 10 questions right reads as
+    "at least about 0.72", not "exactly 1" (Wilson 1927; Brown, Cai & DasGupta 2001).
+
+    Args:
+        correct: number of successes, ``0 <= correct <= n``.
+        n: number of trials, ``>= 1``.
+        confidence: interval coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)``; e.g. 0 of 10 gives ``(0.0, 0.2775)``, 50 of 100 ``(0.4038, 0.5962)``.
+
+    Raises:
+        ConfigError: ``n < 1``, ``correct`` outside [0, n], or ``confidence`` outside (0, 1).
+    """
+    for name, value in (("n", n), ("correct", correct)):
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise ConfigError(f"`{name}` must be an integer, got {value!r}")
+    if n < 1:
+        raise ConfigError(f"`n` must be >= 1 (no questions, no interval), got {n}")
+    if not 0 <= correct <= n:
+        raise ConfigError(f"`correct` must be in [0, n={n}], got {correct}")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"`confidence` must be in (0, 1), got {confidence!r}")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p, z2 = correct / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # at 0 (or n) successes the bound is exactly 0 (or 1); rounding would leave ~1e-17
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == n else min(1.0, centre + half)
+    return low, high
+
+
+def _check_fields(df: pd.DataFrame, fields: Sequence[str], *, nullable: Sequence[str] = ()) -> None:
+    """DataError naming the first required field that is absent (or missing in a row)."""
+    for col in fields:
+        if col not in df.columns:
+            raise DataError(f"every result needs a {col!r} field", column=col)
+        if col in nullable:
+            continue
+        missing = df[col].isna().to_numpy()
+        if missing.any():
+            raise DataError(
+                f"result field {col!r} is missing", column=col, row=int(missing.argmax())
+            )
+
+
 def accuracy_table(
     results: Iterable[Mapping[str, Any]] | pd.DataFrame,
     *,
-    n_resamples: int = 1000,
-    seed: int = 0,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Accuracy per method at three levels: sub-task, dimension and overall, with bootstrap CIs.
+    """Accuracy per method at three levels: sub-task, dimension and overall, with Wilson CIs.
 
-    Every question counts the same at every level (micro average). The interval is the
-    percentile bootstrap over questions: resampling n 0/1 outcomes with replacement gives a
-    Binomial(n, accuracy) / n mean, so it is drawn directly (exactly the same distribution,
-    without materialising n_resamples x n indices).
+    Every question counts the same at every level (micro average). The interval is the Wilson
+    score interval (`wilson_interval`) of ``correct`` out of ``n``: closed form, so the table
+    is deterministic, and not zero-width at accuracy 0 or 1 as a bootstrap would be.
 
     Args:
         results: one mapping per scored answer with at least ``method``, ``task``,
             ``dimension`` and ``correct`` (bool or 0/1), or a DataFrame with those columns.
-        n_resamples: bootstrap resamples.
-        seed: seed of the resampling (row i of the table uses the stream ``(seed, i)``).
         confidence: interval coverage, in (0, 1).
 
     Returns:
@@ -213,34 +273,21 @@ def accuracy_table(
 
     Raises:
         DataError: a result lacks a required field.
-        ConfigError: bad ``n_resamples`` or ``confidence``.
+        ConfigError: bad ``confidence``.
     """
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ConfigError(f"`n_resamples` must be an integer >= 1, got {n_resamples!r}")
     if not 0 < confidence < 1:
         raise ConfigError(f"`confidence` must be in (0, 1), got {confidence!r}")
     df = results.copy() if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
     columns = ["method", "level", "name", "n", "correct", "accuracy", "ci_low", "ci_high"]
     if df.empty:
         return pd.DataFrame(columns=columns)
-    for col in ("method", "task", "dimension", "correct"):
-        if col not in df.columns:
-            raise DataError(f"every result needs a {col!r} field", column=col)
-        missing = df[col].isna().to_numpy()
-        if missing.any():
-            raise DataError(
-                f"result field {col!r} is missing", column=col, row=int(missing.argmax())
-            )
+    _check_fields(df, ("method", "task", "dimension", "correct"))
     df["correct"] = df["correct"].astype(bool)
-    alpha = (1 - confidence) / 2
     rows: list[dict[str, Any]] = []
 
     def add(method: str, level: str, name: str, correct: np.ndarray) -> None:
         n, k = len(correct), int(correct.sum())
-        acc = k / n
-        rng = np.random.default_rng([seed, len(rows)])
-        boot = rng.binomial(n, acc, size=n_resamples) / n
-        lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+        lo, hi = wilson_interval(k, n, confidence)
         rows.append(
             {
                 "method": method,
@@ -248,9 +295,9 @@ def accuracy_table(
                 "name": name,
                 "n": n,
                 "correct": k,
-                "accuracy": acc,
-                "ci_low": float(lo),
-                "ci_high": float(hi),
+                "accuracy": k / n,
+                "ci_low": lo,
+                "ci_high": hi,
             }
         )
 
@@ -262,4 +309,79 @@ def accuracy_table(
             for name in names:
                 add(method, level, name, sub.loc[sub[col] == name, "correct"].to_numpy())
         add(method, "overall", "overall", sub["correct"].to_numpy())
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _as_letter(value: object) -> str | None:
+    """The option letter a stored answer names (``"B"``, ``" b "``), or None for anything else."""
+    if not isinstance(value, str):
+        return None
+    s = value.strip().upper()
+    return s if len(s) == 1 and s in LETTERS else None
+
+
+def _position_row(name: str, letters: Sequence[str | None], positions: str) -> dict[str, Any]:
+    n = len(letters)
+    counts = Counter(letters)
+    shares = {c: counts[c] / n for c in positions}
+    # `none` is not a position: an answer that names no letter cannot be biased towards one
+    top = max(shares.values(), default=0.0)
+    return {
+        "method": name,
+        **shares,
+        "none": counts[None] / n,
+        "n": n,
+        "max_share": top,
+        "flagged": top > POSITION_BIAS_SHARE,
+    }
+
+
+def position_table(
+    results: Iterable[Mapping[str, Any]] | pd.DataFrame, *, include_gold: bool = False
+) -> pd.DataFrame:
+    """Per method, the share of its multiple-choice answers at each option position.
+
+    Options are shuffled when questions are built, so the gold letters are uniform; a method
+    that puts most answers on one position (a small LLM that answers "A" whatever the
+    question) reaches chance accuracy without reading anything, and is flagged.
+
+    Args:
+        results: one mapping per scored answer with ``method``, ``format`` and ``prediction``
+            (for ``"mc"``: the chosen letter, or None), and ``gold`` (the gold letter) when
+            ``include_gold``; or a DataFrame with those columns. ``"free"`` results are
+            ignored.
+        include_gold: append a row ``"gold"``: the gold letters over the multiple-choice
+            questions of the first method, for reference.
+
+    Returns:
+        A DataFrame with columns ``method``, one per option position (``A``, ``B``, ...: as
+        many as the largest letter among the predictions and gold letters), ``none`` (share
+        of answers that are None or not a single letter, e.g. an option's text), ``n``
+        (multiple-choice answers), ``max_share`` (largest position share; ``none`` excluded)
+        and ``flagged`` (``max_share > POSITION_BIAS_SHARE``). Methods keep their order of
+        first appearance; one without multiple-choice results is absent.
+
+    Raises:
+        DataError: a result lacks a required field.
+    """
+    df = results.copy() if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
+    if df.empty:
+        return pd.DataFrame(columns=["method", "none", "n", "max_share", "flagged"])
+    required = ["method", "format", "prediction"] + (["gold"] if include_gold else [])
+    _check_fields(df, required, nullable=("prediction", "gold"))
+    mc = df[df["format"] == "mc"]
+    predicted = [_as_letter(v) for v in mc["prediction"]]
+    gold = [_as_letter(v) for v in mc["gold"]] if "gold" in mc.columns else []
+    seen = [LETTERS.index(x) for x in (*predicted, *gold) if x is not None]
+    positions = LETTERS[: max(seen) + 1] if seen else ""
+    by_method: dict[Any, list[str | None]] = {}
+    for method, letter in zip(mc["method"], predicted, strict=True):
+        by_method.setdefault(method, []).append(letter)
+    order = [m for m in pd.unique(df["method"]) if m in by_method]
+    rows = [_position_row(m, by_method[m], positions) for m in order]
+    if include_gold and order:
+        # every method answers the same questions; the first one's mc rows are that set
+        first = [g for g, m in zip(gold, mc["method"], strict=True) if m == order[0]]
+        rows.append(_position_row("gold", first, positions))
+    columns = ["method", *positions, "none", "n", "max_share", "flagged"]
     return pd.DataFrame(rows, columns=columns)

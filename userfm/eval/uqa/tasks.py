@@ -31,7 +31,10 @@ attribute is the first of them by default (``multi_value="first"``; ``"last"`` o
 ``"joined"`` for the whole string). We take one value so that every question has exactly one
 gold answer. Note that MovieLens lists genres in a fixed alphabetical order, so "first" is the
 alphabetically first genre of the movie (``Action|Adventure|Drama`` -> ``Action``).
-Missing / empty values are missing attributes, never counted as a value.
+Missing / empty values are missing attributes, never counted as a value. The value is
+`userfm.data.attributes.attribute_value`, the definition the history text
+(`userfm.data.history_text`) writes in brackets too, so that the answers of the sub-tasks in
+`READABLE_TASKS` can be read from the text the model sees.
 
 **Ties** (most frequent attr): the value whose latest occurrence is more recent wins, which is
 deterministic (each position holds one value) and reads as "the more current interest".
@@ -77,8 +80,9 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 
+from userfm.data.attributes import DEFAULT_MULTI_VALUE, MULTI_VALUES, attribute_value
 from userfm.data.log import EventLog
-from userfm.data.schema import CATEGORY, CATEGORY_SEP, ITEM, TITLE
+from userfm.data.schema import CATEGORY, ITEM, TITLE
 from userfm.errors import ConfigError, DataError
 from userfm.eval.uqa.schema import (
     LETTERS,
@@ -91,6 +95,7 @@ from userfm.eval.uqa.schema import (
 from userfm.eval.uqa.scoring import normalise
 
 __all__ = [
+    "READABLE_TASKS",
     "QuestionConfig",
     "VisibleEvent",
     "balance_cap",
@@ -103,6 +108,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("userfm.eval")
+
+# Sub-tasks whose gold answer is computed from the visible context alone, so it can be read
+# from the history text (`userfm.data.history_text`); tests/eval/uqa/test_readable.py checks
+# it. next_item / next_attribute ask about the held-out next event, which no text shows.
+READABLE_TASKS = ("direct_feature", "match_feature", "long_term", "short_term", "trajectory")
 
 # Skip reasons, counted per sub-task and split.
 TOO_SHORT = "history_too_short"
@@ -206,7 +216,7 @@ class QuestionConfig:
     questions_per_user: int = 2
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     attribute: str = CATEGORY
-    multi_value: Literal["first", "last", "joined"] = "first"
+    multi_value: Literal["first", "last", "joined"] = DEFAULT_MULTI_VALUE
     item_noun: str = "item"
     attribute_noun: str | None = None
     n_recent: int = 10
@@ -254,8 +264,8 @@ class QuestionConfig:
         object.__setattr__(self, "split_fractions", tuple(float(x) for x in fr))
         if not isinstance(self.attribute, str) or not self.attribute:
             _bad("attribute", self.attribute, "a non-empty column name")
-        if self.multi_value not in ("first", "last", "joined"):
-            _bad("multi_value", self.multi_value, "'first', 'last' or 'joined'")
+        if self.multi_value not in MULTI_VALUES:
+            _bad("multi_value", self.multi_value, f"one of {list(MULTI_VALUES)}")
         if not isinstance(self.item_noun, str) or not self.item_noun.strip():
             _bad("item_noun", self.item_noun, "a non-empty string")
         if self.attribute_noun is not None and (
@@ -431,14 +441,11 @@ class _Events:
 
 
 def _attribute_values(raw: Sequence[object], multi_value: str) -> np.ndarray:
-    """(N,) object array: the configured single attribute value per event, None if missing."""
-    pick = {"first": 0, "last": -1}.get(multi_value)
+    """(N,) object array: the configured single attribute value per event, None if missing
+    (`attribute_value`, shared with the history text)."""
     out = np.empty(len(raw), dtype=object)
     for i, v in enumerate(raw):
-        s = None if v is None else str(v).strip()
-        if s and pick is not None:
-            s = s.split(CATEGORY_SEP)[pick].strip()
-        out[i] = s or None
+        out[i] = attribute_value(v, multi_value)
     return out
 
 
