@@ -49,7 +49,7 @@ from userfm.adapters.text import (
 )
 from userfm.data.batch import Batch
 from userfm.data.collate import collate
-from userfm.data.history_text import history_lines, history_prompt
+from userfm.data.history_text import history_lines, history_prompt, lines_within
 from userfm.data.log import UserHistory
 from userfm.encoder import UserEncoder
 from userfm.errors import ConfigError
@@ -212,6 +212,17 @@ class UserConditionedLM(nn.Module):
             raise ConfigError('"text" mode reads raw `UserHistory` objects, not a `Batch`')
         lines = history_lines(history)
         return history_prompt(self.tokenizer, lines, question, max_tokens=self.config.text_tokens)
+
+    def events_read(self, history: UserHistory) -> int:
+        """How many of ``history``'s events reach the LLM: in "text" mode the most recent ones
+        that fit in ``text_tokens``; through the encoder at most its ``max_len``; none in
+        "none" mode."""
+        if self.config.mode == "none":
+            return 0
+        if self.config.mode == "text":
+            lines = history_lines(history)
+            return lines_within(self.tokenizer, lines, self.config.text_tokens)
+        return min(len(history), self.encoder.config.max_len)
 
     def prompt_tokens(self, history: UserHistory, question: str) -> PromptTokens:
         """The prompt's token ids, with the K soft-prompt slots inside the user turn in

@@ -54,6 +54,8 @@ def test_text_mode_writes_the_recent_history_within_its_budget():
     assert long - short == 7 * len(tok("- 1 [drama]\n", add_special_tokens=False)["input_ids"])
     with pytest.raises(ConfigError, match="raw `UserHistory`"):
         wide.prompt_text(object(), "q")
+    # reports state how many events a budget shows: the lines the prompt holds
+    assert model.events_read(history(9)) == 1 and wide.events_read(history(9)) == 9
 
 
 def test_soft_prompt_lengths_count_the_latents(tiny_encoder, tiny_log):
@@ -65,6 +67,8 @@ def test_soft_prompt_lengths_count_the_latents(tiny_encoder, tiny_log):
     assert model.prompt_lengths(h, ["q", "q ?"]) == [
         n + 3 for n in plain.prompt_lengths(h, ["q", "q ?"])
     ]
+    assert plain.events_read(h[0]) == 0
+    assert model.events_read(h[0]) == min(len(h[0]), tiny_encoder.config.max_len)
 
 
 @pytest.mark.parametrize("mode", ["none", "text"])

@@ -83,3 +83,7 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
     assert tokens["soft prompt"] == tokens["none + LoRA"] + 2  # K = 2 latents
     assert tokens["cross-attn"] == tokens["none + LoRA"]
     assert results[results["method"] == "random"]["prompt_tokens"].isna().all()
+    events = results.groupby("method")["events_read"].mean()
+    assert events["text-24 (zero-shot)"] > events["text-12 (zero-shot)"] > 0
+    assert events["none (zero-shot)"] == 0 and events["soft prompt"] > events["text-24 (zero-shot)"]
+    assert "history events read (mean)" in text

@@ -6,8 +6,9 @@ choice by likelihood, "cloze": each option's text scored as the answer to the qu
 without its option list; returns per question the summed log-probability and token count of
 each option) and ``generate(histories, prompts, max_new_tokens=...)`` (free form);
 ``choose_letter(histories, prompts, letters)`` (the letter diagnostic),
-``prompt_lengths(histories, prompts)`` (the efficiency column) and ``prompt_text(history,
-prompt)`` (what the LLM is shown, e.g. with the history as text) are optional.
+``events_read(history)`` and ``prompt_lengths(histories, prompts)`` (the efficiency columns)
+and ``prompt_text(history, prompt)`` (what the LLM is shown, e.g. with the history as text)
+are optional.
 `userfm.adapters.UserConditionedLM` is one; this module imports no training stage (the CLI and
 the benchmarks wire models in).
 
@@ -186,6 +187,7 @@ def answer_questions(
             raise DataError(f"record {i} has format {r['format']!r}; expected 'mc' or 'free'")
     lengths = getattr(model, "prompt_lengths", None)
     shown = getattr(model, "prompt_text", None)
+    events_read = getattr(model, "events_read", None)
     out: dict[str, list[dict[str, Any]]] = {method: []}
     if per_token:
         out[method + PER_TOKEN] = []
@@ -205,6 +207,8 @@ def answer_questions(
         tokens = lengths(histories, prompts) if lengths is not None else [None] * len(chunk)
         for r, h, t, (best, best_norm) in zip(chunk, histories, tokens, answers, strict=True):
             extra = {"prompt_tokens": t, "ms": ms}
+            if events_read is not None:
+                extra["events_read"] = events_read(h)
             if shown is not None:
                 extra["prompt"] = shown(h, _cloze(r))
             out[method].append(_result(method, r, best, **extra))

@@ -28,14 +28,18 @@ TASK_CHART, TOKENS_CHART = "accuracy_by_task.png", "accuracy_vs_tokens.png"
 
 
 def efficiency_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per method: questions answered, mean prompt tokens and mean ms per question (NaN for
-    methods that do not run the LLM)."""
+    """Per method: questions answered, mean events of the history the method reads (a text
+    budget shows only the most recent ones), mean prompt tokens and mean ms per question (NaN
+    where a method does not say, e.g. the non-LLM baselines)."""
     df = results.copy()
-    for col in ("prompt_tokens", "ms"):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in ("events_read", "prompt_tokens", "ms"):
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else float("nan")
     order = list(dict.fromkeys(df["method"]))
     table = df.groupby("method", sort=False).agg(
-        n=("correct", "size"), prompt_tokens=("prompt_tokens", "mean"), ms=("ms", "mean")
+        n=("correct", "size"),
+        events_read=("events_read", "mean"),
+        prompt_tokens=("prompt_tokens", "mean"),
+        ms=("ms", "mean"),
     )
     return table.reindex(order).reset_index()
 
@@ -148,9 +152,17 @@ def write_report(
     flagged = set(methods.loc[methods["flagged"].astype(bool), "method"])
     tasks = _pivot(table, "task", [*TASKS], lambda r: f"{r.accuracy:.3f}")
     eff_md = eff.assign(
-        prompt_tokens=eff["prompt_tokens"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}"),
-        ms=eff["ms"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}"),
-    ).rename(columns={"prompt_tokens": "prompt tokens (mean)", "ms": "ms / question"})
+        **{
+            c: eff[c].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
+            for c in ("events_read", "prompt_tokens", "ms")
+        }
+    ).rename(
+        columns={
+            "events_read": "history events read (mean)",
+            "prompt_tokens": "prompt tokens (mean)",
+            "ms": "ms / question",
+        }
+    )
     parts = [f"# {title}", ""]
     parts += [f"- **{k}:** {v}" for k, v in (facts or {}).items()]
     parts += [
@@ -163,9 +175,12 @@ def write_report(
         *_positions_markdown(positions),
         "## Efficiency",
         "",
-        "Prompt tokens: what the LLM reads in front of the answer (soft-prompt vectors count as "
-        "tokens; cross-attention latents do not enter the sequence). ms / question: wall time "
-        "per question in batches (multiple choice: one prefill pass).",
+        "History events read: how many of the visible events the method reads (a text prompt "
+        "shows as many of the most recent ones as fit in its token budget; the encoder reads up "
+        "to its max_len). Prompt tokens: what the LLM reads in front of the answer (soft-prompt "
+        "vectors count as tokens; cross-attention latents do not enter the sequence). "
+        "ms / question: wall time per question in batches (multiple choice: one forward pass "
+        "over all options).",
         "",
         _markdown(eff_md),
         "",
