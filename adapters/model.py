@@ -278,6 +278,7 @@ class UserConditionedLM(nn.Module):
         position_ids: torch.Tensor | None = None,
         latents: torch.Tensor | None = None,
         logits_to_keep: int = 0,
+        use_cache: bool = False,
     ):
         """LM output of token ids with the user context in place.
 
@@ -292,13 +293,18 @@ class UserConditionedLM(nn.Module):
             latents: (R, K, H) user latents already computed (`user_latents`), e.g. one
                 user's repeated over several answer options.
             logits_to_keep: compute the output layer at the last N positions only (0: all).
+            use_cache: return the LLM's KV cache (``past_key_values``).
 
         Returns:
             The LLM's ``CausalLMOutputWithPast`` (logits (R, N or L, V)).
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        kwargs = {"attention_mask": attention_mask, "position_ids": position_ids}
+        kwargs = {
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "use_cache": use_cache,
+        }
         if logits_to_keep:
             kwargs["logits_to_keep"] = logits_to_keep
         if not self.config.reads_encoder:
@@ -440,25 +446,71 @@ class UserConditionedLM(nn.Module):
         if min(sizes, default=1) < 1:
             raise ConfigError("every question needs at least one option")
         rows = [b for b, n in enumerate(sizes) for _ in range(n)]
-        flat = [o for opts in options for o in opts]
+        answers = [answer_ids(self.tokenizer, o) for opts in options for o in opts]
         with self._evaluating():
             latents = self.user_latents(histories) if self.config.reads_encoder else None
             hs = histories if not isinstance(histories, Batch) else [None] * len(prompts)
             tokens = [self.prompt_tokens(h, p) for h, p in zip(hs, prompts, strict=True)]
-            batch = token_batch(
-                [tokens[b] for b in rows],
-                [answer_ids(self.tokenizer, o) for o in flat],
-                pad_token_id(self.tokenizer),
-            ).to(self.device)
-            index = torch.tensor(rows, device=self.device)
-            scored = self.answer_logprobs(batch, None if latents is None else latents[index])
-        total = (scored.logprobs * scored.mask).sum(dim=1).tolist()
-        count = scored.mask.sum(dim=1).tolist()
+            prompt = token_batch(tokens, None, pad_token_id(self.tokenizer)).to(self.device)
+            logprobs, mask = self._continuation_logprobs(prompt, latents, rows, answers)
+        total = (logprobs * mask).sum(dim=1).tolist()
+        count = mask.sum(dim=1).tolist()
         out, start = [], 0
         for n in sizes:
             out.append(OptionScores(total[start : start + n], count[start : start + n]))
             start += n
         return out
+
+    def _continuation_logprobs(
+        self,
+        prompt: TokenBatch,
+        latents: torch.Tensor | None,
+        rows: list[int],
+        answers: list[list[int]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R, A) log-probabilities of R answers and (R, A) mask of their tokens, answer r
+        continuing prompt ``rows[r]``. Each prompt is read once and its KV cache is shared by
+        its answers: options are short, so this costs about one prompt pass, not one per
+        option.
+        """
+        pad = pad_token_id(self.tokenizer)
+        out = self(
+            None,
+            prompt.input_ids,
+            prompt.attention_mask,
+            user_slots=prompt.user_slots,
+            position_ids=prompt.position_ids,
+            latents=latents,
+            logits_to_keep=1,
+            use_cache=True,
+        )
+        first = out.logits[:, -1].float().log_softmax(dim=-1)  # (B, V): predicts token 0
+        index = torch.tensor(rows, device=self.device)
+        cache = out.past_key_values
+        cache.reorder_cache(index)  # (B, ...) -> (R, ...): each option row gets its prompt's
+        A = max(len(a) for a in answers)
+        targets = torch.full((len(rows), A), pad, dtype=torch.long, device=self.device)
+        mask = torch.zeros((len(rows), A), dtype=torch.bool, device=self.device)
+        for r, a in enumerate(answers):
+            targets[r, : len(a)] = torch.tensor(a, device=self.device)
+            mask[r, : len(a)] = True
+        logprobs = first[index].gather(1, targets[:, :1])  # (R, 1)
+        if A > 1:  # the rest: read tokens 0..A-2 after the cached prompt
+            feed = targets[:, :-1]  # (R, A - 1), right-padded
+            attention = torch.cat([prompt.attention_mask[index], mask[:, :-1].long()], dim=1)
+            start = prompt.attention_mask[index].sum(dim=1, keepdim=True)  # (R, 1)
+            positions = start + torch.arange(A - 1, device=self.device)
+            context = latents[index] if latents is not None else None
+            with self.user_context(context):
+                rest = self.llm(
+                    input_ids=feed,
+                    attention_mask=attention,
+                    position_ids=positions,
+                    past_key_values=cache,
+                ).logits.float()  # (R, A - 1, V): column j predicts token j + 1
+            tail = rest.log_softmax(dim=-1).gather(-1, targets[:, 1:, None]).squeeze(-1)
+            logprobs = torch.cat([logprobs, tail], dim=1)
+        return logprobs, mask
 
     @torch.no_grad()
     def choose(

@@ -12,13 +12,14 @@
    (none + LoRA), the soft prompt (frozen LLM, no LoRA) with and without the alignment stage,
    cross-attention, and the 256-token text prompt + LoRA.
 5. ``userfm eval uqa`` on *every* test question: those methods, each encoder method again
-   with another test user's context (swapped user), the frozen LLM with no user and with 256 /
-   1024-token text prompts, random, prior-only, the direct computation from the history, the
-   encoder's linear probe and its next-item scores. Multiple choice by option likelihood;
-   95% Wilson intervals; the letter diagnostic and the predicted-position shares beside.
+   with another test user's context (swapped user), the frozen LLM with no user and with a
+   256-token text prompt (and 1024 with ``--long-text``), random, prior-only, the direct
+   computation from the history, the encoder's linear probe and its next-item scores.
+   Multiple choice by option likelihood; 95% Wilson intervals; the letter diagnostic of the
+   frozen LLM and the predicted-position shares of every method beside.
 6. Check the issue's targets (`check_targets`) and print them, with the time per method.
 
-Run: python benchmarks/uqa_ml100k.py [--quick] [--encoder DIR] [--long-text-lora] [--data PATH]
+Run: python benchmarks/uqa_ml100k.py [--quick] [--encoder DIR] [--long-text] [--data PATH]
 [--out DIR]. ``--quick``: 3 pretraining epochs, 6 steps per method, 3 test questions per
 sub-task: the plumbing in about 5 minutes, no meaningful accuracy. Ends by printing one JSON
 line (``"benchmark": "uqa_ml100k"``).
@@ -73,7 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="the plumbing in about 5 minutes")
     p.add_argument("--encoder", type=Path, default=None, help="reuse this encoder, no pretraining")
     p.add_argument(
-        "--long-text-lora", action="store_true", help="also train the 1024-token text + LoRA"
+        "--long-text",
+        action="store_true",
+        help="also the 1024-token text prompt, zero-shot and + LoRA (slow on CPU: a GPU item)",
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "uqa_ml100k")
@@ -102,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     encoder = pretrain(out, data, epochs, timings) if args.encoder is None else args.encoder
     encoder = str(Path(encoder).resolve())
     ml = ["--log", data, "--log-format", "movielens-100k"]
-    cli(["eval", "questions", *ml, "--out", str(out / "qa")])
-    cli(["eval", "descriptions", *ml, "--out", str(out / "describe")])
+    nouns = ["--item-noun", "movie", "--attribute-noun", "genre"]
+    cli(["eval", "questions", *ml, *nouns, "--out", str(out / "qa")])
+    cli(["eval", "descriptions", *ml, *nouns, "--out", str(out / "describe")])
     common = fit_flags(out, data, encoder, steps, quick)
     t = time.perf_counter()
     cli(["adapters", "fit", "--config", "configs/adapters/align.yaml", *common,
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
          "--trainer.logger.init_args.name", "align"])  # fmt: skip
     timings["fit align (stage 2a) s"] = time.perf_counter() - t
     runs = [(n.format(budget=budgets[0]), m, lora, a, budgets[0], []) for n, m, lora, a in TRAINED]
-    if args.long_text_lora:  # the same 8 questions per step, in micro-batches that fit
+    if args.long_text:  # the same 8 questions per step, in micro-batches that fit
         small = ["--data.batch_size", "2", "--trainer.accumulate_grad_batches", "4"]
         runs.append((f"text-{budgets[1]} + LoRA", "text", True, False, budgets[1], small))
     adapters = []
@@ -131,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     report = out / "report"
     cli(["eval", "uqa", "--questions", str(out / "qa"), *ml, "--out", str(report), *adapters,
-         "--zero-shot", "--text-tokens", *map(str, budgets), "--encoder", encoder,
+         "--zero-shot", "--text-tokens", *map(str, budgets[: 2 if args.long_text else 1]),
+         "--encoder", encoder,
          "--swapped", "--letters",
          *(["--max-per-task", str(per_task)] if per_task else [])])  # fmt: skip
     timings["evaluate s"] = time.perf_counter() - t

@@ -181,7 +181,7 @@ def cmd_eval_questions(args: argparse.Namespace) -> int:
     from userfm.eval.uqa import QuestionConfig, build_questions, save_questions
 
     log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
-    overrides: dict = {"format": args.format}
+    overrides: dict = {"format": args.format, **_nouns(args)}
     if args.tasks:
         overrides["tasks"] = tuple(t.strip() for t in args.tasks.split(","))
     questions = build_questions(log, seed=args.seed, config=QuestionConfig(**overrides))
@@ -191,13 +191,26 @@ def cmd_eval_questions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nouns(args: argparse.Namespace) -> dict[str, str]:
+    """The `QuestionConfig` nouns given on the command line."""
+    nouns = {"item_noun": args.item_noun, "attribute_noun": args.attribute_noun}
+    return {k: v for k, v in nouns.items() if v}
+
+
+def _add_noun_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--item-noun", default=None, help="what an item is called (default 'item')")
+    p.add_argument(
+        "--attribute-noun", default=None, help="what the attribute is called (default its column)"
+    )
+
+
 def cmd_eval_descriptions(args: argparse.Namespace) -> int:
     from userfm.data.sources import load_source
     from userfm.eval.uqa import QuestionConfig, save_questions
     from userfm.eval.uqa.describe import build_descriptions
 
     log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
-    config = QuestionConfig(format="free")
+    config = QuestionConfig(format="free", **_nouns(args))
     records = build_descriptions(log, seed=args.seed, config=config, recent=args.recent)
     out = save_questions(records, args.out, config=config)
     counts = ", ".join(f"{split} {len(ds):,}" for split, ds in records.items())
@@ -254,14 +267,12 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
 
     swap = ev.swapped_users(records, seed=args.seed) if args.swapped else None
 
-    def run(name: str, model: UserConditionedLM) -> None:
+    def run(name: str, model: UserConditionedLM, *, letters: bool = False) -> None:
         print(f"userfm eval uqa: {name}: {model.describe()}", flush=True)
         model.to(device)
         common = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
-        results.extend(
-            ev.answer_questions(name, model, records, log, letters=args.letters, **common)
-        )
-        if swap is not None and model.config.mode != "none":  # "none" reads no user
+        results.extend(ev.answer_questions(name, model, records, log, letters=letters, **common))
+        if swap is not None and model.config.reads_encoder:
             results.extend(
                 ev.answer_questions(
                     f"{name}{ev.SWAPPED}", model, records, log, swap=swap, per_token=False, **common
@@ -276,10 +287,12 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
         del model
     if args.zero_shot:
         llm, tokenizer = load_llm(llm_name or "smollm2-135m-instruct")
-        run("none (zero-shot)", UserConditionedLM(None, llm, tokenizer, AdapterConfig(mode="none")))
+        none = UserConditionedLM(None, llm, tokenizer, AdapterConfig(mode="none"))
+        run("none (zero-shot)", none, letters=args.letters)
         for budget in args.text_tokens:
             cfg = AdapterConfig(mode="text", text_tokens=budget)
-            run(f"text-{budget} (zero-shot)", UserConditionedLM(None, llm, tokenizer, cfg))
+            model = UserConditionedLM(None, llm, tokenizer, cfg)
+            run(f"text-{budget} (zero-shot)", model, letters=args.letters)
     facts = {
         "questions": f"{args.questions} ({args.split} split, {len(records):,} questions"
         + (f", at most {args.max_per_task} per sub-task" if args.max_per_task else "")
@@ -344,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", default="mc", choices=["mc", "free", "both"])
     q.add_argument("--tasks", default=None, help="comma-separated sub-tasks (default: all seven)")
     q.add_argument("--seed", type=int, default=0)
+    _add_noun_args(q)
     _add_schema_args(q)
     q.set_defaults(func=cmd_eval_questions)
     d = ev_sub.add_parser(
@@ -360,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="output folder")
     d.add_argument("--recent", type=int, default=5, help="recent items listed per user")
     d.add_argument("--seed", type=int, default=0, help="the question set's seed")
+    _add_noun_args(d)
     _add_schema_args(d)
     d.set_defaults(func=cmd_eval_descriptions)
     u = ev_sub.add_parser(
@@ -401,12 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--swapped",
         action="store_true",
-        help="also answer with another user's context (the user-specific part of the signal)",
+        help="also answer with another user's context (the user-specific part of the signal): "
+        "soft-prompt and cross-attention adapters",
     )
     u.add_argument(
         "--letters",
         action="store_true",
-        help="also score the option letter ranked first (a diagnostic of position bias)",
+        help="with --zero-shot: also score the option letter the frozen LLM ranks first (a "
+        "diagnostic of position bias)",
     )
     u.add_argument("--llm", default=None, help="LLM of the zero-shot methods (default: adapters')")
     u.add_argument("--split", default="test")

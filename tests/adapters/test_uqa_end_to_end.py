@@ -53,12 +53,13 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
         ]
     )  # fmt: skip
     assert rc == 0
-    llm_methods = [*TRAINED, "none (zero-shot)", "text-12 (zero-shot)", "text-24 (zero-shot)"]
+    zero_shot = ["none (zero-shot)", "text-12 (zero-shot)", "text-24 (zero-shot)"]
+    llm_methods = [*TRAINED, *zero_shot]
     user_methods = [m for m, (mode, _) in TRAINED.items() if mode != "none"]
     methods = [
         *llm_methods,
         *(m + " [per token]" for m in llm_methods),
-        *(m + " [letter]" for m in llm_methods),
+        *(m + " [letter]" for m in zero_shot),
         *(m + " [swapped user]" for m in user_methods),
         "random",
         "prior-only",
