@@ -5,8 +5,9 @@ the answer text + end of turn, with the LLM's output layer run over the answer p
 only), logged with the share of answers whose every token is the model's top prediction
 (teacher-forced exact match, cheap enough for every validation step). The optimiser has one
 parameter group per part (Perceiver / projection, soft-prompt scale and gates, LoRA, encoder),
-each with its own learning rate. Checkpoints hold only the trainable tensors (the frozen LLM and encoder are
-re-loaded from their references), and the adapter directory is written at the end of ``fit``.
+each with its own learning rate. Checkpoints hold only the trainable tensors (the frozen LLM
+and encoder are re-loaded from their references), and the adapter directory is written at the
+end of ``fit``.
 """
 
 from __future__ import annotations

@@ -99,33 +99,31 @@ def prefill_fn(method: str, model, llm, tokenizer, history, n_events: int, attri
     """A zero-argument callable running one prefill, and its prompt token count."""
     import torch
 
-    from userfm.adapters.text import prompt_ids
+    from userfm.adapters.text import prompt_tokens
     from userfm.data.history_text import history_lines, history_prompt
 
     recent = history[len(history) - n_events :]
     if method == "text":
         lines = history_lines(recent, attributes)
-        ids = torch.tensor(
-            [prompt_ids(tokenizer, history_prompt(tokenizer, lines, QUESTION, max_tokens=None))]
-        )
+        text = history_prompt(tokenizer, lines, QUESTION, max_tokens=None)
+        ids = torch.tensor([prompt_tokens(tokenizer, text).ids])
         return (lambda: llm(input_ids=ids, use_cache=True, logits_to_keep=1)), ids.shape[1]
-    ids = torch.tensor([prompt_ids(tokenizer, QUESTION)])
-    embed = llm.get_input_embeddings()
+    batch = model.encode([recent], [QUESTION])  # soft prompt: K slots inside the user turn
     if model.config.mode == "soft_prompt":
 
         def run():
             latents = model.user_latents([recent])  # encoder + Perceiver, (1, K, H)
-            embeds = torch.cat([latents, embed(ids)], dim=1)
+            embeds = model.with_soft_prompt(batch.input_ids, latents, batch.user_slots)
             return llm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
 
-        return run, model.config.num_latents + ids.shape[1]
+        return run, batch.input_ids.shape[1]
 
     def run():
         latents = model.user_latents([recent])
         with model.user_context(latents):
-            return llm(input_ids=ids, use_cache=True, logits_to_keep=1)
+            return llm(input_ids=batch.input_ids, use_cache=True, logits_to_keep=1)
 
-    return run, ids.shape[1]
+    return run, batch.input_ids.shape[1]
 
 
 def slug(method: str) -> str:

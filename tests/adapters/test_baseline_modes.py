@@ -121,3 +121,22 @@ def test_baselines_generate_like_the_llm_on_their_prompt(mode):
     expected = llm.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
     want = tok.decode(expected[0, ids.shape[1] :], skip_special_tokens=True).strip()
     assert model.generate([h], ["which genre ?"], max_new_tokens=4) == [want]
+
+
+def test_each_part_trains_at_its_own_learning_rate(tiny_encoder):
+    module = AdapterModule(mode="soft_prompt", llm="unused", lr=1e-2, lora_lr=1e-3, lora=True)
+    cfg = AdapterConfig(
+        mode="soft_prompt", num_latents=2, heads=2, dim_head=8, lora=True, train_encoder=True
+    )
+    module.model = UserConditionedLM(tiny_encoder, make_llm("llama"), make_tokenizer(), cfg)
+    groups = {g["name"]: g for g in module.parameter_groups()}
+    assert set(groups) == {"adapter", "adapter_no_decay", "lora", "encoder"}
+    assert groups["adapter"]["lr"] == groups["adapter_no_decay"]["lr"] == 1e-2
+    assert groups["lora"]["lr"] == 1e-3 and groups["encoder"]["lr"] == 1e-3  # lr / 10
+    assert groups["adapter_no_decay"]["weight_decay"] == 0.0
+    scale = module.model.prompt_scale.scale
+    assert any(p is scale for p in groups["adapter_no_decay"]["params"])
+    n = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert n == module.model.trainable_parameters()["trainable"]
+    with pytest.raises(ConfigError, match="lora_lr"):
+        AdapterModule(lora_lr=0.0)
