@@ -317,6 +317,27 @@ class UserConditionedLM(nn.Module):
         with self.user_context(latents):
             return self.llm(input_ids=input_ids, **kwargs)
 
+    def forward_batch(
+        self,
+        batch: TokenBatch,
+        latents: torch.Tensor | None,
+        *,
+        logits_to_keep: int = 0,
+        use_cache: bool = False,
+    ):
+        """`forward` over a `TokenBatch` (left-padded rows, their positions and slots) with
+        the rows' (R, K, H) user ``latents`` (None in the "text" / "none" modes)."""
+        return self(
+            None,
+            batch.input_ids,
+            batch.attention_mask,
+            user_slots=batch.user_slots,
+            position_ids=batch.position_ids,
+            latents=latents,
+            logits_to_keep=logits_to_keep,
+            use_cache=use_cache,
+        )
+
     def with_soft_prompt(
         self, input_ids: torch.Tensor, latents: torch.Tensor, user_slots: torch.Tensor | None
     ) -> torch.Tensor:
@@ -362,15 +383,7 @@ class UserConditionedLM(nn.Module):
         """
         targets, mask = batch.answer_targets()  # (R, A)
         A = targets.shape[1]
-        out = self(
-            None,
-            batch.input_ids,
-            batch.attention_mask,
-            user_slots=batch.user_slots,
-            position_ids=batch.position_ids,
-            latents=latents,
-            logits_to_keep=A + 1,
-        )
+        out = self.forward_batch(batch, latents, logits_to_keep=A + 1)
         logits = out.logits[:, -(A + 1) : -1].float()  # (R, A, V): column a predicts token a
         logprobs = logits.log_softmax(dim=-1).gather(-1, targets[..., None]).squeeze(-1)
         top1 = logits.argmax(dim=-1) == targets
@@ -474,16 +487,7 @@ class UserConditionedLM(nn.Module):
         option.
         """
         pad = pad_token_id(self.tokenizer)
-        out = self(
-            None,
-            prompt.input_ids,
-            prompt.attention_mask,
-            user_slots=prompt.user_slots,
-            position_ids=prompt.position_ids,
-            latents=latents,
-            logits_to_keep=1,
-            use_cache=True,
-        )
+        out = self.forward_batch(prompt, latents, logits_to_keep=1, use_cache=True)
         first = out.logits[:, -1].float().log_softmax(dim=-1)  # (B, V): predicts token 0
         index = torch.tensor(rows, device=self.device)
         cache = out.past_key_values
@@ -549,15 +553,8 @@ class UserConditionedLM(nn.Module):
         with self._evaluating():
             latents = self.user_latents(histories) if self.config.reads_encoder else None
             batch = self.encode(histories, prompts).to(self.device)
-            logits = self(
-                None,
-                batch.input_ids,
-                batch.attention_mask,
-                user_slots=batch.user_slots,
-                position_ids=batch.position_ids,
-                latents=latents,
-                logits_to_keep=1,
-            ).logits[:, -1]  # (B, V): left padding puts every prompt's end last
+            out = self.forward_batch(batch, latents, logits_to_keep=1)
+            logits = out.logits[:, -1]  # (B, V): left padding puts every prompt's end last
         scores = logits[:, letter_ids.to(logits.device)]
         return [letters[i] for i in scores.argmax(dim=-1).tolist()]
 

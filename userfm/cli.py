@@ -191,6 +191,18 @@ def cmd_eval_questions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_log_args(
+    p: argparse.ArgumentParser,
+    *,
+    log_help: str = "event log: a file, a dataset folder, or 'synthetic'",
+    out_help: str,
+) -> None:
+    """``--log``, ``--log-format`` and ``--out``, as every `eval` command reads them."""
+    p.add_argument("--log", required=True, help=log_help)
+    p.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
+    p.add_argument("--out", required=True, help=out_help)
+
+
 def _nouns(args: argparse.Namespace) -> dict[str, str]:
     """The `QuestionConfig` nouns given on the command line."""
     nouns = {"item_noun": args.item_noun, "attribute_noun": args.attribute_noun}
@@ -349,11 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a log with item attributes; writes train/valid/test .jsonl (users split, test users "
         "unseen in training) and the dataset.",
     )
-    q.add_argument(
-        "--log", required=True, help="event log: a file, a dataset folder, or 'synthetic'"
-    )
-    q.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
-    q.add_argument("--out", required=True, help="output folder")
+    _add_log_args(q, out_help="output folder")
     q.add_argument("--format", default="mc", choices=["mc", "free", "both"])
     q.add_argument("--tasks", default=None, help="comma-separated sub-tasks (default: all seven)")
     q.add_argument("--seed", type=int, default=0)
@@ -367,11 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "history (recent items with their attribute; top attributes overall and lately), with "
         "the users split as `userfm eval questions` splits them (same --seed).",
     )
-    d.add_argument(
-        "--log", required=True, help="event log: a file, a dataset folder, or 'synthetic'"
-    )
-    d.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
-    d.add_argument("--out", required=True, help="output folder")
+    _add_log_args(d, out_help="output folder")
     d.add_argument("--recent", type=int, default=5, help="recent items listed per user")
     d.add_argument("--seed", type=int, default=0, help="the question set's seed")
     _add_noun_args(d)
@@ -385,9 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report.md, results.jsonl, accuracy.csv and PNG charts.",
     )
     u.add_argument("--questions", required=True, help="folder written by `userfm eval questions`")
-    u.add_argument("--log", required=True, help="the event log the questions were built from")
-    u.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
-    u.add_argument("--out", required=True, help="report folder")
+    _add_log_args(
+        u, log_help="the event log the questions were built from", out_help="report folder"
+    )
     u.add_argument(
         "--adapter",
         action="append",
