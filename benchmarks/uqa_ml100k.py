@@ -5,8 +5,8 @@
 2. Build the question set (``userfm eval questions``, 4-option multiple choice, seven
    sub-tasks; users split 80/10/10, test users unseen in adapter training) and the alignment
    data (``userfm eval descriptions``: the same users' histories described).
-3. Alignment stage (configs/adapters/align.yaml): the soft prompt learns to make the frozen LLM
-   describe the visible history.
+3. Alignment stage (configs/adapters/align.yaml, ``--steps`` / 2 steps): the soft prompt learns
+   to make the frozen LLM describe the visible history.
 4. Fine-tune each trained method with SmolLM2-135M-Instruct (configs/adapters/uqa_ml100k.yaml,
    ``--steps`` steps of batch 8; loss on the answer text): the trained no-user baseline
    (none + LoRA), the soft prompt (frozen LLM, no LoRA) with and without the alignment stage,
@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     cli(["adapters", "fit", "--config", "configs/adapters/align.yaml", *common,
          "--data.questions", str(out / "describe"),
          "--model.export_dir", str(out / "adapters" / "align" / "adapter"),
-         "--trainer.logger.init_args.name", "align"])  # fmt: skip
+         "--trainer.logger.init_args.name", "align",
+         # descriptions are longer answers: half the steps cost about one QA run
+         "--trainer.max_steps", str(max(steps // 2, 1)),
+         "--trainer.val_check_interval", str(max(steps // 4, 1))])  # fmt: skip
     timings["fit align (stage 2a) s"] = time.perf_counter() - t
     runs = [(n.format(budget=budgets[0]), m, lora, a, budgets[0], []) for n, m, lora, a in TRAINED]
     if args.long_text:  # the same 8 questions per step, in micro-batches that fit

@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the users split as `userfm eval questions` splits them (same --seed).",
     )
     _add_log_args(d, out_help="output folder")
-    d.add_argument("--recent", type=int, default=5, help="recent items listed per user")
+    d.add_argument("--recent", type=int, default=3, help="recent items listed per user")
     d.add_argument("--seed", type=int, default=0, help="the question set's seed")
     _add_noun_args(d)
     _add_schema_args(d)

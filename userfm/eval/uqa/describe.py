@@ -53,7 +53,7 @@ def build_descriptions(
     *,
     seed: int = 0,
     config: QuestionConfig | None = None,
-    recent: int = 5,
+    recent: int = 3,
     **overrides: Any,
 ) -> datasets.DatasetDict:
     """Free-form description records of every user with at least ``recent`` visible events.
