@@ -258,7 +258,14 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     questions = load_questions(args.questions)
     if args.split not in questions or not len(questions[args.split]):
         raise ConfigError(f"`--split`: {args.questions} has no {args.split!r} questions")
-    records = ev.sample_per_task(list(questions[args.split]), args.max_per_task, seed=args.seed)
+    records = list(questions[args.split])
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",")]
+        unknown = sorted(set(tasks) - {r["task"] for r in records})
+        if unknown:
+            raise ConfigError(f"`--tasks`: no {args.split!r} questions of {unknown}")
+        records = [r for r in records if r["task"] in tasks]
+    records = ev.sample_per_task(records, args.max_per_task, seed=args.seed)
     train = list(questions["train"]) if "train" in questions else []
     log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
     ev.check_users(records, log)
@@ -431,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     u.add_argument("--llm", default=None, help="LLM of the zero-shot methods (default: adapters')")
     u.add_argument("--split", default="test")
+    u.add_argument("--tasks", default=None, help="comma-separated sub-tasks (default: all)")
     u.add_argument("--max-per-task", type=int, default=None, help="sample this many per sub-task")
     u.add_argument("--batch-size", type=int, default=16)
     u.add_argument("--max-new-tokens", type=int, default=24, help="free-form answer length")
