@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from userfm.adapters.model import UserConditionedLM
 
 MODE_TEXT = {
-    "soft_prompt": "a soft prompt prepended to the LLM's input embeddings",
+    "soft_prompt": "a soft prompt in the user turn of the LLM's chat template",
     "cross_attn": "the inputs of tanh-gated cross-attention blocks inside the LLM's decoder",
 }
 

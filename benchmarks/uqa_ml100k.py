@@ -39,7 +39,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
-NO_USER, SOFT, ALIGNED, XATTN = "none + LoRA", "soft prompt", "soft prompt, aligned", "cross-attn"
+NO_USER, SOFT, ALIGNED, XATTN = "none + LoRA", "soft prompt", "aligned soft prompt", "cross-attn"
 # (name, mode, lora, starts from the alignment stage): the trained methods
 TRAINED = [
     (NO_USER, "none", True, False),
@@ -82,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "uqa_ml100k")
     p.add_argument("--epochs", type=int, default=None, help="pretraining (default 100, quick 3)")
     p.add_argument("--steps", type=int, default=None, help="per method (default 300, quick 6)")
+    p.add_argument(
+        "--align-steps", type=int, default=None, help="alignment stage (default --steps / 2)"
+    )
     p.add_argument("--max-per-task", type=int, default=None, help="(default all, quick 3)")
     p.add_argument(
         "--tasks", default=None, help="train and evaluate these sub-tasks only (comma-separated)"
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     epochs = args.epochs or (3 if quick else 100)
     steps = args.steps or (6 if quick else 300)
+    # descriptions are longer answers: half the steps cost about one QA run
+    align_steps = args.align_steps or max(steps // 2, 1)
     per_task = args.max_per_task or (3 if quick else None)
     budgets = (64, 128) if quick else (256, 1024)
     if not (args.data / "u.data").is_file():
@@ -125,9 +130,8 @@ def main(argv: list[str] | None = None) -> int:
              "--data.questions", str(out / "describe"),
              "--model.export_dir", str(out / "adapters" / "align" / "adapter"),
              "--trainer.logger.init_args.name", "align",
-             # descriptions are longer answers: half the steps cost about one QA run
-             "--trainer.max_steps", str(max(steps // 2, 1)),
-             "--trainer.val_check_interval", str(max(steps // 4, 1))])  # fmt: skip
+             "--trainer.max_steps", str(align_steps),
+             "--trainer.val_check_interval", str(max(align_steps // 2, 1))])  # fmt: skip
         timings["fit align (stage 2a) s"] = time.perf_counter() - t
     only = ["--data.tasks", json.dumps(tasks)] if tasks else []  # QA fits; descriptions: all
     adapters = []
