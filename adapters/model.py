@@ -490,7 +490,9 @@ class UserConditionedLM(nn.Module):
         out = self.forward_batch(prompt, latents, logits_to_keep=1, use_cache=True)
         first = out.logits[:, -1].float().log_softmax(dim=-1)  # (B, V): predicts token 0
         index = torch.tensor(rows, device=self.device)
-        cache = out.past_key_values
+        # transformers 5 names the KV cache `cache`, earlier versions `past_key_values`
+        cache_key = "cache" if "cache" in out else "past_key_values"
+        cache = out[cache_key]
         cache.reorder_cache(index)  # (B, ...) -> (R, ...): each option row gets its prompt's
         A = max(len(a) for a in answers)
         targets = torch.full((len(rows), A), pad, dtype=torch.long, device=self.device)
@@ -510,7 +512,7 @@ class UserConditionedLM(nn.Module):
                     input_ids=feed,
                     attention_mask=attention,
                     position_ids=positions,
-                    past_key_values=cache,
+                    **{cache_key: cache},
                 ).logits.float()  # (R, A - 1, V): column j predicts token j + 1
             tail = rest.log_softmax(dim=-1).gather(-1, targets[:, 1:, None]).squeeze(-1)
             logprobs = torch.cat([logprobs, tail], dim=1)
