@@ -55,7 +55,7 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
     assert rc == 0
     zero_shot = ["none (zero-shot)", "text-12 (zero-shot)", "text-24 (zero-shot)"]
     llm_methods = [*TRAINED, *zero_shot]
-    user_methods = [m for m, (mode, _) in TRAINED.items() if mode != "none"]
+    user_methods = [m for m, (mode, _) in TRAINED.items() if mode in ("soft_prompt", "cross_attn")]
     methods = [
         *llm_methods,
         *(m + " [per token]" for m in llm_methods),
