@@ -361,14 +361,21 @@ class UserConditionedLM(nn.Module):
         answers: Sequence[str] | None = None,
     ) -> TokenBatch:
         """One left-padded row per (history, prompt[, answer]): `TokenBatch`."""
+        tokens = self.prompts_tokens(histories, prompts)
+        ids = None if answers is None else [answer_ids(self.tokenizer, a) for a in answers]
+        return token_batch(tokens, ids, pad_token_id(self.tokenizer))
+
+    def prompts_tokens(
+        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
+    ) -> list[PromptTokens]:
+        """`prompt_tokens` of each (history, prompt) pair (a `Batch` of histories serves every
+        mode but "text", which writes the raw history into the prompt)."""
         if len(prompts) != len(histories):
             raise ConfigError(f"{len(prompts)} prompts for {len(histories)} histories")
         if isinstance(histories, Batch) and self.config.mode == "text":
             raise ConfigError('"text" mode reads raw `UserHistory` objects, not a `Batch`')
         hs = histories if not isinstance(histories, Batch) else [None] * len(prompts)
-        tokens = [self.prompt_tokens(h, p) for h, p in zip(hs, prompts, strict=True)]
-        ids = None if answers is None else [answer_ids(self.tokenizer, a) for a in answers]
-        return token_batch(tokens, ids, pad_token_id(self.tokenizer))
+        return [self.prompt_tokens(h, p) for h, p in zip(hs, prompts, strict=True)]
 
     def answer_logprobs(
         self, batch: TokenBatch, latents: torch.Tensor | None = None
@@ -462,9 +469,7 @@ class UserConditionedLM(nn.Module):
         answers = [answer_ids(self.tokenizer, o) for opts in options for o in opts]
         with self._evaluating():
             latents = self.user_latents(histories) if self.config.reads_encoder else None
-            hs = histories if not isinstance(histories, Batch) else [None] * len(prompts)
-            tokens = [self.prompt_tokens(h, p) for h, p in zip(hs, prompts, strict=True)]
-            prompt = token_batch(tokens, None, pad_token_id(self.tokenizer)).to(self.device)
+            prompt = self.encode(histories, prompts).to(self.device)
             logprobs, mask = self._continuation_logprobs(prompt, latents, rows, answers)
         total = (logprobs * mask).sum(dim=1).tolist()
         count = mask.sum(dim=1).tolist()
@@ -565,8 +570,7 @@ class UserConditionedLM(nn.Module):
     ) -> list[int]:
         """Positions the LLM reads in front of each answer: the prompt (with the history text
         in "text" mode, and the K soft-prompt vectors in "soft_prompt" mode)."""
-        hs = histories if not isinstance(histories, Batch) else [None] * len(prompts)
-        return [len(self.prompt_tokens(h, p).ids) for h, p in zip(hs, prompts, strict=True)]
+        return [len(t.ids) for t in self.prompts_tokens(histories, prompts)]
 
     @torch.no_grad()
     def generate(
