@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -265,7 +266,8 @@ def check_targets(report: Path, budget: int) -> dict:
     lines += [f"  {'MET' if ok else 'not met'}: {k}" for k, ok in checks.items()]
     if flagged:
         lines.append(f"  flagged for position bias: {flagged}")
-    out.update(soft_prompt_judged=soft, token_ratio=round(ratio, 1), flagged=flagged,
+    out.update(soft_prompt_judged=soft, flagged=flagged,
+               token_ratio=None if math.isnan(ratio) else round(ratio, 1),
                targets={k: bool(v) for k, v in checks.items()}, lines=lines)  # fmt: skip
     return out
 
