@@ -34,7 +34,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.sources import load_source
 from userfm.errors import ConfigError, DataError
-from userfm.eval.uqa.evaluate import visible_history
+from userfm.eval.uqa.evaluate import cloze_prompt, visible_history
 
 SPLITS = ("train", "valid", "test")
 
@@ -55,14 +55,6 @@ def record_target(record: dict[str, Any]) -> str:
     if record.get("target") is not None:
         return str(record["target"])
     return str(record["answer"])
-
-
-def record_prompt(record: dict[str, Any]) -> str:
-    """The user message for ``record``: a multiple-choice record's ``question`` alone (cloze:
-    options are scored as answers, not listed), otherwise its ``prompt`` (or ``question``)."""
-    if record.get("format") == "mc" and record.get("question"):
-        return str(record["question"])
-    return str(record.get("prompt") or record["question"])
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -95,7 +87,7 @@ def join_histories(records: Sequence[dict[str, Any]], log: EventLog) -> list[QAE
     (`userfm.eval.uqa.evaluate.visible_history`); a user missing from the log raises
     `DataError`."""
     return [
-        QAExample(visible_history(log, r), record_prompt(r), record_target(r), r) for r in records
+        QAExample(visible_history(log, r), cloze_prompt(r), record_target(r), r) for r in records
     ]
 
 

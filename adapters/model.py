@@ -254,6 +254,10 @@ class UserConditionedLM(nn.Module):
             latents = self.prompt_scale(latents)
         return latents
 
+    def _latents_if_any(self, histories: Batch | Sequence[UserHistory]) -> torch.Tensor | None:
+        """`user_latents` in the modes that read the encoder; None in "text" and "none"."""
+        return self.user_latents(histories) if self.config.reads_encoder else None
+
     @contextlib.contextmanager
     def user_context(self, latents: torch.Tensor | None) -> Iterator[None]:
         """Cross-attention mode: the blocks read ``latents`` inside this block (a no-op for
@@ -420,7 +424,7 @@ class UserConditionedLM(nn.Module):
                 f"a prompt + answer of {longest} tokens exceeds `max_length` ({max_length}); "
                 "raise `max_length` (or lower `text_tokens` in text mode)"
             )
-        latents = self.user_latents(histories) if self.config.reads_encoder else None
+        latents = self._latents_if_any(histories)
         scored = self.answer_logprobs(batch, latents)
         m = scored.mask
         loss = -(scored.logprobs * m).sum() / m.sum().clamp(min=1)
@@ -468,7 +472,7 @@ class UserConditionedLM(nn.Module):
         rows = [b for b, n in enumerate(sizes) for _ in range(n)]
         answers = [answer_ids(self.tokenizer, o) for opts in options for o in opts]
         with self._evaluating():
-            latents = self.user_latents(histories) if self.config.reads_encoder else None
+            latents = self._latents_if_any(histories)
             prompt = self.encode(histories, prompts).to(self.device)
             logprobs, mask = self._continuation_logprobs(prompt, latents, rows, answers)
         total = (logprobs * mask).sum(dim=1).tolist()
@@ -558,7 +562,7 @@ class UserConditionedLM(nn.Module):
             raise ConfigError(f"`letters` {list(letters)} must start with distinct tokens")
         letter_ids = torch.tensor([f[0] for f in first])
         with self._evaluating():
-            latents = self.user_latents(histories) if self.config.reads_encoder else None
+            latents = self._latents_if_any(histories)
             batch = self.encode(histories, prompts).to(self.device)
             out = self.forward_batch(batch, latents, logits_to_keep=1)
             logits = out.logits[:, -1]  # (B, V): left padding puts every prompt's end last
@@ -593,7 +597,7 @@ class UserConditionedLM(nn.Module):
         """
         batch = self.encode(histories, prompts).to(self.device)
         with self._evaluating():
-            latents = self.user_latents(histories) if self.config.reads_encoder else None
+            latents = self._latents_if_any(histories)
             pad = pad_token_id(self.tokenizer)
             generate_kwargs = {"do_sample": False, "pad_token_id": pad, **generate_kwargs}
             if self.config.mode == "soft_prompt":

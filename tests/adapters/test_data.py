@@ -6,16 +6,17 @@ import json
 
 import pytest
 
-from userfm.adapters.data import join_histories, read_records, record_prompt, record_target
+from userfm.adapters.data import join_histories, read_records, record_target
 from userfm.errors import DataError
+from userfm.eval.uqa.evaluate import cloze_prompt
 
 
 def test_multiple_choice_trains_as_cloze_on_the_answer_text():
     mc = {"format": "mc", "question": "Genre?", "prompt": "Genre?\nA. Drama\nB. Comedy",
           "answer": "Comedy", "answer_letter": "B"}  # fmt: skip
-    assert record_target(mc) == "Comedy" and record_prompt(mc) == "Genre?"
+    assert record_target(mc) == "Comedy" and cloze_prompt(mc) == "Genre?"
     free = {"format": "free", "question": "Genre?", "prompt": "Genre? One word.", "answer": "Drama"}
-    assert record_target(free) == "Drama" and record_prompt(free) == "Genre? One word."
+    assert record_target(free) == "Drama" and cloze_prompt(free) == "Genre? One word."
     assert record_target({"target": "B. Drama", "answer": "Drama"}) == "B. Drama"
 
 

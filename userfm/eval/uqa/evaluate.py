@@ -200,7 +200,7 @@ def answer_questions(
     for lo in range(0, len(records), batch_size):
         chunk = list(records[lo : lo + batch_size])
         histories = _contexts(chunk, log, swap, own)
-        prompts = [_cloze(r) for r in chunk]
+        prompts = [cloze_prompt(r) for r in chunk]
         start = time.perf_counter()
         answers = _answer_chunk(model, chunk, histories, prompts, max_new_tokens)
         ms = (time.perf_counter() - start) * 1000 / len(chunk)
@@ -210,7 +210,7 @@ def answer_questions(
             if events_read is not None:
                 extra["events_read"] = events_read(h)
             if shown is not None:
-                extra["prompt"] = shown(h, _cloze(r))
+                extra["prompt"] = shown(h, cloze_prompt(r))
             out[method].append(_result(method, r, best, **extra))
             if per_token:
                 out[method + PER_TOKEN].append(_result(method + PER_TOKEN, r, best_norm, **extra))
@@ -240,10 +240,13 @@ def _letters(
     return records, picked
 
 
-def _cloze(record: Record) -> str:
-    """What the LLM is asked: a multiple-choice question without its option list (the
-    options are scored as answers), a free-form record's prompt."""
-    return record["question"] if record["format"] == "mc" else record["prompt"]
+def cloze_prompt(record: Record) -> str:
+    """The user message a model is asked for ``record``, in training and evaluation alike: a
+    multiple-choice question without its option list (cloze: the options are scored as
+    answers), otherwise the record's ``prompt`` (or ``question``)."""
+    if record.get("format") == "mc" and record.get("question"):
+        return str(record["question"])
+    return str(record.get("prompt") or record["question"])
 
 
 def _answer_chunk(
