@@ -63,18 +63,30 @@ def reference_logprob(model, history, prompt, option):
     answer = answer_ids(model.tokenizer, option)
     ids = torch.tensor([p.ids + answer])
     slots = torch.tensor([p.slot]) if p.slot is not None else None
-    logits = model([history], ids, user_slots=slots).logits[0].log_softmax(-1)
+    latents = model.user_latents([history], [prompt]) if model.config.reads_encoder else None
+    logits = model([history], ids, user_slots=slots, latents=latents).logits[0].log_softmax(-1)
     start = len(p.ids)
     return sum(float(logits[start - 1 + i, t]) for i, t in enumerate(answer))
 
 
-@pytest.mark.parametrize("mode", [*MODES, "none"])
-def test_option_scores_equal_one_row_forward_passes(tiny_encoder, tiny_log, llm, tokenizer, mode):
+@pytest.mark.parametrize(
+    "mode,extra",
+    [
+        *[(m, {}) for m in MODES],
+        ("none", {}),
+        *[(m, {"question_aware": True, "recent_events": 2}) for m in MODES],
+    ],
+)
+def test_option_scores_equal_one_row_forward_passes(
+    tiny_encoder, tiny_log, llm, tokenizer, mode, extra
+):
     """Left padding, position ids, the output layer at answer positions only and the batching
     of options change nothing."""
     enc = tiny_encoder if mode != "none" else None
-    model = build(enc, llm, tokenizer, mode).eval()
+    model = build(enc, llm, tokenizer, mode, **extra).eval()
     open_gates(model)
+    if model.question_proj is not None:  # away from its zero start: the question matters
+        torch.nn.init.normal_(model.question_proj.weight)
     hs = histories(tiny_log, 2)
     prompts = ["what genre is the user most likely to watch ?", "which ?"]
     options = [["comedy", "drama action", "a b c d"], ["thriller", "horror"]]
@@ -214,6 +226,59 @@ def test_save_and_load_reproduce_the_scores(
     assert model.option_logprobs(*args) == loaded.option_logprobs(*args)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_recent_events_extend_the_user_context(tmp_path, tiny_encoder, tiny_log, tokenizer, mode):
+    """K latents + R recent events: K + R soft-prompt slots (or cross-attention keys), saved
+    and loaded with the adapter."""
+    model = build(tiny_encoder, make_llm("llama"), tokenizer, mode, recent_events=2)
+    open_gates(model)
+    hs = histories(tiny_log, 2)
+    with torch.no_grad():
+        latents = model.user_latents(hs)
+    assert latents.shape[:2] == (2, 3 + 2)
+    if mode == "soft_prompt":
+        batch = model.encode(hs, ["what genre ?", "which ?"])
+        assert all(p.num_slots == 5 for p in model.prompts_tokens(hs, ["a", "b"]))
+        embeds = model.with_soft_prompt(batch.input_ids, latents, batch.user_slots)
+        s = int(batch.user_slots[0])
+        torch.testing.assert_close(embeds[0, s : s + 5], latents[0])
+    assert "recent.empty" in model.adapter_state_dict()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_adapter(tmp_path / "adapter")
+    loaded = UserConditionedLM.from_adapter(
+        tmp_path / "adapter", encoder=tiny_encoder, llm=make_llm("llama"), tokenizer=tokenizer
+    )
+    args = (hs, ["what genre ?", "which ?"], [["a", "b c"], ["d", "comedy"]])
+    assert model.option_logprobs(*args) == loaded.option_logprobs(*args)
+    without = build(tiny_encoder, make_llm("llama"), tokenizer, mode)
+    with pytest.raises(ConfigError, match="R = 0"):
+        without.load_adapter_weights(tmp_path / "adapter")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_question_aware_adapter_reads_the_question(tiny_encoder, tiny_log, tokenizer, mode):
+    """Zero at init (the plain Perceiver's latents), then each question gets its own latents;
+    a forward pass without them is refused rather than silently ignoring the question."""
+    model = build(tiny_encoder, make_llm("llama"), tokenizer, mode, question_aware=True)
+    plain = build(tiny_encoder, make_llm("llama"), tokenizer, mode)
+    plain.resampler.load_state_dict(model.resampler.state_dict())
+    hs = histories(tiny_log, 1) * 2
+    questions = ["what genre did the user watch last ?", "how many comedy movies ?"]
+    with torch.no_grad():
+        torch.testing.assert_close(model.user_latents(hs, questions), plain.user_latents(hs))
+        torch.nn.init.normal_(model.question_proj.weight)
+        latents = model.user_latents(hs, questions)
+    assert not torch.allclose(latents[0], latents[1])
+    with pytest.raises(ConfigError, match="prompts"):
+        model.user_latents(hs)
+    batch = model.encode(hs, questions)
+    with pytest.raises(ConfigError, match="latents"):
+        model(hs, batch.input_ids, user_slots=batch.user_slots)
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="mode"):
         AdapterConfig(mode="prefix")
@@ -223,6 +288,12 @@ def test_config_errors_name_the_field():
         AdapterConfig(lora_dropout=1.5)
     with pytest.raises(ConfigError, match="user_position"):
         AdapterConfig(user_position="start")
+    with pytest.raises(ConfigError, match="recent_events"):
+        AdapterConfig(recent_events=-1)
+    with pytest.raises(ConfigError, match="recent_events"):
+        AdapterConfig(mode="text", recent_events=4)
+    with pytest.raises(ConfigError, match="question_aware"):
+        AdapterConfig(mode="none", question_aware=True)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Perceiver resampler, soft prompt and gated cross-attention as modules."""
+"""Perceiver resampler, recent events, soft prompt scale and gated cross-attention as
+modules."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from userfm.adapters.cross_attn import (
     find_decoder_layers,
 )
 from userfm.adapters.perceiver import PerceiverResampler
+from userfm.adapters.recent_events import RecentEvents
 from userfm.adapters.soft_prompt import SoftPromptScale
 from userfm.errors import ConfigError
 
@@ -55,6 +57,32 @@ def test_soft_prompt_scale_matches_the_requested_rms():
     torch.testing.assert_close(
         out.pow(2).mean(-1).sqrt(), torch.full((2, 4), 0.7), rtol=1e-3, atol=1e-3
     )
+
+
+def test_recent_events_are_the_last_real_events_oldest_first():
+    torch.manual_seed(0)
+    r = RecentEvents(dim=8, out_dim=12, count=3)
+    states = torch.randn(3, 6, 8)
+    lengths = [6, 4, 2]  # the last user has fewer events than R
+    mask = torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]
+    out = r(states, mask)
+    assert out.shape == (3, 3, 12)
+    want = r.proj(r.norm(states))  # (3, 6, 12): every position projected
+    torch.testing.assert_close(out[0], want[0, 3:6])
+    torch.testing.assert_close(out[1], want[1, 1:4])
+    torch.testing.assert_close(out[2, 1:], want[2, 0:2])
+    torch.testing.assert_close(out[2, 0], r.empty.detach())
+    garbage = states.clone()
+    garbage[1, 4:] = 1e3  # padding has no effect
+    torch.testing.assert_close(r(garbage, mask), out)
+
+
+def test_recent_events_refuse_left_padding():
+    r = RecentEvents(dim=4, out_dim=4, count=2)
+    with pytest.raises(ConfigError, match="right-padded"):
+        r(torch.randn(1, 3, 4), torch.tensor([[False, True, True]]))
+    with pytest.raises(ConfigError, match="count"):
+        RecentEvents(dim=4, out_dim=4, count=0)
 
 
 def test_gated_cross_attention_is_the_identity_at_init():

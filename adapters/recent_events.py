@@ -1,0 +1,73 @@
+"""`RecentEvents`: the R most recent events of a history, one LLM-width vector each.
+
+A Perceiver summary answers "what does this user like" but blurs "what came last": the
+encoder probe on its mean state is at chance on the sequence-understanding questions (the
+genre of the n-th most recent item, how many of the last k share a genre), although every
+per-event state holds its own item (issue 17). These vectors follow the K latents in the
+soft prompt, oldest first, so the LLM reads the latest events in their order, like the
+per-patch tokens of LLaVA next to a pooled summary.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from userfm.errors import ConfigError
+
+
+class RecentEvents(nn.Module):
+    """(B, T, D) right-padded encoder states -> (B, R, H): the last R real events, oldest first.
+
+    A history with fewer than R events fills its first slots with a learned "no event" vector.
+
+    Args:
+        dim: width D of the encoder states.
+        out_dim: width H of the LLM's hidden states.
+        count: R, the number of most recent events kept.
+
+    Example:
+        >>> r = RecentEvents(dim=8, out_dim=16, count=3)
+        >>> mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
+        >>> r(torch.randn(2, 4, 8), mask).shape
+        torch.Size([2, 3, 16])
+    """
+
+    def __init__(self, *, dim: int, out_dim: int, count: int):
+        super().__init__()
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"`count` must be an integer > 0, got {count!r}")
+        self.count = count
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, out_dim)
+        self.empty = nn.Parameter(torch.randn(out_dim) * out_dim**-0.5)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Project the last ``count`` real events.
+
+        Args:
+            states: (B, T, D) encoder states.
+            mask: (B, T) bool, True at real events, which come first (right padding, as
+                `userfm.data.collate.collate` makes).
+
+        Returns:
+            (B, R, out_dim), oldest of the R first.
+
+        Raises:
+            ConfigError: a row's real events are not a prefix (left padding or holes).
+        """
+        B, T, D = states.shape
+        mask = mask.bool()
+        lengths = mask.sum(dim=1)  # (B,)
+        steps = torch.arange(T, device=mask.device)
+        if not torch.equal(mask, steps[None, :] < lengths[:, None]):
+            raise ConfigError(
+                "RecentEvents reads right-padded histories (real events first, then padding); "
+                "build the batch with `userfm.data.collate.collate`"
+            )
+        offsets = torch.arange(-self.count, 0, device=mask.device)  # (R,): -R .. -1
+        index = lengths[:, None] + offsets[None, :]  # (B, R)
+        present = index >= 0
+        picked = states.gather(1, index.clamp(min=0)[..., None].expand(B, self.count, D))
+        out = self.proj(self.norm(picked))  # (B, R, H)
+        return torch.where(present[..., None], out, self.empty.to(out.dtype))
