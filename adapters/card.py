@@ -29,7 +29,13 @@ def _summary(cfg) -> str:
         )
     return (
         "A **userfm adapter**: a Perceiver resampler turns a user's behaviour-encoder states "
-        f"into {cfg.num_latents} vectors for the frozen LLM `{cfg.llm}`, as {MODE_TEXT[cfg.mode]}."
+        f"into {cfg.num_latents} vectors"
+        + (
+            f", and its {cfg.recent_events} most recent events into one each,"
+            if cfg.recent_events
+            else ""
+        )
+        + f" for the frozen LLM `{cfg.llm}`, as {MODE_TEXT[cfg.mode]}."
     )
 
 
@@ -44,6 +50,7 @@ def render_adapter_card(model: UserConditionedLM, card_data: dict[str, Any] | No
         "mode": cfg.mode,
         "summary": _summary(cfg),
         "num_latents": cfg.num_latents,
+        "recent_events": cfg.recent_events,
         "depth": cfg.depth,
         "heads": cfg.heads,
         "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.lora else "no",

@@ -35,10 +35,6 @@ class AdapterConfig:
         recent_events: R, the most recent events given to the LLM one vector each after the
             K latents (`userfm.adapters.recent_events.RecentEvents`; 0: none). The user
             context is then K + R vectors.
-        question_aware: the Perceiver's latents start from the question (the instruction-aware
-            Q-Former of InstructBLIP, Dai et al. 2023): the mean of the question's token
-            embeddings, projected, is added to every latent, so the K vectors carry what this
-            question asks about the user rather than one summary for every question.
         user_position: where the soft prompt sits inside the user turn of the chat template:
             ``"before_question"`` or ``"after_question"``.
         depth: Perceiver layers.
@@ -59,7 +55,6 @@ class AdapterConfig:
     mode: str = "soft_prompt"
     num_latents: int = 8
     recent_events: int = 0
-    question_aware: bool = False
     user_position: str = "before_question"
     depth: int = 2
     heads: int = 4
@@ -92,21 +87,15 @@ class AdapterConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"`{name}` must be an integer > 0, got {value!r}")
-        if (
-            not isinstance(self.recent_events, int)
-            or isinstance(self.recent_events, bool)
-            or (self.recent_events < 0)
-        ):
+        r = self.recent_events
+        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
             raise ConfigError(
                 f"`recent_events` must be an integer >= 0, got {self.recent_events!r}"
             )
         if self.recent_events and not self.reads_encoder:
             raise ConfigError(
-                f"`recent_events` needs an encoder mode {ENCODER_MODES}, not {self.mode!r}"
-            )
-        if self.question_aware and not self.reads_encoder:
-            raise ConfigError(
-                f"`question_aware` needs an encoder mode {ENCODER_MODES}, not {self.mode!r}"
+                f"`recent_events` needs an encoder mode {ENCODER_MODES}, not {self.mode!r}: "
+                "set it to 0"
             )
         if self.user_position not in USER_POSITIONS:
             raise ConfigError(

@@ -61,7 +61,7 @@ logger = logging.getLogger("userfm.adapters")
 WEIGHTS_FILE = "adapter.safetensors"
 LORA_DIR = "lora"
 CARD_FILE = "README.md"
-ADAPTER_PREFIXES = ("resampler.", "recent.", "question_proj.", "prompt_scale.", "xattn.")
+ADAPTER_PREFIXES = ("resampler.", "recent.", "prompt_scale.", "xattn.")
 
 
 @dataclass
@@ -123,7 +123,7 @@ class UserConditionedLM(nn.Module):
         self.config = config
         llm.requires_grad_(False)
         hidden = llm.get_input_embeddings().embedding_dim  # H
-        self.resampler = self.recent = self.question_proj = None
+        self.resampler = self.recent = None
         if config.reads_encoder:
             if encoder is None:
                 raise ConfigError(f"mode {config.mode!r} reads a behaviour encoder; pass one")
@@ -136,10 +136,6 @@ class UserConditionedLM(nn.Module):
                 heads=config.heads,
                 dim_head=config.dim_head,
             )
-            if config.question_aware:  # zero at init: the plain Perceiver to start from
-                self.question_proj = nn.Linear(hidden, encoder.config.hidden_size)
-                nn.init.zeros_(self.question_proj.weight)
-                nn.init.zeros_(self.question_proj.bias)
             if config.recent_events:
                 self.recent = RecentEvents(
                     dim=encoder.config.hidden_size, out_dim=hidden, count=config.recent_events
@@ -196,8 +192,7 @@ class UserConditionedLM(nn.Module):
         }.get(
             cfg.mode,
             f"{cfg.mode} adapter, K={cfg.num_latents}"
-            + (f" + {cfg.recent_events} recent events" if cfg.recent_events else "")
-            + (", question-aware" if cfg.question_aware else ""),
+            + (f" + {cfg.recent_events} recent events" if cfg.recent_events else ""),
         )
         return (
             f"{what}{', LoRA r=' + str(cfg.lora_r) if cfg.lora else ''}: "
@@ -257,55 +252,24 @@ class UserConditionedLM(nn.Module):
         featurizer = self.encoder.featurizer()
         return collate([featurizer(h) for h in histories])
 
-    def question_vectors(self, prompts: Sequence[str]) -> torch.Tensor:
-        """(B, H) mean token embedding of each question's text, RMS-normalised (what a
-        ``question_aware`` Perceiver starts its latents from)."""
-        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] or [0] for p in prompts]
-        width = max(len(i) for i in ids)
-        padded = torch.tensor([i + [0] * (width - len(i)) for i in ids], device=self.device)
-        mask = torch.tensor([[1.0] * len(i) + [0.0] * (width - len(i)) for i in ids])
-        mask = mask.to(self.device)[..., None]  # (B, L, 1)
-        embeds = self.llm.get_input_embeddings()(padded).float()  # (B, L, H)
-        mean = (embeds * mask).sum(dim=1) / mask.sum(dim=1)
-        return torch.nn.functional.rms_norm(mean, mean.shape[-1:], eps=1e-12)
-
-    def user_latents(
-        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str] | None = None
-    ) -> torch.Tensor:
+    def user_latents(self, histories: Batch | Sequence[UserHistory]) -> torch.Tensor:
         """(B, K + R, H) user vectors of B histories: the K Perceiver latents, then the R most
-        recent events (``recent_events``); soft prompts scaled to the token embeddings.
-
-        Args:
-            histories: B histories (or their `Batch`).
-            prompts: the B questions; required by a ``question_aware`` adapter, whose latents
-                depend on what is asked, and ignored otherwise.
-        """
+        recent events (``recent_events``); soft prompts scaled to the token embeddings."""
         if self.resampler is None:
             raise ConfigError(f"mode {self.config.mode!r} has no user latents")
-        query = None
-        if self.question_proj is not None:
-            if prompts is None:
-                raise ConfigError(
-                    "a question_aware adapter reads the question: pass `prompts` to user_latents"
-                )
-            if len(prompts) != len(histories):
-                raise ConfigError(f"{len(prompts)} prompts for {len(histories)} histories")
-            query = self.question_proj(self.question_vectors(prompts))  # (B, D)
         batch = self.to_batch(histories).to(self.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
             states = self.encoder(batch).states  # (B, T, D)
-        latents = self.resampler(states, batch.mask, query)  # (B, K, H)
+        latents = self.resampler(states, batch.mask)  # (B, K, H)
         if self.recent is not None:
             latents = torch.cat([latents, self.recent(states, batch.mask)], dim=1)  # (B, K+R, H)
         if self.prompt_scale is not None:
             latents = self.prompt_scale(latents)
         return latents
 
-    def _latents_if_any(
-        self, histories: Batch | Sequence[UserHistory], prompts: Sequence[str]
-    ) -> torch.Tensor | None:
+    def _latents_if_any(self, histories: Batch | Sequence[UserHistory]) -> torch.Tensor | None:
         """`user_latents` in the modes that read the encoder; None in "text" and "none"."""
-        return self.user_latents(histories, prompts) if self.config.reads_encoder else None
+        return self.user_latents(histories) if self.config.reads_encoder else None
 
     @contextlib.contextmanager
     def user_context(self, latents: torch.Tensor | None) -> Iterator[None]:
@@ -363,11 +327,6 @@ class UserConditionedLM(nn.Module):
         if not self.config.reads_encoder:
             return self.llm(input_ids=input_ids, **kwargs)
         if latents is None:
-            if self.config.question_aware:
-                raise ConfigError(
-                    "a question_aware adapter's latents depend on the question: pass "
-                    "`latents=model.user_latents(histories, prompts)`"
-                )
             latents = self.user_latents(histories)
         if self.config.mode == "soft_prompt":
             embeds = self.with_soft_prompt(input_ids, latents, user_slots)
@@ -478,7 +437,7 @@ class UserConditionedLM(nn.Module):
                 f"a prompt + answer of {longest} tokens exceeds `max_length` ({max_length}); "
                 "raise `max_length` (or lower `text_tokens` in text mode)"
             )
-        latents = self._latents_if_any(histories, prompts)
+        latents = self._latents_if_any(histories)
         scored = self.answer_logprobs(batch, latents)
         m = scored.mask
         loss = -(scored.logprobs * m).sum() / m.sum().clamp(min=1)
@@ -526,7 +485,7 @@ class UserConditionedLM(nn.Module):
         rows = [b for b, n in enumerate(sizes) for _ in range(n)]
         answers = [answer_ids(self.tokenizer, o) for opts in options for o in opts]
         with self._evaluating():
-            latents = self._latents_if_any(histories, prompts)
+            latents = self._latents_if_any(histories)
             prompt = self.encode(histories, prompts).to(self.device)
             logprobs, mask = self._continuation_logprobs(prompt, latents, rows, answers)
         total = (logprobs * mask).sum(dim=1).tolist()
@@ -616,7 +575,7 @@ class UserConditionedLM(nn.Module):
             raise ConfigError(f"`letters` {list(letters)} must start with distinct tokens")
         letter_ids = torch.tensor([f[0] for f in first])
         with self._evaluating():
-            latents = self._latents_if_any(histories, prompts)
+            latents = self._latents_if_any(histories)
             batch = self.encode(histories, prompts).to(self.device)
             out = self.forward_batch(batch, latents, logits_to_keep=1)
             logits = out.logits[:, -1]  # (B, V): left padding puts every prompt's end last
@@ -651,7 +610,7 @@ class UserConditionedLM(nn.Module):
         """
         batch = self.encode(histories, prompts).to(self.device)
         with self._evaluating():
-            latents = self._latents_if_any(histories, prompts)
+            latents = self._latents_if_any(histories)
             pad = pad_token_id(self.tokenizer)
             generate_kwargs = {"do_sample": False, "pad_token_id": pad, **generate_kwargs}
             if self.config.mode == "soft_prompt":
@@ -719,8 +678,8 @@ class UserConditionedLM(nn.Module):
         if missing or unexpected or shapes:
             raise ConfigError(
                 f"{path} does not match this adapter (mode {self.config.mode!r}, K = "
-                f"{self.config.num_latents}, R = {self.config.recent_events}): missing {missing[:5]}, unexpected "
-                f"{unexpected[:5]}, other shapes {sorted(shapes)[:5]}"
+                f"{self.config.num_latents}, R = {self.config.recent_events}): missing "
+                f"{missing[:5]}, unexpected {unexpected[:5]}, other shapes {sorted(shapes)[:5]}"
             )
         self.load_state_dict(tensors, strict=False)
 

@@ -33,7 +33,7 @@ class AdapterModule(L.LightningModule):
         encoder: directory of a saved `UserEncoder` (``userfm pretrain export``).
         llm: base LLM, a Hugging Face directory / name or an alias (`userfm.llm.load_llm`).
         llm_cache_dir: where aliases are converted and cached (default: the user cache).
-        mode, num_latents, recent_events, question_aware, user_position, depth, heads, dim_head,
+        mode, num_latents, recent_events, user_position, depth, heads, dim_head,
             cross_attn_every, layers_path, text_tokens, lora, lora_r, lora_alpha, lora_dropout,
             lora_target_modules, train_encoder: `AdapterConfig` fields ("text" and "none" are
             the baselines).
@@ -60,7 +60,6 @@ class AdapterModule(L.LightningModule):
         mode: str = "soft_prompt",
         num_latents: int = 8,
         recent_events: int = 0,
-        question_aware: bool = False,
         user_position: str = "before_question",
         depth: int = 2,
         heads: int = 4,
@@ -89,7 +88,6 @@ class AdapterModule(L.LightningModule):
             mode=mode,
             num_latents=num_latents,
             recent_events=recent_events,
-            question_aware=question_aware,
             user_position=user_position,
             depth=depth,
             heads=heads,

@@ -112,25 +112,19 @@ class PerceiverResampler(nn.Module):
     def num_latents(self) -> int:
         return self.latents.shape[0]
 
-    def forward(
-        self, states: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Summarise histories.
 
         Args:
             states: (B, T, D) encoder states.
             mask: (B, T) bool, True at real events (padding: False). A user without events
                 gets the latents' own summary.
-            query: optional (B, D) vector added to every latent before the first layer (what
-                the summary is for, e.g. the question: `UserConditionedLM.question_vectors`).
 
         Returns:
             (B, K, out_dim).
         """
         B = states.shape[0]
         latents = self.latents.to(states.dtype).expand(B, -1, -1)  # (B, K, D)
-        if query is not None:
-            latents = latents + query.to(states.dtype)[:, None, :]
         key_mask = torch.cat(  # the latents are always valid keys: (B, T + K)
             [mask.bool(), torch.ones(B, self.num_latents, dtype=torch.bool, device=mask.device)],
             dim=1,

@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         cli(["adapters", "fit", "--config", "configs/adapters/uqa_ml100k.yaml", *common, *only,
              "--data.questions", str(out / "qa"),
              "--model.mode", mode, "--model.lora", str(lora).lower(),
+             *([] if mode in ("soft_prompt", "cross_attn") else ["--model.recent_events", "0"]),
              "--model.text_tokens", str(budget), "--model.max_length", str(budget + 128),
              "--model.export_dir", str(folder / "adapter"),
              "--trainer.logger.init_args.name", slug(name), *init, *extra])  # fmt: skip

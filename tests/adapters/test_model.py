@@ -63,8 +63,7 @@ def reference_logprob(model, history, prompt, option):
     answer = answer_ids(model.tokenizer, option)
     ids = torch.tensor([p.ids + answer])
     slots = torch.tensor([p.slot]) if p.slot is not None else None
-    latents = model.user_latents([history], [prompt]) if model.config.reads_encoder else None
-    logits = model([history], ids, user_slots=slots, latents=latents).logits[0].log_softmax(-1)
+    logits = model([history], ids, user_slots=slots).logits[0].log_softmax(-1)
     start = len(p.ids)
     return sum(float(logits[start - 1 + i, t]) for i, t in enumerate(answer))
 
@@ -74,7 +73,7 @@ def reference_logprob(model, history, prompt, option):
     [
         *[(m, {}) for m in MODES],
         ("none", {}),
-        *[(m, {"question_aware": True, "recent_events": 2}) for m in MODES],
+        *[(m, {"recent_events": 2}) for m in MODES],
     ],
 )
 def test_option_scores_equal_one_row_forward_passes(
@@ -85,8 +84,6 @@ def test_option_scores_equal_one_row_forward_passes(
     enc = tiny_encoder if mode != "none" else None
     model = build(enc, llm, tokenizer, mode, **extra).eval()
     open_gates(model)
-    if model.question_proj is not None:  # away from its zero start: the question matters
-        torch.nn.init.normal_(model.question_proj.weight)
     hs = histories(tiny_log, 2)
     prompts = ["what genre is the user most likely to watch ?", "which ?"]
     options = [["comedy", "drama action", "a b c d"], ["thriller", "horror"]]
@@ -258,27 +255,6 @@ def test_recent_events_extend_the_user_context(tmp_path, tiny_encoder, tiny_log,
         without.load_adapter_weights(tmp_path / "adapter")
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_a_question_aware_adapter_reads_the_question(tiny_encoder, tiny_log, tokenizer, mode):
-    """Zero at init (the plain Perceiver's latents), then each question gets its own latents;
-    a forward pass without them is refused rather than silently ignoring the question."""
-    model = build(tiny_encoder, make_llm("llama"), tokenizer, mode, question_aware=True)
-    plain = build(tiny_encoder, make_llm("llama"), tokenizer, mode)
-    plain.resampler.load_state_dict(model.resampler.state_dict())
-    hs = histories(tiny_log, 1) * 2
-    questions = ["what genre did the user watch last ?", "how many comedy movies ?"]
-    with torch.no_grad():
-        torch.testing.assert_close(model.user_latents(hs, questions), plain.user_latents(hs))
-        torch.nn.init.normal_(model.question_proj.weight)
-        latents = model.user_latents(hs, questions)
-    assert not torch.allclose(latents[0], latents[1])
-    with pytest.raises(ConfigError, match="prompts"):
-        model.user_latents(hs)
-    batch = model.encode(hs, questions)
-    with pytest.raises(ConfigError, match="latents"):
-        model(hs, batch.input_ids, user_slots=batch.user_slots)
-
-
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="mode"):
         AdapterConfig(mode="prefix")
@@ -292,8 +268,6 @@ def test_config_errors_name_the_field():
         AdapterConfig(recent_events=-1)
     with pytest.raises(ConfigError, match="recent_events"):
         AdapterConfig(mode="text", recent_events=4)
-    with pytest.raises(ConfigError, match="question_aware"):
-        AdapterConfig(mode="none", question_aware=True)
 
 
 @pytest.mark.parametrize(

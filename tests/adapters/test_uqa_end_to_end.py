@@ -33,6 +33,7 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
                 *fit_args(workspace, "soft_prompt_lora", out, steps=2),
                 "--model.mode", mode,
                 "--model.lora", str(lora).lower(),
+                *([] if mode in ("soft_prompt", "cross_attn") else ["--model.recent_events", "0"]),
                 "--model.text_tokens", "24",
                 "--model.max_length", "96",
             ]
@@ -81,7 +82,8 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
         assert sorted(results[results["method"] == m]["question_id"]) == sorted(questions), m
     tokens = results.groupby("method")["prompt_tokens"].mean()
     assert tokens["text-24 (zero-shot)"] > tokens["text-12 (zero-shot)"] > tokens["none + LoRA"]
-    assert tokens["soft prompt"] == tokens["none + LoRA"] + 2  # K = 2 latents
+    # K = 2 latents (fit_args) + R = 10 recent events (the shipped configs)
+    assert tokens["soft prompt"] == tokens["none + LoRA"] + 2 + 10
     assert tokens["cross-attn"] == tokens["none + LoRA"]
     assert results[results["method"] == "random"]["prompt_tokens"].isna().all()
     events = results.groupby("method")["events_read"].mean()
