@@ -2,7 +2,7 @@
 
     histories --encoder--> states (B, T, D) --PerceiverResampler--> latents (B, K, H)
       (+ recent_events: the last R event states, projected: (B, K + R, H); see AdapterConfig)
-      soft_prompt: latents scaled to the token embeddings, in K slots inside the user turn
+      soft_prompt: latents scaled to the token embeddings, in K + R slots inside the user turn
       cross_attn:  latents read by gated cross-attention blocks before every N-th layer
     the baselines, trained the same way:
       text:        the history written as text before the question (a token budget)
