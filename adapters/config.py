@@ -89,10 +89,8 @@ class AdapterConfig:
                 raise ConfigError(f"`{name}` must be an integer > 0, got {value!r}")
         r = self.recent_events
         if not isinstance(r, int) or isinstance(r, bool) or r < 0:
-            raise ConfigError(
-                f"`recent_events` must be an integer >= 0, got {self.recent_events!r}"
-            )
-        if self.recent_events and not self.reads_encoder:
+            raise ConfigError(f"`recent_events` must be an integer >= 0, got {r!r}")
+        if r and not self.reads_encoder:
             raise ConfigError(
                 f"`recent_events` needs an encoder mode {ENCODER_MODES}, not {self.mode!r}: "
                 "set it to 0"

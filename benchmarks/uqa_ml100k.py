@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         timings["fit align (stage 2a) s"] = time.perf_counter() - t
     only = ["--data.tasks", json.dumps(tasks)] if tasks else []  # QA fits; descriptions: all
     adapters = []
+    from userfm.adapters.config import ENCODER_MODES
+
     for name, mode, lora, aligned, budget, extra in runs:
         folder = out / "adapters" / slug(name)
         init = ["--model.init_from", str(out / "adapters" / "align" / "adapter")] if aligned else []
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         cli(["adapters", "fit", "--config", "configs/adapters/uqa_ml100k.yaml", *common, *only,
              "--data.questions", str(out / "qa"),
              "--model.mode", mode, "--model.lora", str(lora).lower(),
-             *([] if mode in ("soft_prompt", "cross_attn") else ["--model.recent_events", "0"]),
+             *([] if mode in ENCODER_MODES else ["--model.recent_events", "0"]),
              "--model.text_tokens", str(budget), "--model.max_length", str(budget + 128),
              "--model.export_dir", str(folder / "adapter"),
              "--trainer.logger.init_args.name", slug(name), *init, *extra])  # fmt: skip

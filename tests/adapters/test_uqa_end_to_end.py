@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from userfm.adapters.cli import make_cli
+from userfm.adapters.config import ENCODER_MODES
 from userfm.cli import main as userfm_main
 
 from .conftest import fit_args
@@ -33,7 +34,7 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
                 *fit_args(workspace, "soft_prompt_lora", out, steps=2),
                 "--model.mode", mode,
                 "--model.lora", str(lora).lower(),
-                *([] if mode in ("soft_prompt", "cross_attn") else ["--model.recent_events", "0"]),
+                *([] if mode in ENCODER_MODES else ["--model.recent_events", "0"]),
                 "--model.text_tokens", "24",
                 "--model.max_length", "96",
             ]
@@ -56,7 +57,7 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
     assert rc == 0
     zero_shot = ["none (zero-shot)", "text-12 (zero-shot)", "text-24 (zero-shot)"]
     llm_methods = [*TRAINED, *zero_shot]
-    user_methods = [m for m, (mode, _) in TRAINED.items() if mode in ("soft_prompt", "cross_attn")]
+    user_methods = [m for m, (mode, _) in TRAINED.items() if mode in ENCODER_MODES]
     methods = [
         *llm_methods,
         *(m + " [per token]" for m in llm_methods),
