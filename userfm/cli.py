@@ -248,7 +248,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     from userfm.errors import ConfigError
     from userfm.eval.uqa import evaluate as ev
     from userfm.eval.uqa import load_question_config, load_questions
-    from userfm.eval.uqa.report import write_report
+    from userfm.eval.uqa.report import include_results, write_report
     from userfm.llm import load_llm
 
     named = [_method_dir(spec) for spec in args.adapter]
@@ -312,6 +312,9 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
             cfg = AdapterConfig(mode="text", text_tokens=budget)
             model = UserConditionedLM(None, llm, tokenizer, cfg)
             run(f"text-{budget} (zero-shot)", model, letters=args.letters)
+    if args.include:
+        scored = {r["method"] for r in results}
+        results += include_results(args.include, records, skip=sorted(scored))
     facts = {
         "questions": f"{args.questions} ({args.split} split, {len(records):,} questions"
         + (f", at most {args.max_per_task} per sub-task" if args.max_per_task else "")
@@ -334,6 +337,10 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
             else ""
         ),
     }
+    if args.include:
+        facts["included"] = "methods not scored in this run are taken from " + ", ".join(
+            map(str, args.include)
+        )
     paths = write_report(results, args.out, facts=facts)
     print(paths["report"].read_text(encoding="utf-8").split("## Accuracy by sub-task")[0])
     print(f"wrote {args.out}: " + ", ".join(p.name for p in paths.values()))
@@ -435,6 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --zero-shot: also score the option letter the frozen LLM ranks first (a "
         "diagnostic of position bias)",
+    )
+    u.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="RESULTS",
+        help="results.jsonl (or report folder) of an earlier run on the same questions: its "
+        "methods that this run does not score join the report (repeat; the last file wins)",
     )
     u.add_argument("--llm", default=None, help="LLM of the zero-shot methods (default: adapters')")
     u.add_argument("--split", default="test")

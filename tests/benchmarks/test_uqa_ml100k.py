@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -30,13 +31,14 @@ def results_for(method: str, accuracy: dict[str, float], tokens: int | None = No
     return rows
 
 
-def write(tmp_path, soft: dict[str, float], *, stuck: bool = False) -> Path:
-    results = results_for(bench.NO_USER, {}, 60)
+def write(tmp_path, soft: dict[str, float], *, stuck: bool = False, text_tokens: int = 300) -> Path:
+    results = results_for(bench.ZERO_SHOT_NONE, {}, 50)  # the question alone: 50 tokens
+    results += results_for(bench.NO_USER, {}, 50)
     results += results_for(bench.SOFT, soft, 68)
     results += results_for(bench.SOFT + bench.SWAPPED, {}, 68)
     results += results_for(bench.XATTN, soft, 60)
     results += results_for(bench.XATTN + bench.SWAPPED, {}, 60)
-    results += results_for("text-256 + LoRA", {"long_term": 0.3}, 700)
+    results += results_for("text-256 + LoRA", {"long_term": 0.3}, text_tokens)
     results += results_for(bench.PROBE, {"long_term": 0.6})
     if stuck:  # a scored method that always answers "A"
         results += [dict(r, method="stuck", prediction="A", correct=r["gold"] == "A")
@@ -49,7 +51,34 @@ def test_a_soft_prompt_that_reads_the_user_meets_the_targets(tmp_path):
     good = {t: 0.7 for t in TASK_DIMENSION}
     verdict = bench.check_targets(write(tmp_path, good), 256)
     assert all(verdict["targets"].values()), verdict["targets"]
-    assert verdict["soft_prompt_judged"] == bench.SOFT and verdict["token_ratio"] == 10.3
+    assert verdict["soft_prompt_judged"] == bench.SOFT
+    # the user context: 250 text tokens against 18 vectors; whole prompts 300 / 68
+    assert verdict["token_ratio"] == 13.9 and verdict["prompt_token_ratio"] == 4.4
+
+
+def test_the_token_target_counts_the_user_context_only(tmp_path):
+    good = {t: 0.7 for t in TASK_DIMENSION}
+    verdict = bench.check_targets(write(tmp_path, good, text_tokens=200), 256)
+    assert verdict["token_ratio"] == 8.3  # 150 / 18: accurate, but not 10x fewer user tokens
+    assert not verdict["targets"]["soft prompt >= text-256 + LoRA on interest_perception with "
+                                  ">= 10x fewer user tokens"]  # fmt: skip
+    assert sum(verdict["targets"].values()) == len(verdict["targets"]) - 1
+
+
+def test_check_reads_an_existing_report(tmp_path, capsys):
+    good = {t: 0.7 for t in TASK_DIMENSION}
+    assert bench.main(["--check", str(write(tmp_path, good))]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["checked"] == str(tmp_path) and all(summary["targets"].values())
+    assert "MET: soft prompt above no-user and swapped on interest_perception" in out
+
+
+def test_the_aligned_soft_prompt_is_trained_only_when_named():
+    default = [r[0] for r in bench.select_runs(bench.parse_args([]), (256, 1024))]
+    assert bench.ALIGNED not in default and bench.SOFT in default and len(default) == 4
+    named = bench.select_runs(bench.parse_args(["--methods", bench.ALIGNED]), (256, 1024))
+    assert [r[0] for r in named] == [bench.ALIGNED] and named[0][3]  # starts from alignment
 
 
 @pytest.mark.parametrize("stuck", [False, True])

@@ -254,3 +254,56 @@ def test_eval_uqa_names_bad_splits_logs_and_method_names(tmp_path, log, capsys):
          "--adapter", "a/x/adapter", "--adapter", "b/x", "--out", str(tmp_path / "r")]
     )  # fmt: skip
     assert rc == 2 and "share a name" in capsys.readouterr().err
+
+
+def test_an_earlier_runs_methods_join_the_report_on_the_same_questions(tmp_path, log, questions):
+    from userfm.eval.uqa.report import include_results
+
+    test = list(questions["test"])
+    slow = [dict(r, method="slow method") for r in ev.random_answers(test, seed=1)]
+    write_report(slow + ev.prior_answers(test, list(questions["train"])), tmp_path / "old")
+    rows = include_results([tmp_path / "old"], test, skip=[ev.PRIOR])
+    assert rows == slow  # this run's own methods are not taken twice
+    # a later file replaces a method of an earlier one
+    again = [dict(r, method="slow method") for r in ev.random_answers(test, seed=2)]
+    write_report(again, tmp_path / "new")
+    later = include_results([tmp_path / "old" / "results.jsonl", tmp_path / "new"], test)
+    assert [r for r in later if r["method"] == "slow method"] == again
+
+    write_report(slow[1:], tmp_path / "fewer")  # another question set: refused, not mixed
+    with pytest.raises(DataError, match="1 missing"):
+        include_results([tmp_path / "fewer"], test)
+    write_report(slow + slow[:1], tmp_path / "twice")
+    with pytest.raises(DataError, match="more than once"):
+        include_results([tmp_path / "twice"], test)
+    (tmp_path / "bad.jsonl").write_text('{"method": "x"}\n')
+    with pytest.raises(DataError, match="line 1"):
+        include_results([tmp_path / "bad.jsonl"], test)
+    with pytest.raises(FileNotFoundError, match="no results.jsonl"):
+        include_results([tmp_path / "nowhere"], test)
+
+
+def test_eval_uqa_include_reports_an_earlier_runs_methods(tmp_path, capsys):
+    from userfm.cli import main
+    from userfm.data.sources import load_source
+    from userfm.eval.uqa import save_questions
+
+    log = load_source("synthetic")
+    save_questions(build_questions(log, seed=0, tasks=("short_term",)), tmp_path / "qa")
+    base = ["eval", "uqa", "--questions", str(tmp_path / "qa"), "--log", "synthetic"]
+    assert main([*base, "--out", str(tmp_path / "first")]) == 0
+    first = pd.read_json(tmp_path / "first" / "results.jsonl", lines=True)
+    slow = first[first["method"] == ev.RANDOM].assign(method="slow method")
+    slow.to_json(tmp_path / "slow.jsonl", orient="records", lines=True)
+    assert main([*base, "--out", str(tmp_path / "r"), "--include", str(tmp_path / "slow.jsonl"),
+                 "--include", str(tmp_path / "first")]) == 0  # fmt: skip
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| slow method |" in report and "- **included:**" in report
+    merged = pd.read_json(tmp_path / "r" / "results.jsonl", lines=True)
+    methods = (ev.RANDOM, ev.PRIOR, ev.DIRECT, "slow method")  # each once per question
+    assert merged["method"].value_counts().to_dict() == {m: len(slow) for m in methods}
+    capsys.readouterr()
+    other = slow.iloc[1:]
+    other.to_json(tmp_path / "other.jsonl", orient="records", lines=True)
+    rc = main([*base, "--out", str(tmp_path / "r2"), "--include", str(tmp_path / "other.jsonl")])
+    assert rc == 2 and "missing" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from userfm.errors import DataError
 from userfm.eval.uqa.schema import DIMENSIONS, TASKS
 from userfm.eval.uqa.scoring import POSITION_BIAS_SHARE, accuracy_table, position_table
 
@@ -110,6 +111,70 @@ def _positions_markdown(positions: pd.DataFrame) -> list[str]:
         shown[c] = shown[c].map(lambda v: f"{v:.1%}")
     shown["flag"] = ["**position bias**" if f else "" for f in positions["flagged"]]
     return [*lines, _markdown(shown), ""]
+
+
+def include_results(
+    paths: Sequence[str | Path],
+    records: Sequence[Mapping[str, Any]],
+    skip: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """The answers of methods an earlier run scored, to report them beside this run's.
+
+    Training and scoring a slow method (a long text prompt + LoRA on CPU) once, then reporting
+    it with methods scored later, needs its answers on exactly the same questions: each file
+    must cover this run's questions of the formats it holds (multiple choice, free form), no
+    more and no fewer.
+
+    Args:
+        paths: ``results.jsonl`` files written by `write_report` (or their report folders).
+            A method in several files is taken from the last one.
+        records: this run's questions (``question_id``, ``format``).
+        skip: methods this run scores itself; their rows in the files are ignored.
+
+    Returns:
+        The included rows, file order, methods of ``skip`` left out.
+
+    Raises:
+        FileNotFoundError: a path has no results file.
+        DataError: a file is not JSON lines with ``method``, ``question_id`` and ``format``, it
+            covers other questions than this run's, or a method answered a question twice.
+    """
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        path = Path(path)
+        file = path / RESULTS_FILE if path.is_dir() else path
+        if not file.is_file():
+            raise FileNotFoundError(f"no {RESULTS_FILE} at {path} (`userfm eval uqa` writes one)")
+        rows: dict[str, list[dict[str, Any]]] = {}
+        seen: set[tuple[str, str]] = set()  # (question_id, format): both formats share ids
+        formats: set[str] = set()
+        with open(file, encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                try:
+                    row = json.loads(line)
+                    method, qid, fmt = row["method"], row["question_id"], row["format"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise DataError(
+                        f"{file} line {n} is not a result with `method`, `question_id` and "
+                        f"`format` ({e})"
+                    ) from e
+                seen.add((qid, fmt))
+                formats.add(fmt)
+                if method not in skip:
+                    rows.setdefault(method, []).append(row)
+        expected = {(r["question_id"], r["format"]) for r in records if r["format"] in formats}
+        if seen != expected:
+            raise DataError(
+                f"{file} answers {len(seen):,} questions, this run has {len(expected):,} of "
+                f"its formats ({len(seen - expected):,} not in this run, "
+                f"{len(expected - seen):,} missing); include results of the same question set, "
+                "split, --tasks and --max-per-task"
+            )
+        for method, got in rows.items():
+            if len({(r["question_id"], r["format"]) for r in got}) < len(got):
+                raise DataError(f"{file}: {method!r} answers some question more than once")
+        by_method.update(rows)  # a later file replaces a method of an earlier one
+    return [r for rows in by_method.values() for r in rows]
 
 
 def write_report(
