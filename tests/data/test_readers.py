@@ -251,6 +251,42 @@ def test_csv_ids_are_read_verbatim_as_text(tmp_path, cache):
     assert history(log, "007") == ["NA", "1e3"]
 
 
+def test_csv_and_jsonl_ids_1_and_1_point_0_and_padded_are_one_id(tmp_path, cache):
+    csv = tmp_path / "log.csv"
+    csv.write_text(f"user,item,timestamp\n1,5,{T0}\n1.0,5.0,{T0 + 1}\n 1 ,007,{T0 + 2}\n2,5,{T0}\n")
+    log = read_events(csv, cache_dir=cache)
+    assert log.user_ids.tolist() == ["1", "2"]
+    assert history(log, "1") == ["5", "5", "007"]  # "007" is text, kept verbatim
+    assert log.stats.ids_normalised == 3  # "1.0", " 1 " and "5.0"
+    assert any("normalised" in n for n in log.stats.notes)
+    jsonl = tmp_path / "log.jsonl"
+    rows = [{"user": 1, "item": "a", "timestamp": T0}, {"user": 1.0, "item": "b", "timestamp": T0 + 1},
+            {"user": "1", "item": "c", "timestamp": T0 + 2}]  # fmt: skip
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    log = read_events(jsonl, cache_dir=cache)
+    assert log.user_ids.tolist() == ["1"] and history(log, "1") == ["a", "b", "c"]
+    clean = read_events(frame())
+    assert clean.stats.ids_normalised == 0 and not any("normalised" in n for n in clean.stats.notes)
+
+
+@pytest.mark.parametrize("kind", ["csv", "tsv", "DataFrame", "table"])
+def test_a_repeated_column_name_is_refused_not_half_read(tmp_path, cache, kind):
+    rows = [["1", "5", "6", str(T0)], ["2", "5", "7", str(T0 + 1)]]
+    names = ["user", "item", "item", "timestamp"]
+    if kind in ("csv", "tsv"):
+        source = tmp_path / f"log.{kind}"
+        sep = "," if kind == "csv" else "\t"
+        source.write_text("\n".join(sep.join(r) for r in [names, *rows]) + "\n")
+    elif kind == "DataFrame":
+        source = pd.DataFrame(rows, columns=names)
+    else:
+        source = pa.table([pa.array(c) for c in zip(*rows)], names=names)
+    with pytest.raises(SchemaError, match=r"several columns named \['item'\]"):
+        read_events(source, cache_dir=cache) if kind in ("csv", "tsv") else read_events(source)
+    ok = pd.DataFrame(rows, columns=["user", "item", "other", "timestamp"])  # unused: fine
+    assert read_events(ok).stats.rows_kept == 2
+
+
 def test_huge_integer_ids_keep_every_digit_in_csv(tmp_path, cache):
     big = 2**70
     p = tmp_path / "log.csv"
@@ -563,6 +599,22 @@ def test_timestamp_after_2100_hints_at_the_unit():
     with pytest.raises(DataError, match="after 2100") as e:  # auto: seconds, but past 2100
         read_events(frame(timestamp=[T0, T0, MAX_TIMESTAMP + 1, T0, T0]))
     assert e.value.row == 2
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_seconds_mixed_with_milliseconds_are_refused_not_put_in_1970(tmp_path, as_text):
+    mixed = [(T0 + 30) * 1000, T0 + 5, (T0 + 10) * 1000, T0 + 1, (T0 + 20) * 1000]
+    source = frame(timestamp=mixed)
+    if as_text:  # a CSV column: read as text, then as numbers
+        source.to_csv(tmp_path / "log.csv", index=False)
+        source = tmp_path / "log.csv"
+    with pytest.raises(
+        DataError, match=r"mix units \(milliseconds from row 0, seconds from row 1\)"
+    ):
+        read_events(source)
+    # one unit throughout, small values included (relative times), is read as before
+    log = read_events(frame(timestamp=[(T0 + k) * 1000 for k in (30, 5, 10, 1, 20)]))
+    assert log.history("b").timestamps.tolist() == [T0 + 1, T0 + 5]
 
 
 def test_explicit_unit_putting_everything_in_1970_is_noted(caplog):

@@ -89,6 +89,8 @@ class ReadStats:
             with next-item objectives but can be embedded).
         users: distinct users kept.
         items: distinct items kept.
+        ids_normalised: user and item id values rewritten to their canonical text (surrounding
+            spaces removed, ``"1.0"`` read as ``"1"``), so that one id is one user / item.
         notes: human-readable notes on any other handling (e.g. the timestamp unit inferred).
     """
 
@@ -101,6 +103,7 @@ class ReadStats:
     single_event_users: int = 0
     users: int = 0
     items: int = 0
+    ids_normalised: int = 0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

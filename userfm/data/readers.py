@@ -15,7 +15,9 @@ Canonical values:
 
 * ids are strings. Integer ids keep every digit (csv/tsv columns are read as text, parquet
   ``uint64`` is converted exactly). Float ids that are integral become integer strings
-  (``1.0`` -> ``"1"``). String ids are kept verbatim (``"007"`` stays ``"007"``).
+  (``1.0`` -> ``"1"``), and so does their text in csv / jsonl (``"1.0"`` -> ``"1"``). Text ids
+  lose surrounding whitespace and are otherwise kept verbatim (``"007"`` stays ``"007"``);
+  what was changed is counted in ``ReadStats.ids_normalised``.
 * timestamps: integers / floats in unit ``s``, ``ms``, ``us`` or ``ns`` (``timestamp_unit``),
   ``auto`` infers the unit from the largest value (> 1e11 -> ms, > 1e14 -> us, > 1e17 -> ns,
   else s) and records which in ``ReadStats.notes``. Arrow/pandas datetime and date types are
@@ -57,6 +59,8 @@ null / unparsable timestamp                     ``DataError`` (column, first row
 negative timestamp (before 1970)                ``DataError`` (column, first row)
 timestamp after 2100-01-01 (usually a unit      ``DataError`` (column, first row) with a hint
 mistake, e.g. ms read as s)                     to set ``EventSchema.timestamp_unit``
+numeric timestamps in two units (unix seconds   ``DataError`` naming the first row of each
+beside milliseconds), ``timestamp_unit="auto"``  unit (values >= 1e8 are sorted by magnitude)
 explicit unit that puts every event in 1970     kept; a note in ``ReadStats.notes`` and a
 although the values look like unix seconds      warning (probably the wrong unit)
 rows not sorted by (user, time)                 sorted (stable: ties keep input order),
@@ -127,6 +131,8 @@ _UNIT_NAME = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": 
 _HASH = "_hash"
 _BATCH_SIZE = 65_536
 _NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+#: the text of an integral float id: "12.0" -> group "12"
+_FLOAT_ID_RE = r"^([+-]?\d+)\.0*$"
 _INT_RE = r"^[+-]?\d+$"
 _ONE_YEAR = 365 * 86_400
 _EXACT_FLOAT_INT = 2**53
@@ -439,7 +445,9 @@ def _read_csv(
         raise FileFormatError(f"cannot parse {p} as {fmt}: {e}") from e
     present = [str(c) for c in head.columns]
     if columns is not None:
-        _check_columns(present, columns, fields, str(p))
+        # pandas renames a repeated header name ("item", "item.1"): check the header as written
+        written = present if names is not None else _header_as_written(p, opts)
+        _check_columns(written, columns, fields, str(p))
     if len(head) == 0:
         raise EmptyLogError(f"{p} has a header but no rows: no events to read")
     # every column is read (``usecols`` would silently accept lines with extra fields) as text
@@ -456,6 +464,12 @@ def _read_csv(
             raise EmptyLogError(f"{p} has no rows: no events to read") from e
         raise FileFormatError(f"cannot parse {p} as {fmt}: {cause}") from e
     return ds.select_columns(columns) if columns is not None else ds
+
+
+def _header_as_written(p: Path, opts: Mapping[str, Any]) -> list[str]:
+    """The first line's field names without pandas' renaming of repeated names."""
+    first = pd.read_csv(p, nrows=1, header=None, dtype=str, **opts)
+    return ["" if pd.isna(v) else str(v) for v in first.iloc[0]]
 
 
 def _read_json(
@@ -528,6 +542,12 @@ def _field_names(schema: EventSchema) -> dict[str, str]:
 def _check_columns(
     present: list[str], needed: list[str], fields: Mapping[str, str], where: str
 ) -> None:
+    repeated = sorted({c for c in needed if present.count(c) > 1})
+    if repeated:
+        raise SchemaError(
+            f"{where} has several columns named {repeated}: which one holds the data is "
+            "ambiguous; rename or drop the extra ones"
+        )
     missing = [c for c in needed if c not in present]
     if missing:
         desc = ", ".join(f"{c!r}" + (f" ({fields[c]})" if c in fields else "") for c in missing)
@@ -542,9 +562,7 @@ def _dataset_from_pandas(df: pd.DataFrame, needed: list[str]) -> datasets.Datase
     arrays = {}
     by_name = {str(c): c for c in df.columns}
     for name in needed:
-        s = df[by_name[name]]
-        if isinstance(s, pd.DataFrame):
-            raise SchemaError(f"the DataFrame has several columns named {name!r}")
+        s = df[by_name[name]]  # one column: `_check_columns` refused repeated names
         if isinstance(s.dtype, pd.CategoricalDtype):
             s = s.astype(object)
         try:
@@ -672,21 +690,34 @@ def _infer_unit(max_abs: float) -> str:
     return "s"
 
 
-def _numeric_max(column: pa.ChunkedArray, text: bool) -> float:
-    """Largest absolute value of a numeric (or numeric-text) column, chunk by chunk."""
-    best = 0.0
+#: |value| ranges that look like unix time in each unit: [1e8, 1e11) seconds is 1973-5138
+_UNIT_BINS = (1e8, 1e11, 1e14, 1e17)
+_BIN_UNITS = ("s", "ms", "us", "ns")
+
+
+def _magnitudes(column: pa.ChunkedArray, text: bool) -> tuple[float, dict[str, int]]:
+    """Largest absolute value of a numeric (or numeric-text) column, and the first row whose
+    value looks like unix time in each unit (values below 1e8 look like none), chunk by chunk."""
+    best, first, offset = 0.0, {}, 0
     for chunk in column.chunks:
+        n = len(chunk)
         chunk = _plain(chunk)
         if text:
             chunk = pc.utf8_trim_whitespace(chunk)
-            chunk = chunk.filter(pc.fill_null(pc.match_substring_regex(chunk, _NUMBER_RE), False))
-        if len(chunk) == 0:
-            continue
-        values = pc.cast(chunk, pa.float64(), safe=False)
-        m = pc.max(pc.abs(values)).as_py()
-        if m is not None and np.isfinite(m):
-            best = max(best, m)
-    return best
+            numeric = pc.fill_null(pc.match_substring_regex(chunk, _NUMBER_RE), False)
+            chunk = pc.if_else(numeric, chunk, pa.scalar(None, chunk.type))
+        values = np.abs(
+            pc.cast(chunk, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+        )  # (n,), NaN at nulls
+        finite = np.isfinite(values)
+        if finite.any():
+            best = max(best, float(values[finite].max()))
+            kinds = np.digitize(np.where(finite, values, 0.0), _UNIT_BINS)  # 0: below 1e8
+            for k in np.unique(kinds[kinds > 0]):
+                unit = _BIN_UNITS[int(k) - 1]
+                first.setdefault(unit, offset + int(np.argmax(kinds == k)))
+        offset += n
+    return best, first
 
 
 def _make_plan(
@@ -699,6 +730,14 @@ def _make_plan(
     for canon, col in mapping.items():
         if canon in (USER, ITEM):
             plan["cols"][canon] = (col, _id_kind(types[col], col))
+            if plan["cols"][canon][1] in ("str", "json"):
+                changed = _count_normalised_ids(table.column(col))
+                if changed:
+                    stats.ids_normalised += changed
+                    stats.notes.append(
+                        f"{changed:,} {canon} ids of column {col!r} normalised (surrounding "
+                        "spaces removed, '1.0' read as '1')"
+                    )
         elif canon != TIMESTAMP:
             plan["cols"][canon] = (col, _attr_kind(types[col], col))
 
@@ -743,7 +782,7 @@ def _make_plan(
             )
         if plan["ts_unit"] in ("ms", "us", "ns") and unit == plan["ts_unit"]:
             # an explicit sub-second unit that puts every event in 1970: probably seconds
-            m = _numeric_max(table.column(col), plan["ts_mode"] == "number_text")
+            m, _ = _magnitudes(table.column(col), plan["ts_mode"] == "number_text")
             if m / _UNIT_FACTOR[unit] < _ONE_YEAR and m > 1e8:
                 note = (
                     f"timestamps in column {col!r} read as {_UNIT_NAME[unit]} all fall in 1970; "
@@ -768,7 +807,20 @@ def _looks_numeric(column: pa.ChunkedArray) -> bool:
 
 
 def _auto_unit(column: pa.ChunkedArray, text: bool, col: str, stats: ReadStats) -> str:
-    m = _numeric_max(column, text)
+    """The unit of the column's largest value; a column whose values look like unix time in
+    two units (seconds beside milliseconds) is refused: one unit would put the others in
+    1970 or after 2100."""
+    m, first = _magnitudes(column, text)
+    if len(first) > 1:
+        kinds = ", ".join(
+            f"{_UNIT_NAME[u]} from row {r}" for u, r in sorted(first.items(), key=lambda x: x[1])
+        )
+        raise DataError(
+            f"timestamps mix units ({kinds}); convert the column to one unit (timestamp_unit "
+            "applies to every row)",
+            column=col,
+            row=max(first.values()),
+        )
     unit = _infer_unit(m)
     note = (
         f"timestamp unit of column {col!r} inferred as {_UNIT_NAME[unit]} ('{unit}') from the "
@@ -822,6 +874,23 @@ def _check_nulls(arr: pa.Array, col: str, offset: int, what: str) -> None:
         raise DataError(f"missing {what} (null / empty field)", column=col, row=offset + i)
 
 
+def _text_ids(s: pa.Array) -> pa.Array:
+    """Text ids as the log keeps them: surrounding whitespace removed, and the text of an
+    integral float (``"1.0"``, how a float column of ids prints) read as the integer (``"1"``),
+    as float-typed columns are; other text verbatim (``"007"``)."""
+    s = pc.utf8_trim_whitespace(s)
+    return pc.replace_substring_regex(s, pattern=_FLOAT_ID_RE, replacement=r"\1")
+
+
+def _count_normalised_ids(column: pa.ChunkedArray) -> int:
+    """How many (non-null) text ids `_text_ids` changes, chunk by chunk."""
+    changed = 0
+    for chunk in column.chunks:
+        s = _plain(chunk).cast(pa.string())
+        changed += pc.sum(pc.fill_null(pc.not_equal(s, _text_ids(s)), False)).as_py() or 0
+    return changed
+
+
 def _ids(arr: pa.Array, kind: str, col: str, offset: int) -> pa.Array:
     _check_nulls(arr, col, offset, "id")
     if kind == "json":  # ids of mixed JSON types: scalars only
@@ -830,8 +899,8 @@ def _ids(arr: pa.Array, kind: str, col: str, offset: int) -> pa.Array:
             i = _first(nested)
             raise DataError(f"nested id value {arr[i].as_py()}", column=col, row=offset + i)
     if kind in ("str", "json"):
-        s = arr.cast(pa.string())
-        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(s)), 0)
+        s = _text_ids(arr.cast(pa.string()))
+        empty = pc.equal(pc.utf8_length(s), 0)
         if pc.any(empty).as_py():
             raise DataError("empty id", column=col, row=offset + _first(empty))
         return s
