@@ -176,6 +176,7 @@ class PretrainModule(L.LightningModule):
             use_time=hp.use_time and dm.log_.has_time,
             normalize=hp.normalize,
             output_features=hp.output_features,
+            event_schema=None if dm.log_.schema is None else dm.log_.schema.to_dict(),
         )
         if self.encoder.embeddings.item_categories is not None:
             self.encoder.set_item_categories(self.encoder.featurizer().item_category_table(dm.log_))

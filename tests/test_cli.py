@@ -78,15 +78,12 @@ def test_demo_synth_then_embed_end_to_end(tmp_path, capsys):
             "--output",
             str(tmp_path / "emb.parquet"),
             "--no-progress",
-            "--category-col",
-            "category",
-            "--action-col",
-            "action",
         ]
-    )
+    )  # no column flags: the model reads the genre / action columns it was trained with
     assert code == 0
     summary = capsys.readouterr().out
     assert "embedded 120 users" in summary and "unknown items" in summary and "dropped" in summary
+    assert "users without the side features the model uses (embedded without them): 0" in summary
     emb = UserEmbeddings.from_parquet(tmp_path / "emb.parquet")
     assert len(emb) == 120 and emb.dim == 64
 

@@ -18,17 +18,17 @@ from userfm.errors import UserfmError
 
 
 def _add_schema_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("input columns (the event schema)")
-    g.add_argument("--user-col", default="user", help="column with user ids (default: user)")
-    g.add_argument("--item-col", default="item", help="column with item ids (default: item)")
+    g = p.add_argument_group(
+        "input columns (the event schema; `embed` starts from the one the model was trained with)"
+    )
+    g.add_argument("--user-col", default=None, help="column with user ids (default: user)")
+    g.add_argument("--item-col", default=None, help="column with item ids (default: item)")
     g.add_argument(
         "--time-col",
-        default="timestamp",
-        help="column with event times; 'none' = rows already in time order",
+        default=None,
+        help="column with event times (default: timestamp); 'none' = rows already in time order",
     )
-    g.add_argument(
-        "--time-unit", default="auto", choices=["auto", "s", "ms", "us", "ns", "datetime"]
-    )
+    g.add_argument("--time-unit", default=None, choices=["auto", "s", "ms", "us", "ns", "datetime"])
     g.add_argument("--action-col", default=None, help="optional column with event types")
     g.add_argument(
         "--category-col", default=None, help="optional column with item categories ('|'-separated)"
@@ -36,18 +36,26 @@ def _add_schema_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--title-col", default=None, help="optional column with item titles")
 
 
-def _schema(args: argparse.Namespace):
+def _schema(args: argparse.Namespace, base=None):
+    """The event schema of the flags given, over ``base`` (default `EventSchema()`)."""
+    from dataclasses import replace
+
     from userfm.data.schema import EventSchema
 
-    return EventSchema(
-        user=args.user_col,
-        item=args.item_col,
-        timestamp=None if args.time_col.lower() == "none" else args.time_col,
-        action=args.action_col,
-        category=args.category_col,
-        title=args.title_col,
-        timestamp_unit=args.time_unit if args.time_col.lower() != "none" else "order",
-    )
+    schema = base if base is not None else EventSchema()
+    flags = {"user": args.user_col, "item": args.item_col, "action": args.action_col,
+             "category": args.category_col, "title": args.title_col}  # fmt: skip
+    given = {k: v for k, v in flags.items() if v is not None}
+    if args.time_col is not None and args.time_col.lower() == "none":
+        given.update(timestamp=None, timestamp_unit="order")
+    else:
+        if args.time_col is not None:
+            given["timestamp"] = args.time_col
+            if schema.timestamp_unit == "order":
+                given["timestamp_unit"] = "auto"
+        if args.time_unit is not None:
+            given["timestamp_unit"] = args.time_unit
+    return replace(schema, **given)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -66,7 +74,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from userfm.encoder import UserEncoder
 
     model = UserEncoder.from_pretrained(args.model)
-    log = read_events(args.input, _schema(args), min_events=args.min_events)
+    log = read_events(
+        args.input, _schema(args, model.training_schema()), min_events=args.min_events
+    )
     if args.devices > 1:
         from userfm.pretrain.predict import embed_sharded
 

@@ -141,3 +141,45 @@ def test_histories_without_time_work_with_a_time_free_model():
     assert m.config.use_time is False
     emb = m.embed([UserHistory("c", np.array(["x", "y"], dtype=object))], progress=False)
     assert emb.vectors.shape == (1, 8)
+
+
+def test_a_saved_model_reads_new_data_with_the_schema_it_was_trained_with(tmp_path):
+    """Issue 18: the DataFrame that trained a side-feature model embeds correctly with no
+    schema argument; before, its `category` / `action` columns were ignored without a word."""
+    df = make_events().assign(action=lambda d: np.where(d.index % 3 == 0, "click", "buy"))
+    df["timestamp"] *= 1000  # milliseconds: the unit is inferred once, then recorded
+    schema = EventSchema(action="action", category="category")
+    trained = read_events(df, schema)
+    assert trained.schema == EventSchema(action="action", category="category", timestamp_unit="ms")
+    model = UserEncoder.from_log(trained, seed=0, hidden_size=16, num_heads=2, max_len=16).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = UserEncoder.from_pretrained(tmp_path / "m")
+    assert (
+        json.loads((tmp_path / "m" / "config.json").read_text())["event_schema"]["action"]
+        == "action"
+    )
+    assert loaded.training_schema() == trained.schema
+    want = loaded.embed(df, schema=schema, progress=False)
+    got = loaded.embed(df, progress=False)  # no schema: the training one
+    np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
+    assert got.stats["users_without_side_features"] == 0
+    # an explicit schema still wins: without side features, embedded with a loud warning
+    with pytest.warns(UserWarning, match=r"40 of 40 histories have no actions / categories"):
+        bare = loaded.embed(df, schema=EventSchema(timestamp_unit="ms"), progress=False)
+    assert bare.stats["users_without_side_features"] == 40
+    assert not np.allclose(bare.vectors, want.vectors, atol=1e-3)
+
+
+def test_item_lists_given_to_a_side_feature_model_warn_once_with_the_count(recwarn):
+    log = read_events(make_events(), EventSchema(category="category"))
+    model = UserEncoder.from_log(log, seed=0, hidden_size=16, num_heads=2, max_len=16).eval()
+    model.embed({"new": ["i1", "i2"], "other": ["i3"]}, batch_size=1, chunk_size=1, progress=False)
+    warned = [str(w.message) for w in recwarn if "histories have no" in str(w.message)]
+    assert len(warned) == 1 and warned[0].startswith("2 of 2 histories have no categories")
+    model.embed(log, progress=False)  # histories with their categories: no warning
+    assert len([w for w in recwarn if "histories have no" in str(w.message)]) == 1
+
+
+def test_event_schema_in_the_config_is_checked():
+    with pytest.raises(ConfigError, match="event_schema"):
+        UserEncoder.from_log(read_events(make_events()), event_schema={"user": 3, "item": "i"})

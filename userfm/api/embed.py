@@ -8,6 +8,7 @@ over a streamed input of any size. `embed` concatenates the chunks.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +146,15 @@ def run_chunks(
     featurizer = model.featurizer()  # ConfigError when the model has no vocabularies
     chunk_size = chunk_size or batch_size * 32
     device = torch.device(device) if device is not None else default_device()
-    stream, total = as_histories(histories, schema)
+    # the columns that trained the model (actions, categories) are read again by default
+    stream, total = as_histories(
+        histories, schema if schema is not None else model.training_schema()
+    )
     cfg = model.config
     was_training = model.training
     model.eval().to(device)
     bar = tqdm(total=total, unit="user", desc=desc, disable=not progress)
+    missing_at_start, users = featurizer.missing_side_features, 0
     try:
         it = iter(stream)
         while chunk := list(itertools.islice(it, chunk_size)):
@@ -177,9 +182,37 @@ def run_chunks(
                 "users_without_side_features": featurizer.missing_side_features - missing_before,
             }
             yield EncodedChunk(chunk, outputs, stats)
+            users += len(chunk)
+        _warn_missing_side_features(
+            model, featurizer.missing_side_features - missing_at_start, users
+        )
     finally:
         bar.close()
         model.train(was_training)
+
+
+def _warn_missing_side_features(model: UserEncoder, missing: int, users: int) -> None:
+    """One loud warning per call when histories lack the side features the model reads: they
+    are embedded without them, which silently lowers quality (issue 18: NDCG@10 0.130 -> 0.105
+    on MovieLens-100K when a DataFrame's genre and rating columns were not read)."""
+    if not missing:
+        return
+    cfg = model.config
+    features = [
+        n for n, k in (("actions", cfg.num_actions), ("categories", cfg.num_categories)) if k
+    ]
+    schema = model.training_schema()
+    columns = (
+        f"; it was trained with the columns of {schema}"
+        if schema is not None
+        else "; map the columns with EventSchema(action=..., category=...)"
+    )
+    warnings.warn(
+        f"{missing:,} of {users:,} histories have no {' / '.join(features)}, which this model "
+        f"reads; they were embedded without them, and their embeddings are worse{columns}",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def iter_embed(
@@ -201,7 +234,8 @@ def iter_embed(
         device: where to run (default: CUDA when available, else CPU).
         progress: show a progress bar (users).
         chunk_size: users read, sorted by length and yielded together (default 32 batches).
-        schema: column mapping for DataFrame / file / event-dict inputs.
+        schema: column mapping for DataFrame / file / event-dict inputs (default: the
+            model's `UserEncoder.training_schema`, else `EventSchema()`).
 
     Yields:
         `UserEmbeddings` per chunk, users in input order, with ``stats`` counting users,

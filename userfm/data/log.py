@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from userfm.data.schema import ACTION, CATEGORY, ITEM, TIMESTAMP, TITLE, USER
+from userfm.data.schema import ACTION, CATEGORY, ITEM, TIMESTAMP, TITLE, USER, EventSchema
 from userfm.errors import EmptyLogError
 
 logger = logging.getLogger("userfm.data")
@@ -164,13 +164,20 @@ class EventLog:
         stats: the reader's statistics; ``rows_reordered``, ``users``, ``items`` and
             ``single_event_users`` are filled in here.
         has_time: False when timestamps are row order (SASRec-style input without times).
+        schema: the `EventSchema` the input was read with, timestamp unit resolved (what
+            `read_events` passes; a model trained on the log records it).
 
     Raises:
         EmptyLogError: the dataset has no rows.
     """
 
     def __init__(
-        self, dataset: datasets.Dataset, stats: ReadStats | None = None, *, has_time: bool = True
+        self,
+        dataset: datasets.Dataset,
+        stats: ReadStats | None = None,
+        *,
+        has_time: bool = True,
+        schema: EventSchema | None = None,
     ):
         if len(dataset) == 0:
             raise EmptyLogError("the event log is empty: no events to read")
@@ -178,6 +185,7 @@ class EventLog:
             dataset = take_rows(dataset, np.arange(len(dataset)))
         self.stats = stats if stats is not None else ReadStats(rows_read=len(dataset))
         self.has_time = has_time
+        self.schema = schema
         if ROW not in dataset.column_names:
             dataset = dataset.add_column(ROW, np.arange(len(dataset), dtype=np.int64))
         table = dataset.data.table

@@ -84,6 +84,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -298,7 +299,17 @@ def read_events(
 
     if not keep.all():
         canon = take_rows(canon, np.flatnonzero(keep))
-    return EventLog(canon, stats, has_time=plan["ts_mode"] != "order")
+    return EventLog(
+        canon, stats, has_time=plan["ts_mode"] != "order", schema=_resolved(schema, plan)
+    )
+
+
+def _resolved(schema: EventSchema, plan: dict) -> EventSchema:
+    """``schema`` with the timestamp unit the reader used (``auto`` resolved): what a model
+    trained on the log records, so that later inputs are read the same way."""
+    mode = plan["ts_mode"]
+    unit = "order" if mode == "order" else plan["ts_unit"] or "datetime"
+    return replace(schema, timestamp_unit=unit)
 
 
 def read_table(

@@ -62,6 +62,6 @@ def time_split(log: EventLog, cutoff: int) -> tuple[EventLog, EventLog]:
             f"time_split cutoff {cutoff} leaves one side empty; timestamps span {ts.min()}..{ts.max()}"
         )
     return (
-        EventLog(take_rows(log.dataset, before), has_time=True),
-        EventLog(take_rows(log.dataset, after), has_time=True),
+        EventLog(take_rows(log.dataset, before), has_time=True, schema=log.schema),
+        EventLog(take_rows(log.dataset, after), has_time=True, schema=log.schema),
     )

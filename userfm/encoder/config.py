@@ -7,6 +7,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from userfm._version import __version__
+from userfm.data.schema import EventSchema
 from userfm.errors import ConfigError
 
 POOLINGS = ("last", "mean", "attention")
@@ -51,6 +52,10 @@ class UserEncoderConfig(PretrainedConfig):
             extra) or ``"auto"`` (xformers when usable, else sdpa).
         layer_norm_eps: epsilon of every LayerNorm.
         initializer_range: std of the normal init of every weight matrix and embedding.
+        event_schema: the `EventSchema` (as a dict) of the log the model was trained on, with
+            its timestamp unit resolved: `embed` / `recommend` / ``userfm embed`` read
+            DataFrames and files with it unless given another, so the columns that trained the
+            model (actions, categories) are read again. None: the default schema.
         userfm_version: the userfm version that wrote this config (re-stamped on every save).
     """
 
@@ -82,6 +87,7 @@ class UserEncoderConfig(PretrainedConfig):
         attn_backend: str = "sdpa",
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
+        event_schema: dict[str, Any] | None = None,
         userfm_version: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -111,6 +117,7 @@ class UserEncoderConfig(PretrainedConfig):
         self.attn_backend = attn_backend
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.event_schema = event_schema
         self.userfm_version = userfm_version or __version__
         super().__init__(**kwargs)
         self.check()
@@ -160,6 +167,13 @@ class UserEncoderConfig(PretrainedConfig):
         for name in ("use_time", "normalize", "output_features"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
+        if self.event_schema is not None:
+            try:
+                EventSchema.from_dict(self.event_schema)
+            except (TypeError, AttributeError, ConfigError) as e:
+                raise ConfigError(
+                    f"`event_schema` must be an EventSchema dict (EventSchema.to_dict()): {e}"
+                ) from e
         if self.pooling not in POOLINGS:
             raise ConfigError(f"`pooling` must be one of {POOLINGS}, got {self.pooling!r}")
         if self.attn_backend not in ATTN_BACKENDS:

@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 from userfm.data.batch import Batch
 from userfm.data.features import Featurizer
 from userfm.data.log import EventLog
+from userfm.data.schema import EventSchema
 from userfm.data.vocab import SPECIAL_TOKENS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
@@ -496,6 +497,8 @@ class UserEncoder(PreTrainedModel):
         )
         if not log.has_time:
             config_kwargs.setdefault("use_time", False)
+        if log.schema is not None:
+            config_kwargs.setdefault("event_schema", log.schema.to_dict())
         if seed is not None:
             torch.manual_seed(seed)
         model = cls.from_vocabs(vocabs, **config_kwargs)
@@ -529,6 +532,13 @@ class UserEncoder(PreTrainedModel):
             num_time_gap_buckets=cfg.num_time_gap_buckets,
             max_categories=cfg.max_categories,
         )
+
+    def training_schema(self) -> EventSchema | None:
+        """The `EventSchema` of the log this model was trained on (``config.event_schema``),
+        which the embedding API reads DataFrames and files with by default; None when unknown
+        (a model saved before userfm recorded it, or built without a log)."""
+        d = self.config.event_schema
+        return None if d is None else EventSchema.from_dict(d)
 
     def embed(self, histories: HistoriesLike, **kwargs: Any) -> UserEmbeddings:
         """Embed users; batched, length-sorted, no grad. See `userfm.api.embed.iter_embed`.
