@@ -145,12 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "--data.schema",
         json.dumps(columns),
     ]
-    fit_args += [
-        "--trainer.default_root_dir",
-        str(out),
-        "--trainer.logger.init_args.save_dir",
-        str(out),
-    ]
+    fit_args += ["--trainer.default_root_dir", str(out)]  # logs/ and checkpoints/ inside
     fit_args += ["--trainer.max_epochs", str(args.epochs)] if args.epochs else []
     print(f"[2/5] pretraining   (userfm pretrain fit --config {config} ...)")
     cli = make_cli(fit_args, run=False)

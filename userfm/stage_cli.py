@@ -1,20 +1,58 @@
-"""The LightningCLI both training stages run (``userfm pretrain ...``, ``userfm adapters ...``)."""
+"""The LightningCLI both training stages run (``userfm pretrain ...``, ``userfm adapters ...``).
+
+One flag places a whole run: ``trainer.default_root_dir`` is the run's folder, a relative
+logger ``save_dir`` is taken inside it, and a ``ModelCheckpoint`` without ``dirpath`` writes
+to ``<default_root_dir>/checkpoints``: one folder per run rather than one per ``version_N``,
+so ``--ckpt_path last`` finds the checkpoint an earlier (killed) run of the same config wrote
+(issue 18: with versioned folders "last" was never found and training restarted at step 0).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
+
+CHECKPOINT_CLASS = "lightning.pytorch.callbacks.ModelCheckpoint"
+
+
+class StageCLI(LightningCLI):
+    """`LightningCLI` that places logs and checkpoints in ``trainer.default_root_dir``."""
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        place_run(config.trainer)
+
+
+def place_run(trainer: Any) -> None:
+    """Place the log and checkpoint folders of a parsed ``trainer`` config in its
+    ``default_root_dir`` (the working directory when unset, as Lightning does): a relative
+    logger ``save_dir`` is joined to it, an unset checkpoint ``dirpath`` becomes
+    ``<root>/checkpoints``; absolute paths are kept."""
+    root = trainer.default_root_dir or os.getcwd()
+    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+    for logger in loggers:
+        args = getattr(logger, "init_args", None)
+        save_dir = getattr(args, "save_dir", None)
+        if save_dir is not None and not os.path.isabs(str(save_dir)):
+            args.save_dir = os.path.normpath(os.path.join(root, str(save_dir)))
+    for callback in trainer.callbacks or []:
+        args = getattr(callback, "init_args", None)
+        if getattr(callback, "class_path", None) == CHECKPOINT_CLASS and args.dirpath is None:
+            args.dirpath = os.path.join(root, "checkpoints")
 
 
 def stage_cli(prog: str, model_class: type, datamodule_class: type, argv: Sequence[str], **kwargs):
     """LightningCLI for one stage on ``argv`` (e.g. ``["fit", "--config", path]``): seed 0 by
-    default, config files overwritten on rerun, usage lines under ``prog``."""
+    default, config files overwritten on rerun, usage lines under ``prog``, the run placed
+    under ``trainer.default_root_dir`` (`place_run`)."""
     saved = sys.argv
     sys.argv = [prog, *argv]  # LightningCLI reads sys.argv; keep its usage lines right
     try:
-        return LightningCLI(
+        return StageCLI(
             model_class,
             datamodule_class,
             seed_everything_default=0,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -95,3 +96,54 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     for k, v in record.dro_state.items():
         torch.testing.assert_close(v, saved["state_dict"][f"dro_weighting.{k}"], rtol=0, atol=0)
     assert cli.trainer.global_step == 12
+
+
+def test_the_documented_resume_line_continues_a_killed_run_of_a_shipped_config(tmp_path):
+    """pretrain/README: `userfm pretrain fit --config CONFIG --ckpt_path last` after a kill,
+    with a shipped config as it is (issue 18: its checkpoints went to a new version_N/ folder
+    each run, so "last" was never found and training silently restarted at step 0)."""
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "synthetic-tiny.yaml"
+    fit = [sys.executable, "-m", "userfm.cli", "pretrain", "fit", "--config", str(config)]
+    small = ["--data.synthetic.num_users", "600", "--trainer.max_epochs", "1000",
+             "--model.hidden_size", "16", "--data.max_len", "12",
+             "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    proc = subprocess.Popen([*fit, *small], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    last = tmp_path / "runs" / "pretrain" / "synthetic-tiny" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no checkpoint within the time limit"
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the file be complete before the kill
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert step > 0
+
+    resumed = subprocess.run(
+        [*fit, "--ckpt_path", "last", *small, "--trainer.max_steps", str(step + 10)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Restoring states from the checkpoint path at {last}" in resumed.stderr
+    logs = sorted((tmp_path / "runs" / "pretrain" / "synthetic-tiny" / "logs").glob("version_*"))
+    assert len(logs) == 2  # one log folder per run, one checkpoint folder for both
+    steps = pd.read_csv(logs[1] / "metrics.csv")["step"].dropna()
+    assert steps.min() >= step and steps.max() < step + 10  # continued, not from step 0
+
+
+def test_default_root_dir_alone_places_logs_and_checkpoints(tmp_path):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "synthetic-tiny.yaml"
+    cli = make_cli(["--config", str(config), "--trainer.default_root_dir", str(tmp_path / "run"),
+                    "--data.synthetic.num_users", "50"], run=False)  # fmt: skip
+    assert Path(cli.trainer.logger.log_dir).parent == tmp_path / "run" / "logs"
+    assert Path(cli.trainer.checkpoint_callback.dirpath) == tmp_path / "run" / "checkpoints"
+    absolute = make_cli(["--config", str(config), "--trainer.logger.init_args.save_dir",
+                         str(tmp_path / "elsewhere"), "--data.synthetic.num_users", "50"],
+                        run=False)  # fmt: skip
+    assert Path(absolute.trainer.logger.log_dir).parent == tmp_path / "elsewhere" / "logs"
