@@ -60,9 +60,11 @@ def _schema(args: argparse.Namespace, base=None):
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from userfm.data.synthetic import SyntheticConfig, write_synthetic_log
+    from userfm.outputs import check_output
 
     cfg = SyntheticConfig(num_users=args.users, num_items=args.items, seed=args.seed)
-    path = write_synthetic_log(Path(args.out) / "events.parquet", cfg)
+    target = check_output(Path(args.out) / "events.parquet", overwrite=args.overwrite, flag="--out")
+    path = write_synthetic_log(target, cfg)
     print(f"wrote {path} ({cfg.num_users:,} users, {cfg.num_items:,} items, seed {cfg.seed})")
     return 0
 
@@ -72,7 +74,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from userfm.data.readers import read_events
     from userfm.encoder import UserEncoder
+    from userfm.outputs import atomic_output, check_output
 
+    if args.devices <= 1:  # one file: refused before any work when it may not be written
+        check_output(
+            args.output, overwrite=args.overwrite, inputs=[args.input], suffixes=[".parquet"]
+        )
     model = UserEncoder.from_pretrained(args.model)
     log = read_events(
         args.input, _schema(args, model.training_schema()), min_events=args.min_events
@@ -86,23 +93,23 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print(f"rank shard: embedded {users:,} users -> {args.output}/part-*.parquet")
         return 0
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     totals = dict.fromkeys(
         ("users", "events", "oov_items", "truncated_users", "users_without_side_features"), 0
     )
-    writer = None
-    try:
-        for part in model.iter_embed(
-            log, batch_size=args.batch_size, device=args.device, progress=not args.no_progress
-        ):
-            table = part.to_arrow()
-            writer = writer or pq.ParquetWriter(out, table.schema)
-            writer.write_table(table)
-            for k in totals:
-                totals[k] += part.stats[k]
-    finally:
-        if writer is not None:
-            writer.close()
+    with atomic_output(out) as tmp:  # a kill leaves the old file, not one without a footer
+        writer = None
+        try:
+            for part in model.iter_embed(
+                log, batch_size=args.batch_size, device=args.device, progress=not args.no_progress
+            ):
+                table = part.to_arrow()
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                for k in totals:
+                    totals[k] += part.stats[k]
+        finally:
+            if writer is not None:
+                writer.close()
     s = log.stats
     print(
         f"embedded {totals['users']:,} users ({totals['events']:,} events, "
@@ -476,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--users", type=int, default=2000)
     s.add_argument("--items", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="replace an existing events.parquet")
     s.set_defaults(func=cmd_synth)
 
     e = sub.add_parser(
@@ -487,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="folder written by save_pretrained / userfm pretrain export"
     )
     e.add_argument("--input", required=True, help="event log: .parquet, .csv, .tsv, .jsonl")
-    e.add_argument("--output", required=True, help="output .parquet")
+    e.add_argument("--output", required=True, help="output .parquet (never the input)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"

@@ -349,13 +349,16 @@ def write_synthetic_log(path: str | Path, config: SyntheticConfig | None = None)
     """Generate a synthetic log and write it as parquet.
 
     Args:
-        path: the parquet file to write (parent folders are created).
+        path: the parquet file to write (parent folders are created; an existing file is
+            replaced once the new one is complete).
         config: generator parameters (default `SyntheticConfig()`).
 
     Returns:
         The path written.
     """
+    from userfm.outputs import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    generate_synthetic_log(config).to_parquet(path, index=False)
+    with atomic_output(path) as tmp:  # never a half-written log
+        generate_synthetic_log(config).to_parquet(tmp, index=False)
     return path
