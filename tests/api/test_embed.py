@@ -132,6 +132,35 @@ def test_from_pretrained_on_a_wrong_folder_names_it(tmp_path):
         UserEncoder.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "damage,file",
+    [
+        (lambda d: (d / "config.json").write_text("{bad"), "config.json"),
+        (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
+         "model.safetensors"),
+        (lambda d: (d / "vocab.json").write_text("[1,"), "vocab.json"),
+        (lambda d: (d / "vocab.json").write_text('{"x": 1}'), "vocab.json"),
+    ],
+)  # fmt: skip
+def test_a_damaged_model_folder_is_a_typed_error_naming_the_file(model, tmp_path, damage, file):
+    from userfm.errors import FileFormatError
+
+    model.save_pretrained(tmp_path / "m")
+    damage(tmp_path / "m")
+    with pytest.raises(FileFormatError, match=rf"m/{file} .*damaged"):
+        UserEncoder.from_pretrained(tmp_path / "m")
+
+
+def test_weights_of_other_shapes_than_the_config_name_both_files(model, tmp_path):
+    from userfm.errors import FileFormatError
+
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "hidden_size": 32}))
+    with pytest.raises(FileFormatError, match="other shapes than"):
+        UserEncoder.from_pretrained(tmp_path / "m")
+
+
 def test_histories_without_time_work_with_a_time_free_model():
     log = read_events(
         pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"]}),

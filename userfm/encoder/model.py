@@ -10,6 +10,7 @@ history alone.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
@@ -32,7 +34,7 @@ from userfm.data.schema import EventSchema
 from userfm.data.vocab import SPECIAL_TOKENS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, FileFormatError, UserfmError
 
 if TYPE_CHECKING:
     from userfm.api.embed import HistoriesLike
@@ -630,12 +632,47 @@ class UserEncoder(PreTrainedModel):
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any
     ) -> UserEncoder:
-        """Load a directory written by `save_pretrained` (safetensors only, no pickle)."""
+        """Load a directory written by `save_pretrained` (safetensors only, no pickle).
+
+        Raises:
+            FileNotFoundError: the folder has no ``config.json``.
+            FileFormatError: ``config.json``, ``model.safetensors`` or ``vocab.json`` is
+                damaged (not JSON, truncated, or weights of other shapes than the config's);
+                the message names the file.
+            ConfigError: ``config.json`` holds an invalid field.
+        """
         path = Path(pretrained_model_name_or_path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a saved userfm encoder (no config.json there)")
+        damaged = "the model folder is damaged; save or export the model again"
+        try:
+            json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FileFormatError(
+                f"{path / 'config.json'} is not valid JSON ({e}); {damaged}"
+            ) from e
         kwargs.setdefault("use_safetensors", True)
-        model = super().from_pretrained(path, *args, **kwargs)
+        try:
+            model = super().from_pretrained(path, *args, **kwargs)
+        except SafetensorError as e:
+            raise FileFormatError(
+                f"{path / 'model.safetensors'} cannot be read ({e}); {damaged}"
+            ) from e
+        except RuntimeError as e:
+            if "size mismatch" not in str(e) and "ignore_mismatched_sizes" not in str(e):
+                raise
+            raise FileFormatError(
+                f"{path / 'model.safetensors'} holds weights of other shapes than "
+                f"{path / 'config.json'} describes; {damaged}"
+            ) from e
         if (path / VOCAB_FILE).is_file():
-            model.set_vocabs(VocabSet.load(path / VOCAB_FILE))
+            try:
+                model.set_vocabs(VocabSet.load(path / VOCAB_FILE))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+                if isinstance(e, UserfmError):
+                    raise
+                raise FileFormatError(
+                    f"{path / VOCAB_FILE} is not a userfm vocabulary ({type(e).__name__}: {e}); "
+                    f"{damaged}"
+                ) from e
         return model
