@@ -133,6 +133,49 @@ def test_debug_shows_the_traceback(tmp_path):
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
+def test_debug_works_anywhere_on_the_line(tmp_path):
+    argv = ["embed", "--model", str(tmp_path), "--input", "x.csv", "--output", "o.parquet"]
+    with pytest.raises(FileNotFoundError):
+        main([*argv, "--debug"])
+
+
+@pytest.mark.parametrize(
+    "device,message",
+    [("cuda", "CUDA is not available"), ("gpu0", "is not a device"), ("meta", "holds no data")],
+)
+def test_a_bad_device_is_one_line_before_any_work(tmp_path, capsys, device, message):
+    if device == "cuda" and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    argv = ["embed", "--model", str(tmp_path / "none"), "--input", "x.csv", "--output",
+            str(tmp_path / "o.parquet"), "--device", device]  # fmt: skip
+    assert main(argv) == 2  # the missing model and input are not even read
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0
+
+
+def test_embed_api_refuses_the_meta_device():
+    from userfm import UserEncoder, read_events
+    from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log
+    from userfm.errors import ConfigError
+
+    log = read_events(generate_synthetic_log(SyntheticConfig(num_users=5, num_items=30)))
+    model = UserEncoder.from_log(log, hidden_size=8, num_heads=1)
+    before = model.embeddings.item.weight.clone()
+    with pytest.raises(ConfigError, match="meta"):
+        model.embed(log, device="meta", progress=False)
+    assert model.embeddings.item.weight.device.type == "cpu"
+    assert (model.embeddings.item.weight == before).all()
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "adapters"])
+def test_stage_fit_needs_an_existing_config(tmp_path, capsys, stage):
+    assert main([stage, "fit"]) == 2
+    assert "needs --config CONFIG" in capsys.readouterr().err
+    assert main([stage, "fit", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no config file at" in err and err.strip().count("\n") == 0
+
+
 def test_embed_on_two_devices_writes_one_disjoint_shard_per_rank(tmp_path):
     import numpy as np
     import pyarrow.parquet as pq

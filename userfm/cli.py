@@ -72,10 +72,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
+    from userfm.api.embed import resolve_device
     from userfm.data.readers import read_events
     from userfm.encoder import UserEncoder
     from userfm.outputs import atomic_output, check_output
 
+    resolve_device(args.device)  # a bad --device is refused before any work
     if args.devices <= 1:  # one file: refused before any work when it may not be written
         check_output(
             args.output, overwrite=args.overwrite, inputs=[args.input], suffixes=[".parquet"]
@@ -252,10 +254,10 @@ def _method_dir(spec: str) -> tuple[str, Path]:
 
 
 def cmd_eval_uqa(args: argparse.Namespace) -> int:
-    import torch
 
     from userfm.adapters.config import AdapterConfig
     from userfm.adapters.model import UserConditionedLM
+    from userfm.api.embed import resolve_device
     from userfm.data.sources import load_source
     from userfm.errors import ConfigError
     from userfm.eval.uqa import evaluate as ev
@@ -263,6 +265,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     from userfm.eval.uqa.report import include_results, write_report
     from userfm.llm import load_llm
 
+    device = resolve_device(args.device)  # before any work
     named = [_method_dir(spec) for spec in args.adapter]
     names = [n for n, _ in named]
     if len(set(names)) < len(names):
@@ -281,7 +284,6 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     train = list(questions["train"]) if "train" in questions else []
     log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
     ev.check_users(records, log)
-    device = torch.device(args.device)
     results = ev.random_answers(records, seed=args.seed)
     results += ev.prior_answers(records, train)
     results += ev.direct_answers(records, log, load_question_config(args.questions))
@@ -552,8 +554,9 @@ class _StderrHandler(logging.StreamHandler):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv[:1]
-    rest = argv[1:] if debug else argv
+    debug = "--debug" in argv  # anywhere on the line, not only first
+    rest = [a for a in argv if a != "--debug"]
+    argv = ["--debug", *rest] if debug else rest
     if rest and rest[0] in ("pretrain", "plot", "adapters"):
         # each training stage has its own LightningCLI parser
         if rest[0] == "adapters":

@@ -16,6 +16,8 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
+from userfm.errors import ConfigError
+
 CHECKPOINT_CLASS = "lightning.pytorch.callbacks.ModelCheckpoint"
 
 
@@ -45,10 +47,38 @@ def place_run(trainer: Any) -> None:
             args.dirpath = os.path.join(root, "checkpoints")
 
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def check_configs(prog: str, argv: Sequence[str]) -> None:
+    """A subcommand needs a config file, and every config named must exist: without one
+    LightningCLI would start a default run in the working directory, and a missing file ends
+    in a page of parser errors.
+
+    Raises:
+        ConfigError: a subcommand without ``--config``.
+        FileNotFoundError: a ``--config`` path that is not a file.
+    """
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return
+    args = list(argv)
+    paths = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
+    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    if not paths and not any(a in ("-h", "--help") or a.startswith("--print_config") for a in args):
+        raise ConfigError(
+            f"`{prog} {argv[0]}` needs --config CONFIG (a YAML file; the shipped ones are in "
+            "configs/, e.g. --config configs/pretrain/synthetic-tiny.yaml)"
+        )
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no config file at {path}")
+
+
 def stage_cli(prog: str, model_class: type, datamodule_class: type, argv: Sequence[str], **kwargs):
     """LightningCLI for one stage on ``argv`` (e.g. ``["fit", "--config", path]``): seed 0 by
     default, config files overwritten on rerun, usage lines under ``prog``, the run placed
     under ``trainer.default_root_dir`` (`place_run`)."""
+    check_configs(prog, argv)
     saved = sys.argv
     sys.argv = [prog, *argv]  # LightningCLI reads sys.argv; keep its usage lines right
     try:

@@ -95,6 +95,37 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on (None: `default_device`), checked before any model moves there.
+
+    Raises:
+        ConfigError: not a device string, CUDA asked for where there is none (or an index
+            past the GPUs present), or ``meta`` (it holds no data: moving a model there
+            destroys its weights).
+    """
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(
+            f"`device` {device!r} is not a device (cpu, cuda, cuda:1, mps): {e}"
+        ) from e
+    if dev.type == "meta":
+        raise ConfigError("`device` 'meta' holds no data: the model's weights would be lost")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"`device` {device!r}: CUDA is not available here (torch {torch.__version__}); "
+                "use cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"`device` {device!r}: only {torch.cuda.device_count()} GPU(s) here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"`device` {device!r}: MPS is not available here; use cpu")
+    return dev
+
+
 @dataclass
 class EncodedChunk(Generic[T]):
     """One chunk of users run through the encoder by `run_chunks`.
@@ -145,7 +176,7 @@ def run_chunks(
         raise ConfigError(f"`batch_size` must be >= 1, got {batch_size}")
     featurizer = model.featurizer()  # ConfigError when the model has no vocabularies
     chunk_size = chunk_size or batch_size * 32
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     # the columns that trained the model (actions, categories) are read again by default
     stream, total = as_histories(
         histories, schema if schema is not None else model.training_schema()
