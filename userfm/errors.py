@@ -6,6 +6,8 @@ and exits non-zero (``--debug`` shows the traceback). Internal invariants use ``
 
 from __future__ import annotations
 
+import numbers
+
 
 class UserfmError(Exception):
     """Base class of every error a user can cause and fix."""
@@ -47,3 +49,24 @@ class FileFormatError(UserfmError, ValueError):
 
 class ConfigError(UserfmError, ValueError):
     """A configuration field has an invalid value. Names the field."""
+
+
+class UnknownUserError(UserfmError, KeyError):
+    """A user id that is not among the users at hand (e.g. the embedded ones)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def check_k(k: object, *, allow_none: bool = False) -> int | None:
+    """``k`` (how many results) as an int >= 1: Python and numpy integers, not bools.
+
+    Raises:
+        ConfigError: anything else (None only when ``allow_none``: full ranking).
+    """
+    if k is None and allow_none:
+        return None
+    if isinstance(k, numbers.Integral) and not isinstance(k, bool) and int(k) >= 1:
+        return int(k)
+    what = "an int >= 1" + (" or None (full ranking)" if allow_none else "")
+    raise ConfigError(f"`k` must be {what}, got {k!r}")

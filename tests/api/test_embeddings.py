@@ -27,6 +27,30 @@ def test_nearest_is_cosine_ranked_and_excludes_the_query_user():
     assert len(e.nearest("a", k=10)) == 3
 
 
+def test_nearest_errors_are_typed_and_numpy_integers_are_accepted():
+    from userfm.errors import ConfigError, UnknownUserError
+
+    e = make()
+    assert e.nearest("a", k=np.int64(2)) == e.nearest("a", k=2)
+    with pytest.raises(UnknownUserError, match="'zz' has no embedding"):
+        e.nearest("zz")
+    for bad in (0, 1.5, True, "3"):
+        with pytest.raises(ConfigError, match="`k` must be an int >= 1"):
+            e.nearest("a", k=bad)
+
+
+def test_an_empty_history_is_a_data_error():
+    from userfm import UserEncoder, read_events
+    from userfm.data.log import UserHistory
+    from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log
+    from userfm.errors import DataError
+
+    log = read_events(generate_synthetic_log(SyntheticConfig(num_users=5, num_items=30)))
+    model = UserEncoder.from_log(log, hidden_size=8, num_heads=1)
+    with pytest.raises(DataError, match="'new' has an empty history"):
+        model.embed([UserHistory("new", np.array([], dtype=object))], progress=False)
+
+
 def test_parquet_and_pandas_round_trip(tmp_path):
     e = make()
     back = UserEmbeddings.from_parquet(e.to_parquet(tmp_path / "e.parquet"))

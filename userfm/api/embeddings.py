@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from userfm.errors import DataError
+from userfm.errors import DataError, UnknownUserError, check_k
 
 
 def sum_stats(stats: Iterable[dict]) -> dict:
@@ -62,7 +62,7 @@ class UserEmbeddings:
         try:
             return self._row[str(user)]
         except KeyError:
-            raise KeyError(f"user {user!r} has no embedding here") from None
+            raise UnknownUserError(f"user {user!r} has no embedding here") from None
 
     def to_numpy(self) -> np.ndarray:
         """(N, D) float32 matrix (no copy)."""
@@ -119,9 +119,13 @@ class UserEmbeddings:
         """The ``k`` users with the highest cosine similarity to a user id or a (D,) vector.
 
         A user id query excludes that user from its own neighbours.
+
+        Raises:
+            UnknownUserError: a user id that has no embedding here.
+            ConfigError: ``k`` is not an integer >= 1.
+            ValueError: a vector of another shape than (D,).
         """
-        if k < 1:
-            raise ValueError(f"`k` must be >= 1, got {k}")
+        k = check_k(k)
         exclude = None
         if isinstance(query, str):
             exclude = self._index_of(query)

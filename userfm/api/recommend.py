@@ -20,7 +20,7 @@ from userfm.api.embeddings import sum_stats
 from userfm.data.log import UserHistory
 from userfm.data.schema import EventSchema
 from userfm.data.vocab import SPECIAL_TOKENS
-from userfm.errors import ConfigError, DataError
+from userfm.errors import ConfigError, DataError, check_k
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,8 +172,7 @@ def recommend(
     Raises:
         ConfigError: ``k`` < 1, the model has no vocabularies or no real items.
     """
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ConfigError(f"`k` must be an int >= 1 or None (full ranking), got {k!r}")
+    k = check_k(k, allow_none=True)
     if model.vocabs is None:
         raise ConfigError(
             "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "

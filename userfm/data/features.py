@@ -13,7 +13,7 @@ import numpy as np
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import CATEGORY, CATEGORY_SEP
 from userfm.data.vocab import PAD, SPECIAL_TOKENS, VocabSet
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, DataError
 
 FIRST_EVENT_GAP = 1  # gap bucket of an event with no previous event
 _GAP_BASE = 2  # buckets >= 2 encode floor(log2(1 + gap seconds))
@@ -97,7 +97,7 @@ class Featurizer:
 
     def __call__(self, history: UserHistory) -> EncodedHistory:
         if len(history) == 0:
-            raise ValueError(f"user {history.user!r} has an empty history")
+            raise DataError(f"user {history.user!r} has an empty history: nothing to embed")
         L = self.max_len
         if history.timestamps is not None:
             gaps = time_gap_buckets(history.timestamps[-L - 1 :], self.num_time_gap_buckets)

@@ -11,7 +11,7 @@ from userfm.api.embed import HistoriesLike, as_histories
 from userfm.api.recommend import Recommendations
 from userfm.data.log import EventLog
 from userfm.data.schema import ITEM
-from userfm.errors import ConfigError, DataError
+from userfm.errors import ConfigError, DataError, check_k
 from userfm.eval.retrieval import check_split, leave_one_out_split
 
 
@@ -77,8 +77,7 @@ class MostPopular:
         """
         if self.item_ids is None:
             raise ConfigError("MostPopular is not fitted: call .fit(log) first")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ConfigError(f"`k` must be an int >= 1 or None (full ranking), got {k!r}")
+        k = check_k(k, allow_none=True)
         V = len(self.item_ids)
         k_eff = V if k is None else min(k, V)
         index = pd.Index(self.item_ids)
