@@ -24,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from datasets.distributed import split_dataset_by_node
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -393,7 +394,15 @@ class EventDataModule(L.LightningDataModule):
             "users_too_short_to_evaluate (<3 events)": int((lengths < 3).sum()),
             "duplicates_dropped": log.stats.duplicates_dropped,
         }
-        logger.info("pretraining data: %s", self.stats)
+        # shown by default (on rank 0), as `userfm embed` shows its counts: what was read and
+        # what cannot be trained or evaluated is the first thing to check in a run
+        rank_zero_info(
+            "userfm pretrain: data: "
+            + ", ".join(
+                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in self.stats.items()
+            )
+            + f"; reader: {log.stats.summary()}"
+        )
         if not hp.streaming and not examples["train"]:
             raise ConfigError("no user has >= 4 events: nothing to train on")
 

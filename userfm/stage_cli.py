@@ -9,8 +9,10 @@ so ``--ckpt_path last`` finds the checkpoint an earlier (killed) run of the same
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +50,27 @@ def place_run(trainer: Any) -> None:
 
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+#: library noise every run printed that is not the user's business (issue 18): deprecations
+#: inside torchdata and Lightning, the frozen LLM's eval-mode modules, an advertisement
+NOISE = (
+    r".*'set_vital' is deprecated",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def quiet_library_noise() -> None:
+    """Hide `NOISE` warnings and Lightning's "Tip" advertisement; everything else stays."""
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
 
 
 def check_configs(prog: str, argv: Sequence[str]) -> None:
@@ -79,6 +102,7 @@ def stage_cli(prog: str, model_class: type, datamodule_class: type, argv: Sequen
     default, config files overwritten on rerun, usage lines under ``prog``, the run placed
     under ``trainer.default_root_dir`` (`place_run`)."""
     check_configs(prog, argv)
+    quiet_library_noise()
     saved = sys.argv
     sys.argv = [prog, *argv]  # LightningCLI reads sys.argv; keep its usage lines right
     try:

@@ -83,6 +83,9 @@ class ReadStats:
         rows_kept: rows in the resulting log.
         duplicates_dropped: exact duplicate rows removed (first occurrence kept).
         rows_reordered: rows that moved when the input was sorted by (user, time).
+        rows_time_reordered: rows whose place among their user's events changed, i.e. that
+            were out of time order in the input (the rest of ``rows_reordered`` only moved to
+            group users).
         short_users_dropped: users removed for having fewer than ``min_events`` events.
         short_user_rows_dropped: rows those users had.
         single_event_users: users left with exactly one event (kept; they cannot be trained on
@@ -98,6 +101,7 @@ class ReadStats:
     rows_kept: int = 0
     duplicates_dropped: int = 0
     rows_reordered: int = 0
+    rows_time_reordered: int = 0
     short_users_dropped: int = 0
     short_user_rows_dropped: int = 0
     single_event_users: int = 0
@@ -115,7 +119,8 @@ class ReadStats:
             f"{self.rows_kept:,}/{self.rows_read:,} events kept, {self.users:,} users, "
             f"{self.items:,} items; dropped: {self.duplicates_dropped:,} exact duplicates, "
             f"{self.short_user_rows_dropped:,} events of {self.short_users_dropped:,} users "
-            f"below min_events; {self.rows_reordered:,} rows re-sorted by time; "
+            f"below min_events; {self.rows_reordered:,} rows moved to group users, "
+            f"{self.rows_time_reordered:,} of them re-sorted by time; "
             f"{self.single_event_users:,} single-event users"
         )
         return s + ("; " + "; ".join(self.notes) if self.notes else "")
@@ -210,6 +215,11 @@ class EventLog:
         self.stats.items = len(pc.unique(self._table.column(ITEM)))
         self.stats.single_event_users = int((lengths == 1).sum())
         self.stats.rows_kept = len(dataset)
+        # rows whose place among their user's events changed: out of time order in the input
+        # (grouping the users moves rows too, but says nothing about time)
+        rows = order_np.astype(np.int64)  # input row of each sorted row
+        by_input = np.lexsort((rows, np.repeat(np.arange(len(starts)), lengths)))
+        self.stats.rows_time_reordered = int((by_input != np.arange(len(rows))).sum())
         self._index = None
         logger.info("event log: %s", self.stats.summary())
 
