@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from userfm.data.vocab import VocabSet
 from userfm.encoder import UserEncoder, UserEncoderConfig
-from userfm.errors import UserfmError
+from userfm.errors import FileFormatError, UserfmError
 
 PREFIX = "encoder."
+
+
+def load_checkpoint(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, so a
+    planted checkpoint cannot run code; a truncated file or one holding other objects is a
+    typed error naming it.
+
+    Raises:
+        FileFormatError: not a readable checkpoint, or it holds objects besides tensors and
+            plain containers (refused, never unpickled).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # what weights_only refuses
+        raise FileFormatError(
+            f"{path} holds objects other than tensors and plain containers; refused unread "
+            "(checkpoints are trusted input only as far as weights_only allows)"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise FileFormatError(f"{path} is not a readable checkpoint (truncated?): {e}") from e
 
 
 def export_checkpoint(
@@ -32,9 +54,8 @@ def export_checkpoint(
         checkpoint = found[-1]
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}")
-    # weights_only: tensors and plain containers only, never arbitrary pickled objects
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    info = ckpt.get("userfm")
+    ckpt = load_checkpoint(checkpoint)
+    info = ckpt.get("userfm") if isinstance(ckpt, dict) else None
     if info is None:
         raise UserfmError(
             f"{checkpoint} is not a userfm pretraining checkpoint (no 'userfm' entry)"

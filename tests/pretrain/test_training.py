@@ -197,6 +197,30 @@ def test_export_rejects_a_foreign_checkpoint(tmp_path):
         export_checkpoint(tmp_path / "x.ckpt", tmp_path / "out")
 
 
+class Planted:
+    """Unpickling this would run code; weights_only must refuse it unread."""
+
+    def __reduce__(self):
+        return (print, ("planted code ran",))
+
+
+def test_export_refuses_truncated_and_planted_checkpoints_with_one_line(tmp_path, capsys):
+    from userfm.cli import main
+    from userfm.errors import FileFormatError
+
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, tmp_path / "full.ckpt")
+    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "full.ckpt").read_bytes()[:300])
+    with pytest.raises(FileFormatError, match="cut.ckpt is not a readable checkpoint"):
+        export_checkpoint(tmp_path / "cut.ckpt", tmp_path / "out")
+    torch.save({"userfm": Planted()}, tmp_path / "planted.ckpt")
+    with pytest.raises(FileFormatError, match="planted.ckpt holds objects other than tensors"):
+        export_checkpoint(tmp_path / "planted.ckpt", tmp_path / "out")
+    assert "planted code ran" not in capsys.readouterr().out
+    assert main(["pretrain", "export", str(tmp_path / "cut.ckpt"), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable checkpoint" in err and err.strip().count("\n") == 0
+
+
 def test_item_counts_cover_the_training_split_only():
     dm = EventDataModule(**TINY_DATA)
     dm.setup()
