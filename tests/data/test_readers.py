@@ -441,6 +441,15 @@ def test_non_utf8_later_in_csv_suggests_latin1(tmp_path, cache):
         read_events(p, cache_dir=cache)
 
 
+def test_truncated_jsonl_names_its_line_and_nothing_else_is_printed(tmp_path, cache, capfd):
+    p = tmp_path / "log.jsonl"
+    good = json.dumps({"user": "a", "item": "x", "timestamp": T0})
+    p.write_text(f"{good}\n{good}\n{good[:30]}\n")
+    with pytest.raises(FileFormatError, match=r"line 3 is not valid JSON .*truncated"):
+        read_events(p, cache_dir=cache)
+    assert "Failed to load JSON" not in capfd.readouterr().err  # no stray copy from datasets
+
+
 def test_non_utf8_jsonl_suggests_latin1(tmp_path, cache):
     p = tmp_path / "log.jsonl"
     p.write_bytes('{"user": "José", "item": "a", "timestamp": 5}\n'.encode("latin-1"))

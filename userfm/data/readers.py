@@ -490,6 +490,10 @@ def _read_json(
     encoding: str,
     cache_dir: str | None,
 ) -> datasets.Dataset:
+    # datasets logs its own copy of a parse error before raising: ours names the line
+    json_logger = logging.getLogger("datasets.packaged_modules.json.json")
+    level = json_logger.level
+    json_logger.setLevel(logging.CRITICAL)
     try:
         ds = datasets.Dataset.from_json(str(p), encoding=encoding, cache_dir=cache_dir)
     except Exception as e:
@@ -498,7 +502,11 @@ def _read_json(
             raise _encoding_error(p, encoding, cause) from e
         if "corresponds to no data" in str(cause):
             raise EmptyLogError(f"{p} has no rows: no events to read") from e
-        raise FileFormatError(f"cannot parse {p} as JSON lines: {cause}") from e
+        raise FileFormatError(
+            f"cannot parse {p} as JSON lines: {_first_bad_line(p, encoding) or cause}"
+        ) from e
+    finally:
+        json_logger.setLevel(level)
     if columns is not None:
         _check_columns(ds.column_names, columns, fields, str(p))
         ds = ds.select_columns(columns)
@@ -514,6 +522,22 @@ def _read_json(
                     "encoding='latin-1' (or the file's actual encoding) to read it"
                 ) from e
     return ds
+
+
+def _first_bad_line(p: Path, encoding: str) -> str | None:
+    """ "line N: <why>" for the first line of ``p`` that is not one JSON object (None when
+    every line is, e.g. the file is one JSON array)."""
+    with open(p, encoding=encoding, errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as e:
+                return f"line {n} is not valid JSON ({e.msg} at column {e.colno}; truncated?)"
+            if not isinstance(value, dict):
+                return f"line {n} is a JSON {type(value).__name__}, not an object"
+    return None
 
 
 def _root_cause(e: BaseException) -> BaseException:
