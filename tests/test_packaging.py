@@ -78,3 +78,44 @@ def test_installed_wheel_imports_all_three_packages(wheel, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok")
+
+
+def test_wheel_ships_the_configs(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "userfm/configs/pretrain/synthetic-tiny.yaml" in names
+    assert "userfm/configs/adapters/soft_prompt.yaml" in names
+
+
+def test_a_fresh_venv_with_the_wheel_runs_the_demo_and_a_named_config_anywhere(wheel, tmp_path):
+    """Issue 18 §5: installed from the wheel, outside the repository, `userfm demo` and
+    `--config NAME` work (before, the demo stopped: "run the demo from the repository root")."""
+    import site
+    import venv
+
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=False)
+    (purelib,) = (env / "lib").glob("python*/site-packages")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(purelib), str(wheel)], check=True, capture_output=True)  # fmt: skip
+    # the dependencies (torch, lightning, ...) of this environment, but not its userfm
+    deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (purelib / "deps.pth").write_text("\n".join(deps) + "\n")
+    python, work = env / "bin" / "python", tmp_path / "elsewhere"
+    work.mkdir()
+
+    def run(*args):
+        r = subprocess.run([str(python), "-m", "userfm.cli", *args], cwd=work,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+
+    where = subprocess.run([str(python), "-c", "import userfm; print(userfm.__file__)"],
+                           cwd=work, capture_output=True, text=True)  # fmt: skip
+    assert where.stdout.startswith(str(purelib)), where
+    assert "synthetic-tiny" in run("configs", "list")
+    assert run("configs", "show", "ml100k").startswith("# Purpose:")
+    out = run("demo", "--out", "demo", "--users", "120", "--epochs", "1", "--no-progress")
+    assert "[5/5] next-item retrieval" in out
+    run("pretrain", "fit", "--config", "synthetic-tiny", "--trainer.max_steps", "2",
+        "--data.synthetic.num_users", "60", "--trainer.enable_progress_bar", "false")  # fmt: skip
+    assert (work / "runs" / "pretrain" / "synthetic-tiny" / "checkpoints").is_dir()

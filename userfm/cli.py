@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from userfm._version import __version__
-from userfm.errors import UserfmError
+from userfm.errors import ConfigError, UserfmError
 
 
 def _add_schema_args(p: argparse.ArgumentParser) -> None:
@@ -123,10 +123,29 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_configs(args: argparse.Namespace) -> int:
+    """List the shipped configs, or print one (to copy and edit)."""
+    from userfm import configs
+
+    if args.action == "list":
+        for stage, name in configs.available():
+            print(f"{stage:<9} {name:<20} {configs.purpose(configs.find(name, stage))}")
+        return 0
+    if not args.name:
+        raise ConfigError("`userfm configs show` needs a NAME (see `userfm configs list`)")
+    path = configs.find(args.name)
+    if path is None:
+        names = ", ".join(f"{s}/{n}" for s, n in configs.available())
+        raise FileNotFoundError(f"no shipped config {args.name!r} (shipped: {names})")
+    print(path.read_text(encoding="utf-8"), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole path on the embedded synthetic log, each step with its own command."""
     import json
 
+    from userfm import configs
     from userfm.data.readers import read_events
     from userfm.data.schema import EventSchema
     from userfm.data.synthetic import SyntheticConfig, write_synthetic_log
@@ -137,10 +156,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     config = Path(args.config)
-    if not config.is_file():
-        raise FileNotFoundError(
-            f"no pretraining config at {config} (run the demo from the repository root)"
-        )
+    if not config.is_file():  # a shipped config's name: the packaged file, from any folder
+        config = configs.find(args.config, "pretrain")
+        if config is None:
+            names = ", ".join(n for _, n in configs.available("pretrain"))
+            raise FileNotFoundError(f"no pretraining config {args.config} (shipped: {names})")
     events = write_synthetic_log(
         out / "events.parquet", SyntheticConfig(num_users=args.users, seed=args.seed)
     )
@@ -259,7 +279,6 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     from userfm.adapters.model import UserConditionedLM
     from userfm.api.embed import resolve_device
     from userfm.data.sources import load_source
-    from userfm.errors import ConfigError
     from userfm.eval.uqa import evaluate as ev
     from userfm.eval.uqa import load_question_config, load_questions
     from userfm.eval.uqa.report import include_results, write_report
@@ -517,6 +536,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schema_args(e)
     e.set_defaults(func=cmd_embed)
 
+    c = sub.add_parser(
+        "configs",
+        help="list the shipped configs, or print one to copy and edit",
+        description="The configs installed with userfm; any command's --config also takes "
+        "their names (e.g. `userfm pretrain fit --config synthetic-tiny`).",
+    )
+    c.add_argument("action", choices=["list", "show"])
+    c.add_argument("name", nargs="?", default=None, help="with show: a config's name")
+    c.set_defaults(func=cmd_configs)
+
     d = sub.add_parser(
         "demo",
         help="the README demo: synthetic log -> pretrain -> export -> embed -> evaluate",
@@ -526,7 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="runs/demo")
     d.add_argument(
-        "--config", default="configs/pretrain/synthetic-tiny.yaml", help="pretraining config"
+        "--config",
+        default="synthetic-tiny",
+        help="pretraining config: a YAML file or a shipped config's name (default: synthetic-tiny)",
     )
     d.add_argument("--users", type=int, default=2000)
     d.add_argument("--epochs", type=int, default=None, help="override the config's max_epochs")

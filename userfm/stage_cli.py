@@ -73,35 +73,53 @@ def quiet_library_noise() -> None:
         rank_zero.addFilter(_DropTips())
 
 
-def check_configs(prog: str, argv: Sequence[str]) -> None:
-    """A subcommand needs a config file, and every config named must exist: without one
+def check_configs(prog: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` with each ``--config NAME`` of a shipped config (``userfm configs list``)
+    replaced by its packaged file, so that the shipped configs work from any folder.
+
+    A subcommand needs a config file, and every config named must exist: without one
     LightningCLI would start a default run in the working directory, and a missing file ends
     in a page of parser errors.
 
     Raises:
         ConfigError: a subcommand without ``--config``.
-        FileNotFoundError: a ``--config`` path that is not a file.
+        FileNotFoundError: a ``--config`` that is neither a file nor a shipped config's name.
     """
-    if not argv or argv[0] not in SUBCOMMANDS:
-        return
+    from userfm import configs
+
     args = list(argv)
-    paths = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
-    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-    if not paths and not any(a in ("-h", "--help") or a.startswith("--print_config") for a in args):
+    if not args or args[0] not in SUBCOMMANDS:
+        return args
+    stage = prog.split()[-1]
+    given = 0
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            key, value = i + 1, args[i + 1]
+        elif a.startswith("--config="):
+            key, value = i, a.split("=", 1)[1]
+        else:
+            continue
+        given += 1
+        if os.path.isfile(value):
+            continue
+        packaged = configs.find(value, stage if stage in configs.STAGES else None)
+        if packaged is None:
+            names = ", ".join(n for _, n in configs.available(stage))
+            raise FileNotFoundError(f"no config file at {value} (shipped {stage} configs: {names})")
+        args[key] = str(packaged) if key == i + 1 else f"--config={packaged}"
+    if not given and not any(a in ("-h", "--help") or a.startswith("--print_config") for a in args):
         raise ConfigError(
-            f"`{prog} {argv[0]}` needs --config CONFIG (a YAML file; the shipped ones are in "
-            "configs/, e.g. --config configs/pretrain/synthetic-tiny.yaml)"
+            f"`{prog} {args[0]}` needs --config CONFIG (a YAML file, or the name of a shipped "
+            "one: `userfm configs list`)"
         )
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no config file at {path}")
+    return args
 
 
 def stage_cli(prog: str, model_class: type, datamodule_class: type, argv: Sequence[str], **kwargs):
     """LightningCLI for one stage on ``argv`` (e.g. ``["fit", "--config", path]``): seed 0 by
     default, config files overwritten on rerun, usage lines under ``prog``, the run placed
     under ``trainer.default_root_dir`` (`place_run`)."""
-    check_configs(prog, argv)
+    argv = check_configs(prog, argv)
     quiet_library_noise()
     saved = sys.argv
     sys.argv = [prog, *argv]  # LightningCLI reads sys.argv; keep its usage lines right
