@@ -80,10 +80,11 @@ users with a single event                       kept, counted in ``single_event_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -453,7 +454,7 @@ def _read_csv(
     except pd.errors.EmptyDataError as e:
         raise EmptyLogError(f"{p} is empty: no events to read") from e
     except (pd.errors.ParserError, ValueError) as e:
-        raise FileFormatError(f"cannot parse {p} as {fmt}: {e}") from e
+        raise FileFormatError(f"cannot parse {p} as {fmt}: {str(e).strip()}") from e
     present = [str(c) for c in head.columns]
     if columns is not None:
         # pandas renames a repeated header name ("item", "item.1"): check the header as written
@@ -464,16 +465,17 @@ def _read_csv(
     # every column is read (``usecols`` would silently accept lines with extra fields) as text
     features = datasets.Features({c: datasets.Value("string") for c in present})
     try:
-        ds = datasets.Dataset.from_csv(
-            str(p), features=features, na_values=[""], cache_dir=cache_dir, **opts
-        )
+        with _no_datasets_error_log("csv"):
+            ds = datasets.Dataset.from_csv(
+                str(p), features=features, na_values=[""], cache_dir=cache_dir, **opts
+            )
     except Exception as e:
         cause = _root_cause(e)
         if isinstance(cause, UnicodeDecodeError):
             raise _encoding_error(p, encoding, cause) from e
         if "corresponds to no data" in str(cause):
             raise EmptyLogError(f"{p} has no rows: no events to read") from e
-        raise FileFormatError(f"cannot parse {p} as {fmt}: {cause}") from e
+        raise FileFormatError(f"cannot parse {p} as {fmt}: {str(cause).strip()}") from e
     return ds.select_columns(columns) if columns is not None else ds
 
 
@@ -490,12 +492,9 @@ def _read_json(
     encoding: str,
     cache_dir: str | None,
 ) -> datasets.Dataset:
-    # datasets logs its own copy of a parse error before raising: ours names the line
-    json_logger = logging.getLogger("datasets.packaged_modules.json.json")
-    level = json_logger.level
-    json_logger.setLevel(logging.CRITICAL)
     try:
-        ds = datasets.Dataset.from_json(str(p), encoding=encoding, cache_dir=cache_dir)
+        with _no_datasets_error_log("json"):
+            ds = datasets.Dataset.from_json(str(p), encoding=encoding, cache_dir=cache_dir)
     except Exception as e:
         cause = _root_cause(e)
         if isinstance(cause, UnicodeDecodeError):
@@ -505,8 +504,6 @@ def _read_json(
         raise FileFormatError(
             f"cannot parse {p} as JSON lines: {_first_bad_line(p, encoding) or cause}"
         ) from e
-    finally:
-        json_logger.setLevel(level)
     if columns is not None:
         _check_columns(ds.column_names, columns, fields, str(p))
         ds = ds.select_columns(columns)
@@ -522,6 +519,19 @@ def _read_json(
                     "encoding='latin-1' (or the file's actual encoding) to read it"
                 ) from e
     return ds
+
+
+@contextlib.contextmanager
+def _no_datasets_error_log(module: str) -> Iterator[None]:
+    """datasets logs its own copy of a reader error before raising it; the error we raise
+    says it once, in one line."""
+    log = logging.getLogger(f"datasets.packaged_modules.{module}.{module}")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _first_bad_line(p: Path, encoding: str) -> str | None:
