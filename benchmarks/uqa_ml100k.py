@@ -42,6 +42,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from userfm.eval.uqa import evaluate as ev
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 NO_USER, SOFT, ALIGNED, XATTN = "none + LoRA", "soft prompt", "aligned soft prompt", "cross-attn"
@@ -56,7 +58,6 @@ TRAINED = [
     ("text-{budget} + LoRA", "text", True, False),
 ]
 OPT_IN = {ALIGNED}
-ZERO_SHOT_NONE = "none (zero-shot)"
 SWAPPED = " [swapped user]"
 PROBE = "encoder probe (linear)"
 
@@ -294,7 +295,7 @@ def check_targets(report: Path, budget: int) -> dict:
     checks["soft prompt >= 75% of the encoder probe on long_term"] = long_term >= 0.75 * probe
     # the user context's tokens: the prompt beyond the same question with no user (the chat
     # template and the question, which every method reads, are not what the user costs)
-    base = tokens.get(ZERO_SHOT_NONE, float("nan"))
+    base = tokens.get(ev.ZERO_SHOT_NONE, float("nan"))
     ratio = float((tokens.get(text, float("nan")) - base) / (tokens.get(soft, float("nan")) - base))
     total = float(tokens.get(text, float("nan")) / tokens.get(soft, float("nan")))
     checks[f"soft prompt >= {text} on interest_perception with >= 10x fewer user tokens"] = (

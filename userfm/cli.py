@@ -340,7 +340,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     if args.zero_shot:
         llm, tokenizer = load_llm(llm_name or "smollm2-135m-instruct")
         none = UserConditionedLM(None, llm, tokenizer, AdapterConfig(mode="none"))
-        run("none (zero-shot)", none, letters=args.letters)
+        run(ev.ZERO_SHOT_NONE, none, letters=args.letters)
         for budget in args.text_tokens:
             cfg = AdapterConfig(mode="text", text_tokens=budget)
             model = UserConditionedLM(None, llm, tokenizer, cfg)

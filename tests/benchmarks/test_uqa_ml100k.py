@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import uqa_ml100k as bench  # noqa: E402
 
+from userfm.eval.uqa import evaluate as ev  # noqa: E402
 from userfm.eval.uqa.report import write_report  # noqa: E402
 from userfm.eval.uqa.schema import TASK_DIMENSION  # noqa: E402
 
@@ -32,7 +33,7 @@ def results_for(method: str, accuracy: dict[str, float], tokens: int | None = No
 
 
 def write(tmp_path, soft: dict[str, float], *, stuck: bool = False, text_tokens: int = 300) -> Path:
-    results = results_for(bench.ZERO_SHOT_NONE, {}, 50)  # the question alone: 50 tokens
+    results = results_for(ev.ZERO_SHOT_NONE, {}, 50)  # the question alone: 50 tokens
     results += results_for(bench.NO_USER, {}, 50)
     results += results_for(bench.SOFT, soft, 68)
     results += results_for(bench.SOFT + bench.SWAPPED, {}, 68)

@@ -46,6 +46,8 @@ Record = Mapping[str, Any]
 
 #: names of the non-learned methods, as they appear in reports
 RANDOM, PRIOR, DIRECT = "random", "prior-only", "direct (from history)"
+#: the frozen LLM with no user context (`userfm eval uqa --zero-shot`)
+ZERO_SHOT_NONE = "none (zero-shot)"
 
 
 class OptionScored(Protocol):
