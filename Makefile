@@ -24,7 +24,7 @@ install: $(STAMP)
 
 ## demo: synthetic log -> encoder -> embeddings -> nearest neighbours
 demo: $(STAMP)
-	$(BIN)/userfm demo --out runs/demo
+	$(BIN)/userfm demo --out runs/demo --overwrite
 
 ## test: ruff, the wheel install check, then the test suite
 test: $(STAMP)

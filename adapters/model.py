@@ -644,20 +644,21 @@ class UserConditionedLM(nn.Module):
         is on) and README.md (a card naming the encoder and base LLM).
 
         Args:
-            directory: output folder (created).
+            directory: output folder (created; written beside it and moved in when complete).
             card_data: optional ``metrics`` (name -> value) and ``training_data`` (facts).
         """
         from userfm.adapters.card import render_adapter_card
+        from userfm.outputs import staged_output_dir
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.save(directory)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.adapter_state_dict().items()}
-        save_file(tensors, str(directory / WEIGHTS_FILE))
-        if self.config.lora:
-            self.llm.save_pretrained(str(directory / LORA_DIR))
-        (directory / CARD_FILE).write_text(render_adapter_card(self, card_data), encoding="utf-8")
-        return directory
+        with staged_output_dir(directory) as stage:  # a kill never leaves half an adapter
+            self.config.save(stage)
+            state = self.adapter_state_dict()
+            tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+            save_file(tensors, str(stage / WEIGHTS_FILE))
+            if self.config.lora:
+                self.llm.save_pretrained(str(stage / LORA_DIR))
+            (stage / CARD_FILE).write_text(render_adapter_card(self, card_data), encoding="utf-8")
+        return Path(directory)
 
     def load_adapter_weights(self, directory: str | Path) -> None:
         """Load the adapter tensors of a saved adapter directory into this model (e.g. the

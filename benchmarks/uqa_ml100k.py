@@ -89,7 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also the 1024-token text prompt, zero-shot and + LoRA (slow on CPU: a GPU item)",
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "uqa_ml100k")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "runs" / "uqa_ml100k",
+        help="the run's folder (a rerun replaces what an earlier run wrote there)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="pretraining (default 100, quick 3)")
     p.add_argument("--steps", type=int, default=None, help="per method (default 300, quick 6)")
     p.add_argument(
@@ -156,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = str(Path(encoder).resolve())
     ml = ["--log", data, "--log-format", "movielens-100k"]
     nouns = ["--item-noun", "movie", "--attribute-noun", "genre"]
-    cli(["eval", "questions", *ml, *nouns, "--out", str(out / "qa")])
-    cli(["eval", "descriptions", *ml, *nouns, "--out", str(out / "describe")])
+    cli(["eval", "questions", *ml, *nouns, "--out", str(out / "qa"), "--overwrite"])
+    cli(["eval", "descriptions", *ml, *nouns, "--out", str(out / "describe"), "--overwrite"])
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     runs = select_runs(args, budgets)
     common = fit_flags(out, data, encoder, steps, quick)
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         adapters += ["--adapter", f"{name}={folder / 'adapter'}"]
     t = time.perf_counter()
     report = out / "report"
-    cli(["eval", "uqa", "--questions", str(out / "qa"), *ml, "--out", str(report), *adapters,
+    cli(["eval", "uqa", "--questions", str(out / "qa"), *ml, "--out", str(report), "--overwrite", *adapters,
          "--zero-shot", "--text-tokens", *map(str, budgets[: 2 if args.long_text else 1]),
          "--encoder", encoder,
          "--swapped", "--letters", *(f"--include={p}" for p in args.include),
@@ -238,9 +243,10 @@ def pretrain(out: Path, data: str, epochs: int, timings: dict[str, float]) -> Pa
          "--trainer.check_val_every_n_epoch", str(max(epochs // 2, 1)),
          "--trainer.logger.init_args.save_dir", str(out / "pretrain"),
          "--trainer.default_root_dir", str(out / "pretrain")])  # fmt: skip
-    cli(["pretrain", "export", str(out / "pretrain" / "ml100k"), str(out / "encoder")])
+    encoder = out / "encoder"
+    cli(["pretrain", "export", str(out / "pretrain" / "ml100k"), str(encoder), "--overwrite"])
     timings["pretrain s"] = time.perf_counter() - t
-    return out / "encoder"
+    return encoder
 
 
 def fit_flags(out: Path, data: str, encoder: str, steps: int, quick: bool) -> list[str]:

@@ -8,6 +8,7 @@ userfm pretrain plot runs/pretrain/synthetic-tiny
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,7 @@ from userfm.stage_cli import stage_cli
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "export":
+        from userfm.outputs import check_output_dir
         from userfm.pretrain.export import export_checkpoint
 
         p = argparse.ArgumentParser(
@@ -32,13 +34,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         p.add_argument("out_dir", help="output folder (loadable by UserEncoder.from_pretrained)")
         p.add_argument("--name", default=None, help="model name for the card")
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="write into an OUT_DIR that already holds files (config.json, ... replaced)",
+        )
         args = p.parse_args(argv[1:])
+        check_output_dir(args.out_dir, overwrite=args.overwrite, flag="OUT_DIR")
         out = export_checkpoint(args.checkpoint, args.out_dir, name=args.name)
         print(
             f"exported {args.checkpoint} -> {out} (config.json, model.safetensors, vocab.json, README.md)"
         )
         return 0
     if argv and argv[0] == "plot":
+        from userfm.outputs import check_output
         from userfm.pretrain.plot import plot_run
 
         p = argparse.ArgumentParser(
@@ -46,8 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         p.add_argument("run_dir", help="a run folder (holding metrics.csv somewhere below)")
         p.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/curves.png)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
         args = p.parse_args(argv[1:])
-        print(f"wrote {plot_run(args.run_dir, args.out)}")
+        out = args.out or os.path.join(args.run_dir, "curves.png")
+        check_output(out, overwrite=args.overwrite, suffixes=[".png"], flag="--out")
+        print(f"wrote {plot_run(args.run_dir, out)}")
         return 0
     make_cli(argv)
     return 0

@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
-from typing import Any
 
-import torch
-
+from userfm.checkpoints import load_checkpoint
 from userfm.data.vocab import VocabSet
 from userfm.encoder import UserEncoder, UserEncoderConfig
-from userfm.errors import FileFormatError, UserfmError
+from userfm.errors import UserfmError
 
 PREFIX = "encoder."
-
-
-def load_checkpoint(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True``: tensors and plain containers only, so a
-    planted checkpoint cannot run code; a truncated file or one holding other objects is a
-    typed error naming it.
-
-    Raises:
-        FileFormatError: not a readable checkpoint, or it holds objects besides tensors and
-            plain containers (refused, never unpickled).
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # what weights_only refuses
-        raise FileFormatError(
-            f"{path} holds objects other than tensors and plain containers; refused unread "
-            "(checkpoints are trusted input only as far as weights_only allows)"
-        ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise FileFormatError(f"{path} is not a readable checkpoint (truncated?): {e}") from e
 
 
 def export_checkpoint(
@@ -52,8 +29,6 @@ def export_checkpoint(
         if not found:
             raise FileNotFoundError(f"no last.ckpt under {checkpoint}")
         checkpoint = found[-1]
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
     info = ckpt.get("userfm") if isinstance(ckpt, dict) else None
     if info is None:

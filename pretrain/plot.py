@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from userfm.errors import UserfmError
+from userfm.outputs import atomic_output
 
 GROUPS = (
     ("losses", ("train/loss", "train/next_item_loss", "train/contrastive_loss", "valid/loss")),
@@ -54,6 +55,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return out

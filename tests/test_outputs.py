@@ -7,7 +7,7 @@ import pytest
 
 from userfm.cli import main
 from userfm.errors import ConfigError
-from userfm.outputs import atomic_output, check_output
+from userfm.outputs import atomic_output, check_output, check_output_dir, staged_output_dir
 
 
 def test_check_output_refuses_the_input_a_folder_an_existing_file_and_a_wrong_suffix(tmp_path):
@@ -60,3 +60,92 @@ def test_cli_embed_and_synth_never_destroy_a_file(tmp_path, capsys):
     assert rc == 2 and "exists; pass --overwrite" in capsys.readouterr().err
     assert (tmp_path / "emb.parquet").read_text() == "keep me"
     assert len(pd.read_parquet(log)) > 0
+
+
+def test_check_output_dir_refuses_a_file_a_path_under_a_file_and_a_folder_in_use(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        check_output_dir(tmp_path / "f", overwrite=True)
+    with pytest.raises(ConfigError, match="is under a file"):
+        check_output_dir(tmp_path / "f" / "out")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="already holds files; pass --overwrite"):
+        check_output_dir(used)
+    assert check_output_dir(used, overwrite=True) == used
+    (tmp_path / "empty").mkdir()
+    assert check_output_dir(tmp_path / "empty") == tmp_path / "empty"
+    assert check_output_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out"
+
+
+def test_staged_output_dir_moves_a_complete_folder_in_and_nothing_on_an_error(tmp_path):
+    out = tmp_path / "model"
+    with staged_output_dir(out) as stage:
+        (stage / "config.json").write_text("1")
+        (stage / "lora").mkdir()
+        (stage / "lora" / "a.bin").write_text("1")
+    assert (out / "config.json").read_text() == "1" and (out / "lora" / "a.bin").exists()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError), staged_output_dir(out) as stage:
+        (stage / "config.json").write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert (out / "config.json").read_text() == "1"  # the old result is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no .part folder left
+    with staged_output_dir(out) as stage:
+        (stage / "config.json").write_text("2")
+        (stage / "lora").mkdir()
+        (stage / "lora" / "b.bin").write_text("2")
+    assert (out / "config.json").read_text() == "2"
+    assert sorted(p.name for p in (out / "lora").iterdir()) == ["b.bin"]  # replaced whole
+    assert (out / "notes.txt").read_text() == "mine"  # other files are kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_failed_save_pretrained_leaves_the_saved_model_loadable(tmp_path, monkeypatch):
+    """Issue 18 §2: save_pretrained wrote into the folder file by file; an error (or a kill)
+    between the weights and the card left a mix of two models."""
+    import userfm.api.model_card as card
+    from userfm.encoder import UserEncoder
+    from userfm.encoder.config import UserEncoderConfig
+
+    model = UserEncoder(UserEncoderConfig(num_items=20, hidden_size=16, num_heads=2))
+    model.save_pretrained(tmp_path / "enc")
+    before = (tmp_path / "enc" / "model.safetensors").read_bytes()
+    other = UserEncoder(UserEncoderConfig(num_items=30, hidden_size=16, num_heads=2))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(card, "render_model_card", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        other.save_pretrained(tmp_path / "enc")
+    assert (tmp_path / "enc" / "model.safetensors").read_bytes() == before
+    assert UserEncoder.from_pretrained(tmp_path / "enc").config.num_items == 20
+
+
+def test_folder_writing_commands_refuse_a_folder_in_use_before_any_work(tmp_path, capsys):
+    """Issue 18 §2: `eval questions/descriptions/uqa --out`, `pretrain export`, `plot --out`
+    and `demo --out` wrote into an existing folder (or over a file) without a word."""
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    png = tmp_path / "curves.png"
+    png.write_text("keep me")
+    missing = str(tmp_path / "not-read")  # every refusal comes before the inputs are read
+    log = ["--log", missing]
+    commands = [
+        ["eval", "questions", *log, "--out", str(used)],
+        ["eval", "descriptions", *log, "--out", str(used)],
+        ["eval", "uqa", "--questions", missing, *log, "--out", str(used)],
+        ["pretrain", "export", missing, str(used)],
+        ["plot", missing, "--out", str(png)],
+        ["plot", missing, "--out", str(tmp_path / "curves.pdf")],
+        ["demo", "--out", str(used)],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("--overwrite" in err[0] or ".png" in err[0]), (argv, err)
+    assert (used / "notes.txt").read_text() == "mine" and png.read_text() == "keep me"
+    assert sorted(p.name for p in used.iterdir()) == ["notes.txt"]

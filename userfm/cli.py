@@ -75,13 +75,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from userfm.api.embed import resolve_device
     from userfm.data.readers import read_events
     from userfm.encoder import UserEncoder
-    from userfm.outputs import atomic_output, check_output
+    from userfm.outputs import atomic_output, check_output, check_output_dir
 
     resolve_device(args.device)  # a bad --device is refused before any work
     if args.devices <= 1:  # one file: refused before any work when it may not be written
         check_output(
             args.output, overwrite=args.overwrite, inputs=[args.input], suffixes=[".parquet"]
         )
+    else:  # a folder of part-<rank>.parquet files
+        check_output_dir(args.output, overwrite=args.overwrite, flag="--output")
     model = UserEncoder.from_pretrained(args.model)
     log = read_events(
         args.input, _schema(args, model.training_schema()), min_events=args.min_events
@@ -151,10 +153,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from userfm.data.synthetic import SyntheticConfig, write_synthetic_log
     from userfm.encoder import UserEncoder
     from userfm.eval import MostPopular, evaluate_retrieval
+    from userfm.outputs import check_output_dir
     from userfm.pretrain.cli import make_cli
     from userfm.pretrain.export import export_checkpoint
 
-    out = Path(args.out)
+    out = check_output_dir(args.out, overwrite=args.overwrite)  # an earlier demo, or your files
     config = Path(args.config)
     if not config.is_file():  # a shipped config's name: the packaged file, from any folder
         config = configs.find(args.config, "pretrain")
@@ -213,7 +216,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_eval_questions(args: argparse.Namespace) -> int:
     from userfm.data.sources import load_source
     from userfm.eval.uqa import QuestionConfig, build_questions, save_questions
+    from userfm.outputs import check_output_dir
 
+    check_output_dir(args.out, overwrite=args.overwrite)  # before any work
     log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
     overrides: dict = {"format": args.format, **_nouns(args)}
     if args.tasks:
@@ -231,10 +236,17 @@ def _add_log_args(
     log_help: str = "event log: a file, a dataset folder, or 'synthetic'",
     out_help: str,
 ) -> None:
-    """``--log``, ``--log-format`` and ``--out``, as every `eval` command reads them."""
+    """``--log``, ``--log-format``, ``--out`` and ``--overwrite``, as every `eval` command
+    reads them."""
     p.add_argument("--log", required=True, help=log_help)
     p.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
     p.add_argument("--out", required=True, help=out_help)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a folder that already holds files (the files of the same names are "
+        "replaced)",
+    )
 
 
 def _nouns(args: argparse.Namespace) -> dict[str, str]:
@@ -254,7 +266,9 @@ def cmd_eval_descriptions(args: argparse.Namespace) -> int:
     from userfm.data.sources import load_source
     from userfm.eval.uqa import QuestionConfig, save_questions
     from userfm.eval.uqa.describe import build_descriptions
+    from userfm.outputs import check_output_dir
 
+    check_output_dir(args.out, overwrite=args.overwrite)  # before any work
     log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
     config = QuestionConfig(format="free", **_nouns(args))
     records = build_descriptions(log, seed=args.seed, config=config, recent=args.recent)
@@ -283,8 +297,10 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     from userfm.eval.uqa import load_question_config, load_questions
     from userfm.eval.uqa.report import include_results, write_report
     from userfm.llm import load_llm
+    from userfm.outputs import check_output_dir
 
     device = resolve_device(args.device)  # before any work
+    check_output_dir(args.out, overwrite=args.overwrite)
     named = [_method_dir(spec) for spec in args.adapter]
     names = [n for n, _ in named]
     if len(set(names)) < len(names):
@@ -554,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
         "retrieval with most-popular, and show one user's history, next items and neighbours.",
     )
     d.add_argument("--out", default="runs/demo")
+    d.add_argument(
+        "--overwrite", action="store_true", help="write into a --out that already holds files"
+    )
     d.add_argument(
         "--config",
         default="synthetic-tiny",

@@ -45,7 +45,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from userfm.errors import ConfigError
+from userfm.quiet import transformers_output
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -135,7 +135,7 @@ def load_llm(
             to install), the name is neither an alias, an existing directory nor a cached hub id,
             or the directory cannot be loaded as a causal LM.
     """
-    with _progress_bars(progress):
+    with transformers_output(progress=progress):
         if name_or_path in LLM_ALIASES:
             model_dir = _alias_dir(name_or_path, cache_dir=cache_dir, progress=progress)
         else:
@@ -384,18 +384,3 @@ def _load_dir(
         if generation_config is not None and generation_config.pad_token_id is None:
             generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
-@contextlib.contextmanager
-def _progress_bars(enabled: bool) -> Iterator[None]:
-    """Turn transformers' progress bars off for the block when ``enabled`` is false."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if not enabled and was_enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if not enabled and was_enabled:
-            hf_logging.enable_progress_bar()

@@ -1,15 +1,20 @@
-"""Result files written safely: never half-written, never a silent overwrite, never the input.
+"""Results written safely: never half-written, never a silent overwrite, never the input.
 
-`check_output` refuses an output path before any work is done (it is the input, a folder, an
-existing file without ``overwrite``, or a suffix of another format); `atomic_output` writes
-to a temporary file in the same folder and renames it over the target only once the writer
-finished, so a kill or an error leaves the old file intact (issue 18).
+For a result file, `check_output` refuses an output path before any work is done (it is the
+input, a folder, an existing file without ``overwrite``, or a suffix of another format);
+`atomic_output` writes to a temporary file in the same folder and renames it over the target
+only once the writer finished, so a kill or an error leaves the old file intact (issue 18).
+
+For a result folder (a model, a report, a question set), `check_output_dir` refuses a file, a
+path under a file, or a folder that already holds something unless ``overwrite``;
+`staged_output_dir` builds the folder beside the target and moves it in once complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -74,3 +79,61 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output_dir(path: str | Path, *, overwrite: bool = False, flag: str = "--out") -> Path:
+    """``path`` as a `Path` if a result folder may be written there.
+
+    Raises:
+        ConfigError: the path is a file or under a file, or a folder that is not empty and
+            ``overwrite`` is False (with it, the files the command writes are replaced and
+            other files are left alone).
+    """
+    out = Path(path)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            what = "is a file" if parent == out else f"is under a file ({parent})"
+            raise ConfigError(f"`{flag}` {out} {what}; give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"`{flag}` {out} is a folder that already holds files; pass --overwrite to replace "
+            "the ones this command writes, or give another folder"
+        )
+    return out
+
+
+@contextlib.contextmanager
+def staged_output_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path`` to write a result folder into.
+
+    When the block ends without an exception, the result moves to ``path``: in one rename
+    when ``path`` does not exist or is empty; otherwise entry by entry, each replacing the
+    entry of the same name (other files in ``path`` are kept). On an exception the temporary
+    folder is deleted and ``path`` is untouched, so a kill or an error never leaves a
+    half-written result where the old one was.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        yield tmp
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for entry in sorted(tmp.iterdir()):
+            _replace(entry, out / entry.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(new: Path, old: Path) -> None:
+    """Move ``new`` to ``old``'s name; an existing folder there is swapped out first."""
+    if old.is_dir() and not old.is_symlink():
+        trash = Path(tempfile.mkdtemp(prefix=f".{old.name}.", suffix=".old", dir=old.parent))
+        os.replace(old, trash / old.name)
+        os.replace(new, old)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(new, old)

@@ -9,26 +9,56 @@ so ``--ckpt_path last`` finds the checkpoint an earlier (killed) run of the same
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from userfm.checkpoints import checkpoint_errors, load_checkpoint
 from userfm.errors import ConfigError
+from userfm.quiet import quiet_library_noise
 
 CHECKPOINT_CLASS = "lightning.pytorch.callbacks.ModelCheckpoint"
 
 
+class CheckedCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, reading through `userfm.checkpoints.load_checkpoint`: a
+    truncated or planted checkpoint given to ``--ckpt_path`` is a one-line `FileFormatError`
+    naming the file, not a traceback from inside the trainer (issue 18)."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        return load_checkpoint(
+            path,
+            map_location=map_location if map_location is not None else "cpu",
+            weights_only=True if weights_only is None else weights_only,
+        )
+
+
 class StageCLI(LightningCLI):
-    """`LightningCLI` that places logs and checkpoints in ``trainer.default_root_dir``."""
+    """`LightningCLI` that places logs and checkpoints in ``trainer.default_root_dir`` and
+    reads checkpoints with typed errors (`CheckedCheckpointIO`)."""
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         place_run(config.trainer)
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters itself, before the trainer exists
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        with checkpoint_errors(path):
+            super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # only Lightning's default single-file IO is replaced; sharded strategies keep theirs
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = CheckedCheckpointIO()
+        return trainer
 
 
 def place_run(trainer: Any) -> None:
@@ -50,27 +80,6 @@ def place_run(trainer: Any) -> None:
 
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-#: library noise every run printed that is not the user's business (issue 18): deprecations
-#: inside torchdata and Lightning, the frozen LLM's eval-mode modules, an advertisement
-NOISE = (
-    r".*'set_vital' is deprecated",
-    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
-    r"Found \d+ module\(s\) in eval mode at the start of training",
-)
-
-
-class _DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
-
-
-def quiet_library_noise() -> None:
-    """Hide `NOISE` warnings and Lightning's "Tip" advertisement; everything else stays."""
-    for pattern in NOISE:
-        warnings.filterwarnings("ignore", message=pattern)
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
-        rank_zero.addFilter(_DropTips())
 
 
 def check_configs(prog: str, argv: Sequence[str]) -> list[str]:

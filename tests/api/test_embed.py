@@ -161,6 +161,33 @@ def test_weights_of_other_shapes_than_the_config_name_both_files(model, tmp_path
         UserEncoder.from_pretrained(tmp_path / "m")
 
 
+@pytest.mark.parametrize("change", ["drop", "add"])
+def test_weights_missing_or_extra_are_refused_not_reinitialised(model, tmp_path, capfd, change):
+    """Issue 18 §1: a model.safetensors without one of the model's tensors loaded with that
+    tensor at random (exit 0, only transformers' load table on stderr); an extra tensor was
+    ignored. Both are a FileFormatError naming the tensor, and nothing else is printed."""
+    from safetensors.torch import load_file, save_file
+
+    from userfm.errors import FileFormatError
+
+    model.save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    tensors = load_file(weights)
+    key = sorted(tensors)[-1] if change == "drop" else "extra.weight"
+    if change == "drop":
+        del tensors[key]
+    else:
+        tensors[key] = torch.zeros(2)
+    save_file(tensors, weights, metadata={"format": "pt"})
+    capfd.readouterr()
+    with pytest.raises(
+        FileFormatError, match=rf"{change == 'drop' and 'missing' or 'unexpected'} keys: {key}"
+    ):
+        UserEncoder.from_pretrained(tmp_path / "m")
+    err = capfd.readouterr().err
+    assert "LOAD REPORT" not in err and "Loading weights" not in err
+
+
 def test_histories_without_time_work_with_a_time_free_model():
     log = read_events(
         pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"]}),

@@ -3,6 +3,7 @@ same global step, batch position, optimizer and scheduler state."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -147,3 +148,31 @@ def test_default_root_dir_alone_places_logs_and_checkpoints(tmp_path):
                          str(tmp_path / "elsewhere"), "--data.synthetic.num_users", "50"],
                         run=False)  # fmt: skip
     assert Path(absolute.trainer.logger.log_dir).parent == tmp_path / "elsewhere" / "logs"
+
+
+def _damaged_checkpoints(folder):
+    """A truncated real checkpoint and a planted one (a pickled object weights_only refuses)."""
+    import argparse
+
+    folder.mkdir(parents=True, exist_ok=True)
+    truncated, planted = folder / "truncated.ckpt", folder / "planted.ckpt"
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.zeros(64, 64)}, "global_step": 3}, buffer)
+    truncated.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    torch.save({"global_step": 3, "hook": argparse.Namespace(x=1)}, planted)
+    return truncated, planted
+
+
+def test_resuming_from_a_damaged_checkpoint_is_one_line_exit_2(tmp_path, capsys):
+    """Issue 18 §3: `--ckpt_path` at a truncated or planted checkpoint ended in a traceback
+    from inside the trainer; now exit 2 and one line naming the file."""
+    from userfm.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.format(root=tmp_path))
+    for bad in _damaged_checkpoints(tmp_path / "bad"):
+        code = main(["pretrain", "fit", "--config", str(config), "--ckpt_path", str(bad)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2
+        assert err[-1].startswith("userfm pretrain: error: ") and str(bad) in err[-1]
+        assert not any("Traceback" in line for line in err)

@@ -85,10 +85,13 @@ class UserEmbeddings:
         )
 
     def to_parquet(self, path: str | Path) -> Path:
-        """Write to parquet (columns as in `to_arrow`). Returns the path."""
+        """Write to parquet (columns as in `to_arrow`), through a temporary file renamed at
+        the end, so a kill never leaves a file without its footer. Returns the path."""
+        from userfm.outputs import atomic_output
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(self.to_arrow(), path)
+        with atomic_output(path) as tmp:
+            pq.write_table(self.to_arrow(), tmp)
         return path
 
     @classmethod

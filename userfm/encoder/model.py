@@ -35,6 +35,7 @@ from userfm.data.vocab import SPECIAL_TOKENS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
 from userfm.errors import ConfigError, FileFormatError, UserfmError
+from userfm.quiet import transformers_output
 
 if TYPE_CHECKING:
     from userfm.api.embed import HistoriesLike
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("userfm.encoder")
 VOCAB_FILE = "vocab.json"
 CARD_FILE = "README.md"
+#: what `from_pretrained` refuses in a saved folder (transformers would re-initialise them)
+LOAD_PROBLEMS = ("missing_keys", "unexpected_keys", "mismatched_keys")
 
 try:  # transformers 5: init functions that skip tensors already loaded by from_pretrained
     from transformers import initialization as _init
@@ -608,25 +611,27 @@ class UserEncoder(PreTrainedModel):
     ) -> Path:
         """Write config.json (with the userfm version), model.safetensors, vocab.json and
         README.md (a model card; ``card_data`` as in `userfm.api.model_card.render_model_card`).
+        The folder is written beside ``save_directory`` and moved in when complete; files of
+        other names already there are kept.
 
         Returns:
             The directory.
         """
         from userfm.api.model_card import render_model_card
+        from userfm.outputs import staged_output_dir
 
-        save_directory = Path(save_directory)
-        super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        if self.vocabs is not None:
-            self.vocabs.save(save_directory / VOCAB_FILE)
-        else:
-            logger.warning(
-                "saving an encoder without vocabularies: it can run on Batch tensors, but "
-                "embed() needs vocab.json (attach vocabularies with set_vocabs())"
-            )
-        (save_directory / CARD_FILE).write_text(
-            render_model_card(self, card_data), encoding="utf-8"
-        )
-        return save_directory
+        with staged_output_dir(save_directory) as stage:  # a kill never leaves half a model
+            with transformers_output(progress=False):  # one small file: no "shards" bar
+                super().save_pretrained(stage, safe_serialization=True, **kwargs)
+            if self.vocabs is not None:
+                self.vocabs.save(stage / VOCAB_FILE)
+            else:
+                logger.warning(
+                    "saving an encoder without vocabularies: it can run on Batch tensors, but "
+                    "embed() needs vocab.json (attach vocabularies with set_vocabs())"
+                )
+            (stage / CARD_FILE).write_text(render_model_card(self, card_data), encoding="utf-8")
+        return Path(save_directory)
 
     @classmethod
     def from_pretrained(
@@ -637,8 +642,8 @@ class UserEncoder(PreTrainedModel):
         Raises:
             FileNotFoundError: the folder has no ``config.json``.
             FileFormatError: ``config.json``, ``model.safetensors`` or ``vocab.json`` is
-                damaged (not JSON, truncated, or weights of other shapes than the config's);
-                the message names the file.
+                damaged (not JSON, truncated, weights missing, extra or of other shapes than
+                the config's); the message names the file.
             ConfigError: ``config.json`` holds an invalid field.
         """
         path = Path(pretrained_model_name_or_path)
@@ -652,8 +657,12 @@ class UserEncoder(PreTrainedModel):
                 f"{path / 'config.json'} is not valid JSON ({e}); {damaged}"
             ) from e
         kwargs.setdefault("use_safetensors", True)
-        try:
-            model = super().from_pretrained(path, *args, **kwargs)
+        with_info = kwargs.pop("output_loading_info", False)
+        try:  # transformers' bar and load report: a damaged folder is one line, below
+            with transformers_output(progress=False, reports=False):
+                model, info = super().from_pretrained(
+                    path, *args, output_loading_info=True, **kwargs
+                )
         except SafetensorError as e:
             raise FileFormatError(
                 f"{path / 'model.safetensors'} cannot be read ({e}); {damaged}"
@@ -665,6 +674,14 @@ class UserEncoder(PreTrainedModel):
                 f"{path / 'model.safetensors'} holds weights of other shapes than "
                 f"{path / 'config.json'} describes; {damaged}"
             ) from e
+        # transformers initialises what the file lacks at random: a silently different model
+        wrong = {k: sorted(info[k]) for k in LOAD_PROBLEMS if info.get(k)}
+        if wrong:
+            found = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v)}" for k, v in wrong.items())
+            raise FileFormatError(
+                f"{path / 'model.safetensors'} does not hold the weights {path / 'config.json'} "
+                f"describes ({found}); {damaged}"
+            )
         if (path / VOCAB_FILE).is_file():
             try:
                 model.set_vocabs(VocabSet.load(path / VOCAB_FILE))
@@ -675,4 +692,4 @@ class UserEncoder(PreTrainedModel):
                     f"{path / VOCAB_FILE} is not a userfm vocabulary ({type(e).__name__}: {e}); "
                     f"{damaged}"
                 ) from e
-        return model
+        return (model, info) if with_info else model

@@ -199,8 +199,30 @@ def write_report(
         ``{"results", "accuracy", "positions", "report", "task_chart", "tokens_chart"}``
         -> path.
     """
+    from userfm.outputs import staged_output_dir
+
+    with staged_output_dir(out_dir) as stage:  # a kill never leaves half a report
+        _write_report_files(results, stage, title=title, facts=facts, notes=notes)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    return {
+        "results": out / RESULTS_FILE,
+        "accuracy": out / ACCURACY_FILE,
+        "positions": out / POSITIONS_FILE,
+        "report": out / REPORT_FILE,
+        "task_chart": out / TASK_CHART,
+        "tokens_chart": out / TOKENS_CHART,
+    }
+
+
+def _write_report_files(
+    results: Sequence[Mapping[str, Any]],
+    out: Path,
+    *,
+    title: str,
+    facts: Mapping[str, Any] | None,
+    notes: str,
+) -> None:
+    """Write every file of `write_report` into the existing folder ``out``."""
     df = pd.DataFrame(list(results))
     with open(out / RESULTS_FILE, "w", encoding="utf-8") as f:
         for r in results:
@@ -256,14 +278,6 @@ def write_report(
         parts += ["", notes]
     (out / REPORT_FILE).write_text("\n".join(parts) + "\n", encoding="utf-8")
     _charts(table, eff, out)
-    return {
-        "results": out / RESULTS_FILE,
-        "accuracy": out / ACCURACY_FILE,
-        "positions": out / POSITIONS_FILE,
-        "report": out / REPORT_FILE,
-        "task_chart": out / TASK_CHART,
-        "tokens_chart": out / TOKENS_CHART,
-    }
 
 
 def _charts(table: pd.DataFrame, eff: pd.DataFrame, out: Path) -> None:

@@ -931,24 +931,25 @@ def save_questions(
             `load_question_config`, e.g. for the direct-computation baseline).
 
     Returns:
-        The folder.
+        The folder (written beside it and moved in when complete: `staged_output_dir`).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for split, ds in questions.items():
-        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for row in ds:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    # datasets cannot load an empty saved split back, so those are listed in manifest.json
-    nonempty = {s: ds for s, ds in questions.items() if len(ds)}
-    if nonempty:
-        datasets.DatasetDict(nonempty).save_to_disk(str(out / "dataset"))
-    manifest = {"splits": list(questions), "empty": [s for s in questions if s not in nonempty]}
-    if config is not None:
-        manifest["question_config"] = config.to_dict()
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    (out / "stats.json").write_text(json.dumps(question_stats(questions), indent=2) + "\n")
-    return out
+    from userfm.outputs import staged_output_dir
+
+    with staged_output_dir(out_dir) as out:
+        for split, ds in questions.items():
+            with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                for row in ds:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        # datasets cannot load an empty saved split back, so those are listed in manifest.json
+        nonempty = {s: ds for s, ds in questions.items() if len(ds)}
+        if nonempty:
+            datasets.DatasetDict(nonempty).save_to_disk(str(out / "dataset"))
+        manifest = {"splits": list(questions), "empty": [s for s in questions if s not in nonempty]}
+        if config is not None:
+            manifest["question_config"] = config.to_dict()
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (out / "stats.json").write_text(json.dumps(question_stats(questions), indent=2) + "\n")
+    return Path(out_dir)
 
 
 def load_questions(

@@ -1,0 +1,56 @@
+"""Library output that is not the user's business, hidden in one place (issue 18).
+
+`quiet_library_noise` hides deprecations inside torchdata and Lightning, the frozen LLM's
+eval-mode note and Lightning's "Tip" advertisement for a training run; everything else stays.
+`transformers_output` turns transformers' progress bars and load reports off for a block: a
+small encoder saves and loads in milliseconds, and a damaged folder is reported by userfm in
+one line, not by a table from transformers followed by the same error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+
+#: warnings every training run printed (regular expressions of their messages)
+NOISE = (
+    r".*'set_vital' is deprecated",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def quiet_library_noise() -> None:
+    """Hide `NOISE` warnings and Lightning's "Tip" advertisement; everything else stays."""
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+
+
+@contextlib.contextmanager
+def transformers_output(*, progress: bool, reports: bool = True) -> Iterator[None]:
+    """transformers' progress bars (``progress``) and its warnings, load reports included
+    (``reports``), on or off for the block; the previous settings come back after it."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    if not progress and bars:
+        hf_logging.disable_progress_bar()
+    if not reports:
+        hf_logging.set_verbosity(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        if not progress and bars:
+            hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(level)
