@@ -12,13 +12,13 @@ end of ``fit``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from userfm.adapters.config import ENCODER_MODES, AdapterConfig
 from userfm.adapters.data import QAExample
@@ -200,15 +200,9 @@ class AdapterModule(L.LightningModule):
             )
         opt = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(hp.warmup_steps, total // 2)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(total - warmup, 1)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        sched = get_cosine_with_min_lr_schedule_with_warmup(
+            opt, min(hp.warmup_steps, total // 2), total, min_lr_rate=0.1
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ---- checkpoints and export -------------------------------------------------------

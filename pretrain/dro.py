@@ -43,10 +43,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import ConfigError
 from userfm.eval.retrieval import frequency_buckets as rank_buckets
-
-NUM_SPECIALS = 3  # PAD, MASK, OOV: indices 0..2 of every vocabulary
 
 ClassKind = Literal["item", "bucket", "action"]
 CLASS_KINDS = ("item", "bucket", "action")

@@ -13,29 +13,32 @@ from typing import Any
 
 import lightning as L
 import torch
+from transformers import get_cosine_schedule_with_warmup
 
 from userfm._version import __version__
+from userfm.data.vocab import NUM_SPECIALS
 from userfm.encoder import UserEncoder
 from userfm.errors import ConfigError
-from userfm.eval.retrieval import BUCKET_BY
+from userfm.eval.retrieval import BUCKET_BY, hit_rate, ndcg
 from userfm.pretrain.contrastive import augment, info_nce
 from userfm.pretrain.data import PretrainBatch
-from userfm.pretrain.dro import DROWeighting, frequency_buckets
+from userfm.pretrain.dro import (
+    CLASS_KINDS,
+    DROWeighting,
+    class_prior,
+    event_classes,
+    frequency_buckets,
+)
 from userfm.pretrain.objectives import (
-    bce_loss,
-    full_softmax_loss,
+    LOSS_KINDS,
     future_targets,
+    next_item_loss,
     proposal_log_q,
-    sample_negatives,
-    sampled_softmax_loss,
     seen_items,
 )
 
-LOSSES = ("full", "sampled", "bce")
-DRO_CLASSES = ("item", "bucket", "action")
 DRO_LOSS_SOURCES = ("train", "valid")
 DRO_APPLY = ("weights", "logits")
-NUM_SPECIALS = 3  # PAD, MASK, OOV
 
 
 class PretrainModule(L.LightningModule):
@@ -117,10 +120,10 @@ class PretrainModule(L.LightningModule):
         eval_k: int = 10,
     ):
         super().__init__()
-        if loss not in LOSSES:
-            raise ConfigError(f"`loss` must be one of {LOSSES}, got {loss!r}")
-        if dro is not None and dro not in DRO_CLASSES:
-            raise ConfigError(f"`dro` must be None or one of {DRO_CLASSES}, got {dro!r}")
+        if loss not in LOSS_KINDS:
+            raise ConfigError(f"`loss` must be one of {LOSS_KINDS}, got {loss!r}")
+        if dro is not None and dro not in CLASS_KINDS:
+            raise ConfigError(f"`dro` must be None or one of {CLASS_KINDS}, got {dro!r}")
         if dro_bucket_by not in BUCKET_BY:
             raise ConfigError(f"`dro_bucket_by` must be one of {BUCKET_BY}, got {dro_bucket_by!r}")
         if dro_losses_from not in DRO_LOSS_SOURCES:
@@ -194,18 +197,20 @@ class PretrainModule(L.LightningModule):
             persistent=False,
         )
         if hp.dro is not None:
-            if hp.dro == "item":
-                prior = counts
+            if hp.dro == "item":  # each item its own class
+                groups, num_classes = torch.arange(len(counts)), len(counts)
             elif hp.dro == "bucket":
-                prior = torch.zeros(hp.dro_buckets).index_add_(0, self.item_bucket, counts)
+                groups, num_classes = self.item_bucket, hp.dro_buckets
             else:
                 if vocabs.actions is None:
                     raise ConfigError("`dro: action` needs a log with an action column")
-                prior = torch.zeros(len(vocabs.actions))
-                prior[NUM_SPECIALS:] = torch.tensor(vocabs.actions.counts, dtype=torch.float)
+                num_classes = len(vocabs.actions)
+                counts = torch.tensor(vocabs.actions.counts, dtype=torch.float)
+                groups = torch.arange(NUM_SPECIALS, NUM_SPECIALS + len(counts))
+            prior = class_prior(groups, num_classes, counts=counts)  # (C,)
             self.dro_weighting = DROWeighting(
-                num_classes=len(prior),
-                class_prior=prior / prior.sum(),
+                num_classes=num_classes,
+                class_prior=prior,
                 temperature=hp.dro_temperature,
                 ema=hp.dro_ema,
             )
@@ -225,9 +230,9 @@ class PretrainModule(L.LightningModule):
         """
         hp = self.hparams
         item_emb = self.encoder.embeddings.item_vectors()  # (V, D) tied output layer
-        if hp.loss == "full" or not self.training:
-            return full_softmax_loss(h, item_emb, targets, exclude, self._logit_offset())
-        if hp.loss == "sampled":
+        kind = hp.loss if self.training else "full"  # evaluation: the full softmax
+        log_q = None
+        if kind == "sampled":
             # logQ correction with the proposal the sampler really draws from (Yi et al. 2019)
             log_q = proposal_log_q(
                 hp.sampler,
@@ -236,16 +241,17 @@ class PretrainModule(L.LightningModule):
                 num_negatives=hp.num_negatives,
                 batch_size=len(targets),
             )
-            return sampled_softmax_loss(
-                h,
-                item_emb,
-                targets,
-                num_negatives=hp.num_negatives,
-                sampler=hp.sampler,
-                item_log_q=log_q,
-            )
-        negatives = sample_negatives(targets, item_emb.shape[0], exclude=exclude)
-        return bce_loss(h, item_emb, targets, negatives)
+        return next_item_loss(
+            h,
+            item_emb,
+            targets,
+            kind=kind,
+            num_negatives=hp.num_negatives,
+            sampler=hp.sampler,
+            item_log_q=log_q,
+            exclude=exclude,
+            logit_offset=self._logit_offset(),
+        )
 
     def _logit_offset(self) -> torch.Tensor | None:
         """(V,) DRO logit adjustment ``-log(w_c / p_c)`` of each item's class while training
@@ -257,11 +263,9 @@ class PretrainModule(L.LightningModule):
 
     def _dro_classes(self, targets: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
         """(M,) DRO class of each example from its target item (and target action)."""
-        if self.hparams.dro == "item":
-            return targets
-        if self.hparams.dro == "bucket":
-            return self.item_bucket[targets]
-        return actions
+        return event_classes(
+            targets, by=self.hparams.dro, item_buckets=self.item_bucket, actions=actions
+        )
 
     def _step(self, pb: PretrainBatch, stage: str) -> torch.Tensor:
         hp = self.hparams
@@ -331,25 +335,14 @@ class PretrainModule(L.LightningModule):
         scores[:, :NUM_SPECIALS] = -math.inf
         scores.scatter_(1, pb.batch.items[rows], -math.inf)  # seen inputs (and PAD) filtered
         target = pb.targets[valid]
-        target_score = scores.gather(1, target[:, None])  # (N, 1); -inf if seen before = miss
-        rank = (scores > target_score).sum(1) + 1  # (N,) 1-based
-        hit = (rank <= self.hparams.eval_k) & torch.isfinite(target_score[:, 0])
-        ndcg = hit.float() / torch.log2(rank.float() + 1)
+        target_score = scores.gather(1, target[:, None])[:, 0]  # (N,); -inf if seen = miss
+        rank = ((scores > target_score[:, None]).sum(1) + 1).double()  # (N,) 1-based
+        rank = torch.where(torch.isfinite(target_score), rank, math.inf).cpu().numpy()
         k, n = self.hparams.eval_k, len(rank)
-        self.log(
-            f"{stage}/hr@{k}",
-            hit.float().mean(),
-            batch_size=n,
-            sync_dist=True,
-            prog_bar=stage == "valid",
-        )
-        self.log(
-            f"{stage}/ndcg@{k}",
-            ndcg.mean(),
-            batch_size=n,
-            sync_dist=True,
-            prog_bar=stage == "valid",
-        )
+        # the metrics of userfm.eval.retrieval, as evaluate_retrieval reports them
+        for name, value in ((f"hr@{k}", hit_rate(rank, k)), (f"ndcg@{k}", ndcg(rank, k))):
+            self.log(f"{stage}/{name}", value, batch_size=n, sync_dist=True,
+                     prog_bar=stage == "valid")  # fmt: skip
 
     def _sum_over_ranks(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Sums the DRO statistics over data-parallel ranks (None on one process), so every
@@ -391,15 +384,7 @@ class PretrainModule(L.LightningModule):
                 groups[0 if p.dim() >= 2 else 1]["params"].append(p)
         optimizer = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(hp.warmup_steps, total)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(total - warmup, 1)
-            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, min(hp.warmup_steps, total), total)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -24,11 +24,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from userfm.data.vocab import MASK, OOV, PAD
+from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import ConfigError
-
-NUM_SPECIALS = 3  # PAD, MASK, OOV: indices 0..2 of every vocabulary
-assert (PAD, MASK, OOV) == (0, 1, 2)
 
 Sampler = Literal["uniform", "log_uniform", "all", "in_batch", "mixed"]
 SAMPLERS = ("uniform", "log_uniform", "all", "in_batch", "mixed")
@@ -518,16 +515,21 @@ def next_item_loss(
     item_log_q: torch.Tensor | None = None,
     in_batch: bool = False,
     exclude: torch.Tensor | Sequence[Collection[int]] | None = None,
+    logit_offset: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Per-example next-item losses (N,) of the chosen ``kind``.
+    """Per-example next-item losses (N,) of the chosen ``kind``; the one entry point the
+    pretraining module calls.
 
-    ``"full"``: :func:`full_softmax_loss`; ``"sampled"``: :func:`sampled_softmax_loss` with
-    ``num_negatives``, ``sampler``, ``item_log_q``, ``in_batch``; ``"bce"``: :func:`bce_loss`
-    with one negative per row from :func:`sample_negatives` (``exclude``). Shapes as there.
+    ``"full"``: :func:`full_softmax_loss` (``exclude`` (N, S) left out of each softmax,
+    ``logit_offset``; (N, K) ``targets`` give (N, K) losses); ``"sampled"``:
+    :func:`sampled_softmax_loss` with ``num_negatives``, ``sampler``, ``item_log_q``,
+    ``in_batch``; ``"bce"``: :func:`bce_loss` with one negative per row from
+    :func:`sample_negatives` (``exclude``: items that are no negative of their row). Shapes
+    as there.
     """
     if kind == "full":
-        return full_softmax_loss(h, item_emb, targets)
+        return full_softmax_loss(h, item_emb, targets, exclude, logit_offset)
     if kind == "sampled":
         return sampled_softmax_loss(
             h,

@@ -274,6 +274,20 @@ def test_gradients_flow(data, kind):
         assert item_emb.grad[:3].abs().sum() == 0  # specials get no gradient
 
 
+def test_the_full_kind_passes_exclusions_and_a_logit_offset_through(data):
+    """The pretraining module trains through `next_item_loss` alone (issue 19): the full
+    softmax's `exclude` (mask_seen) and `logit_offset` (DRO logits) reach it unchanged."""
+    h, item_emb, targets = data
+    exclude = torch.stack([targets + 1, torch.zeros_like(targets)], dim=1).clamp(
+        max=len(item_emb) - 1
+    )
+    offset = torch.linspace(-1, 1, len(item_emb))
+    plain = next_item_loss(h, item_emb, targets, kind="full")
+    both = next_item_loss(h, item_emb, targets, kind="full", exclude=exclude, logit_offset=offset)
+    torch.testing.assert_close(both, full_softmax_loss(h, item_emb, targets, exclude, offset))
+    assert not torch.allclose(both, plain)
+
+
 def test_bad_arguments_name_the_field(data):
     h, item_emb, targets = data
     with pytest.raises(ConfigError, match="item_emb"):

@@ -9,10 +9,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from userfm import UserEncoder
+from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import ConfigError
 from userfm.pretrain import module as module_lib
 from userfm.pretrain.data import EventDataModule
-from userfm.pretrain.dro import NUM_SPECIALS
 from userfm.pretrain.export import export_checkpoint
 from userfm.pretrain.module import PretrainModule
 from userfm.pretrain.objectives import full_softmax_loss
@@ -271,11 +271,11 @@ def test_mask_seen_leaves_each_positions_history_out_of_its_softmax(tmp_path, mo
     (evaluation filters them); validation uses the same softmax."""
     _, module, dm = fit(tmp_path, steps=1, mask_seen=True, future_window=2)
     got: dict[str, torch.Tensor] = {}
-    real = module_lib.full_softmax_loss
+    real = module_lib.next_item_loss
     monkeypatch.setattr(
         module_lib,
-        "full_softmax_loss",
-        lambda h, e, t, exclude=None, *a: got.update(exclude=exclude) or real(h, e, t, exclude, *a),
+        "next_item_loss",
+        lambda h, e, t, **kw: got.update(exclude=kw["exclude"]) or real(h, e, t, **kw),
     )
     monkeypatch.setattr(module, "log", lambda *a, **k: None)  # outside a Trainer loop
     batch = next(iter(dm.train_dataloader()))

@@ -19,15 +19,13 @@ from userfm.api.embed import HistoriesLike, run_chunks
 from userfm.api.embeddings import sum_stats
 from userfm.data.log import UserHistory
 from userfm.data.schema import EventSchema
-from userfm.data.vocab import SPECIAL_TOKENS
+from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import ConfigError, DataError, check_k
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from userfm.encoder.model import UserEncoder
-
-NUM_SPECIALS = len(SPECIAL_TOKENS)  # item indices 0..2 (PAD, MASK, OOV) are never items
 
 
 @dataclass

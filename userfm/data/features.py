@@ -12,7 +12,7 @@ import numpy as np
 
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import CATEGORY, CATEGORY_SEP
-from userfm.data.vocab import PAD, SPECIAL_TOKENS, VocabSet
+from userfm.data.vocab import NUM_SPECIALS, PAD, VocabSet
 from userfm.errors import ConfigError, DataError
 
 FIRST_EVENT_GAP = 1  # gap bucket of an event with no previous event
@@ -151,9 +151,9 @@ class Featurizer:
         table = np.full((len(self.vocabs.items), self.max_categories), PAD, dtype=np.int64)
         attributes = log.item_attributes((CATEGORY,))
         items, _ = self.vocabs.items.encode(list(attributes))
-        known = len(SPECIAL_TOKENS) + len(self.vocabs.items.tokens)  # hash buckets are shared
+        known = NUM_SPECIALS + len(self.vocabs.items.tokens)  # hash buckets are shared
         for index, attrs in zip(items.tolist(), attributes.values(), strict=True):
-            if len(SPECIAL_TOKENS) <= index < known:
+            if NUM_SPECIALS <= index < known:
                 value = attrs[CATEGORY]  # a missing value comes back from pandas as NaN
                 table[index] = self._categories(value if isinstance(value, str) else None)
         return table

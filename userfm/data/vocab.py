@@ -25,6 +25,8 @@ from userfm.errors import ConfigError
 
 PAD, MASK, OOV = 0, 1, 2
 SPECIAL_TOKENS = ("[PAD]", "[MASK]", "[OOV]")
+#: indices 0 .. NUM_SPECIALS - 1 of every vocabulary are the specials, never a real token
+NUM_SPECIALS = len(SPECIAL_TOKENS)
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Vocab:
         if self.num_hash_buckets < 0:
             raise ConfigError(f"`num_hash_buckets` must be >= 0, got {self.num_hash_buckets}")
         self.tokens = [str(t) for t in self.tokens]
-        self._index = {t: i + len(SPECIAL_TOKENS) for i, t in enumerate(self.tokens)}
+        self._index = {t: i + NUM_SPECIALS for i, t in enumerate(self.tokens)}
         if len(self._index) != len(self.tokens):
             raise ConfigError("vocabulary tokens must be unique")
         if self.counts is not None and len(self.counts) != len(self.tokens):
@@ -84,7 +86,7 @@ class Vocab:
 
     def __len__(self) -> int:
         """Size of the index space: specials + known tokens + hash buckets."""
-        return len(SPECIAL_TOKENS) + len(self.tokens) + self.num_hash_buckets
+        return NUM_SPECIALS + len(self.tokens) + self.num_hash_buckets
 
     def __contains__(self, token: str) -> bool:
         return str(token) in self._index
@@ -102,7 +104,7 @@ class Vocab:
         n_unknown = int(unknown.sum())
         if n_unknown:
             if self.num_hash_buckets:
-                base = len(SPECIAL_TOKENS) + len(self.tokens)
+                base = NUM_SPECIALS + len(self.tokens)
                 toks = np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens)
                 out[unknown] = [base + self._bucket(str(t)) for t in toks[unknown]]
             else:
@@ -119,12 +121,12 @@ class Vocab:
         n_known = len(self.tokens)
         for i in indices:
             i = int(i)
-            if i < len(SPECIAL_TOKENS):
+            if i < NUM_SPECIALS:
                 out.append(SPECIAL_TOKENS[i])
-            elif i < len(SPECIAL_TOKENS) + n_known:
-                out.append(self.tokens[i - len(SPECIAL_TOKENS)])
+            elif i < NUM_SPECIALS + n_known:
+                out.append(self.tokens[i - NUM_SPECIALS])
             elif i < len(self):
-                out.append(f"[HASH_{i - len(SPECIAL_TOKENS) - n_known}]")
+                out.append(f"[HASH_{i - NUM_SPECIALS - n_known}]")
             else:
                 raise IndexError(f"index {i} is outside the vocabulary (size {len(self)})")
         return out

@@ -31,7 +31,7 @@ from userfm.data.batch import Batch
 from userfm.data.features import Featurizer
 from userfm.data.log import EventLog
 from userfm.data.schema import EventSchema
-from userfm.data.vocab import SPECIAL_TOKENS, VocabSet, build_vocabs
+from userfm.data.vocab import NUM_SPECIALS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
 from userfm.errors import ConfigError, FileFormatError, UserfmError
@@ -583,7 +583,7 @@ class UserEncoder(PreTrainedModel):
                 "load a saved model with UserEncoder.from_pretrained(dir)"
             )
         tokens = list(self.vocabs.items.tokens)
-        start = len(SPECIAL_TOKENS)
+        start = NUM_SPECIALS
         table = self.embeddings.item_vectors()[start : start + len(tokens)]  # (V_real, D)
         return tokens, table.detach().float().cpu().numpy()
 
