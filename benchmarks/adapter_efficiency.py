@@ -140,6 +140,8 @@ def count_flops(fn) -> int:
 
 
 def main() -> int:
+    from userfm.llm import DEFAULT_LLM
+
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -149,7 +151,7 @@ def main() -> int:
     p.add_argument(
         "--data", type=Path, default=None, help="MovieLens-100K folder (default: synthetic)"
     )
-    p.add_argument("--llm", default="smollm2-135m-instruct", help="LLM alias, directory or name")
+    p.add_argument("--llm", default=DEFAULT_LLM, help="LLM alias, directory or name")
     p.add_argument("--lengths", default="50,200", help="history lengths, comma-separated")
     args = p.parse_args()
     args.users = args.users or (2 if args.quick else 4)

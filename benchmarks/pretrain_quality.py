@@ -182,23 +182,20 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
     common = dict(lr=args.lr, weight_decay=0.01, warmup_steps=args.warmup)
     no_side = dict(use_actions=False, use_categories=False)
     side = dict(use_actions=True, use_categories=True)
-    sasrec = dict(
+    # `encoder`: UserEncoderConfig fields, passed whole to PretrainModule (its defaults hold
+    # for the rest); the other keys are the module's training settings
+    sasrec_shape = dict(
         hidden_size=SASREC_SHAPE["hidden"],
         num_layers=SASREC_SHAPE["num_blocks"],
         num_heads=SASREC_SHAPE["heads"],
         dropout=SASREC_SHAPE["dropout"],
         use_time=False,
-        **common,
     )
-    ours = dict(
-        hidden_size=args.hidden,
-        num_layers=2,
-        num_heads=args.heads,
-        dropout=0.2,
-        loss="full",
-        **common,
-    )
-    ours_side = dict(ours, use_time=True, output_features=True)
+    sasrec = dict(encoder=sasrec_shape, **common)
+    shape = dict(hidden_size=args.hidden, num_layers=2, num_heads=args.heads, dropout=0.2)
+    ours = dict(encoder=shape, loss="full", **common)
+    no_time = dict(ours, encoder=dict(shape, use_time=False))
+    ours_side = dict(ours, encoder=dict(shape, use_time=True, output_features=True))
     recipe = dict(future_window=args.future_window, mask_seen=args.mask_seen)  # ours' losses
     cl = dict(contrastive_weight=args.contrastive_weight)
     # held-out class losses, applied as a logit adjustment (see PretrainModule.dro_apply)
@@ -216,24 +213,22 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
         Spec(
             "next_item",
             "next-item only",
-            dict(ours, use_time=False),
+            no_time,
             no_side,
             alias_of="sasrec_ce" if same_shape else None,
         ),
     ]
     if not args.quick:
         specs += [
-            Spec("plus_cl", "+ contrastive", dict(ours, use_time=False, **cl), no_side),
-            Spec("plus_dro", "+ DRO", dict(ours, use_time=False, **dro), no_side),
+            Spec("plus_cl", "+ contrastive", dict(no_time, **cl), no_side),
+            Spec("plus_dro", "+ DRO", dict(no_time, **dro), no_side),
             Spec(
                 "plus_future",
                 f"+ future window ({args.future_window})",
-                dict(ours, use_time=False, future_window=args.future_window),
+                dict(no_time, future_window=args.future_window),
                 no_side,
             ),
-            Spec(
-                "plus_masked", "+ seen masked", dict(ours, use_time=False, mask_seen=True), no_side
-            ),
+            Spec("plus_masked", "+ seen masked", dict(no_time, mask_seen=True), no_side),
             Spec("plus_side", "+ side information", ours_side, side),
         ]
     specs += [
@@ -251,7 +246,6 @@ def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
     """Build every config once without data, so bad hyper-parameters fail before training."""
     import torch
 
-    from userfm.encoder import UserEncoderConfig
     from userfm.errors import ConfigError
     from userfm.pretrain.data import EventDataModule
     from userfm.pretrain.dro import DROWeighting
@@ -282,19 +276,8 @@ def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
         problems.append(f"--reuse: no such file {args.reuse}")
     for spec in specs:
         try:
-            PretrainModule(**spec.module)
+            PretrainModule(**spec.module)  # checks the encoder's fields too
             mk = spec.module
-            UserEncoderConfig(
-                num_items=4,
-                num_actions=4 if spec.data["use_actions"] else 0,
-                num_categories=4 if spec.data["use_categories"] else 0,
-                hidden_size=mk["hidden_size"],
-                num_layers=mk["num_layers"],
-                num_heads=mk["num_heads"],
-                dropout=mk["dropout"],
-                max_len=args.max_len,
-                use_time=mk["use_time"],
-            )
             if mk.get("dro"):
                 DROWeighting(
                     num_classes=mk["dro_buckets"],

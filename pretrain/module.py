@@ -17,7 +17,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from userfm._version import __version__
 from userfm.data.vocab import NUM_SPECIALS
-from userfm.encoder import UserEncoder
+from userfm.encoder import UserEncoder, UserEncoderConfig
 from userfm.errors import ConfigError
 from userfm.eval.retrieval import BUCKET_BY, hit_rate, ndcg
 from userfm.pretrain.contrastive import augment, info_nce
@@ -37,6 +37,9 @@ from userfm.pretrain.objectives import (
     seen_items,
 )
 
+#: `UserEncoderConfig` fields the data sets, never `PretrainModule(encoder=...)`
+FROM_DATA = ("num_items", "num_actions", "num_categories", "text_dim", "max_len",
+             "max_categories", "event_schema", "userfm_version")  # fmt: skip
 DRO_LOSS_SOURCES = ("train", "valid")
 DRO_APPLY = ("weights", "logits")
 
@@ -45,10 +48,12 @@ class PretrainModule(L.LightningModule):
     """Next-item pretraining (+ DRO weighting, + contrastive) of a `UserEncoder`.
 
     Args:
-        hidden_size, num_layers, num_heads, dropout, pooling, attn_backend, use_time,
-            normalize, output_features: `UserEncoderConfig` fields (sizes and max_len come
-            from the data; with ``output_features`` the item -> category table is read from
-            the log).
+        encoder: `UserEncoderConfig` fields of the encoder to train (``hidden_size``,
+            ``num_layers``, ``num_heads``, ``dropout``, ``pooling``, ``attn_backend``,
+            ``use_time``, ``normalize``, ``output_features``, ...); the config's own defaults
+            hold for the rest, and the index-space sizes, ``max_len`` and ``max_categories``
+            come from the data. With ``output_features`` the item -> category table is read
+            from the log. Checked here: a bad field is a `ConfigError` before any data is read.
         loss: next-item loss: ``full`` softmax, ``sampled`` softmax (logQ-corrected), or
             ``bce`` with one negative (the SASRec paper's loss).
         num_negatives: negatives per step for ``sampled``.
@@ -88,15 +93,7 @@ class PretrainModule(L.LightningModule):
 
     def __init__(
         self,
-        hidden_size: int = 64,
-        num_layers: int = 2,
-        num_heads: int = 2,
-        dropout: float = 0.2,
-        pooling: str = "last",
-        attn_backend: str = "sdpa",
-        use_time: bool = True,
-        normalize: bool = False,
-        output_features: bool = False,
+        encoder: dict[str, Any] | None = None,
         loss: str = "full",
         num_negatives: int = 256,
         sampler: str = "log_uniform",
@@ -120,6 +117,14 @@ class PretrainModule(L.LightningModule):
         eval_k: int = 10,
     ):
         super().__init__()
+        encoder = dict(encoder or {})
+        from_data = sorted(set(encoder) & set(FROM_DATA))
+        if from_data:
+            raise ConfigError(
+                f"`encoder` sets {from_data}: these come from the data (the vocabularies, and "
+                "`data.max_len` / `data.max_categories`); remove them from `model.encoder`"
+            )
+        UserEncoderConfig(num_items=NUM_SPECIALS + 1, **encoder)  # names a bad field now
         if loss not in LOSS_KINDS:
             raise ConfigError(f"`loss` must be one of {LOSS_KINDS}, got {loss!r}")
         if dro is not None and dro not in CLASS_KINDS:
@@ -150,7 +155,7 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
         if lr <= 0:
             raise ConfigError(f"`lr` must be > 0, got {lr}")
-        self.save_hyperparameters()
+        self.save_hyperparameters()  # `encoder` as normalised above: a plain dict
         self.encoder: UserEncoder | None = None
         self.dro_weighting: DROWeighting | None = None
         self.contrastive_head: torch.nn.Module | None = None
@@ -166,25 +171,19 @@ class PretrainModule(L.LightningModule):
             dm.setup("fit")
             vocabs = dm.vocabs
         hp = self.hparams
+        fields = dict(hp.encoder)
+        fields["use_time"] = fields.get("use_time", True) and dm.log_.has_time
         self.encoder = UserEncoder.from_vocabs(
             vocabs,
             max_categories=dm.hparams.max_categories,
             max_len=dm.hparams.max_len,
-            hidden_size=hp.hidden_size,
-            num_layers=hp.num_layers,
-            num_heads=hp.num_heads,
-            dropout=hp.dropout,
-            pooling=hp.pooling,
-            attn_backend=hp.attn_backend,
-            use_time=hp.use_time and dm.log_.has_time,
-            normalize=hp.normalize,
-            output_features=hp.output_features,
             event_schema=None if dm.log_.schema is None else dm.log_.schema.to_dict(),
+            **fields,
         )
         if self.encoder.embeddings.item_categories is not None:
             self.encoder.set_item_categories(self.encoder.featurizer().item_category_table(dm.log_))
         if hp.contrastive_weight > 0:  # training only: not exported with the encoder
-            D = hp.hidden_size
+            D = self.encoder.config.hidden_size
             self.contrastive_head = torch.nn.Sequential(
                 torch.nn.Linear(D, D), torch.nn.GELU(), torch.nn.Linear(D, D)
             )

@@ -38,7 +38,8 @@ def test_config_opens_with_purpose_command_expected(path):
 )
 def test_pretrain_config_parses(path):
     cli = ParseOnly(PretrainModule, EventDataModule, run=False, args=["--config", str(path)])
-    assert cli.config.model.hidden_size % cli.config.model.num_heads == 0
+    encoder = cli.config.model.encoder
+    assert encoder["hidden_size"] % encoder["num_heads"] == 0
     assert cli.config.data.max_len >= 1
 
 

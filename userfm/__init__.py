@@ -2,14 +2,33 @@
 
 The public API: read logs (`read_events`, `EventSchema`), build / load an encoder
 (`UserEncoder`, `UserEncoderConfig`) and embed users (`UserEncoder.embed` -> `UserEmbeddings`).
+
+The public names load on first use (PEP 562), so ``import userfm`` and ``userfm --version``
+do not pull in torch, transformers or datasets.
 """
 
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
 from userfm._version import __version__
-from userfm.api.embeddings import UserEmbeddings
-from userfm.data.log import EventLog, UserHistory
-from userfm.data.readers import read_events
-from userfm.data.schema import EventSchema
-from userfm.encoder import UserEncoder, UserEncoderConfig
+
+if TYPE_CHECKING:
+    from userfm.api.embeddings import UserEmbeddings
+    from userfm.data.log import EventLog, UserHistory
+    from userfm.data.readers import read_events
+    from userfm.data.schema import EventSchema
+    from userfm.encoder import UserEncoder, UserEncoderConfig
+
+# public name -> the module that defines it
+_LAZY = {
+    "EventLog": "userfm.data.log",
+    "EventSchema": "userfm.data.schema",
+    "UserEmbeddings": "userfm.api.embeddings",
+    "UserEncoder": "userfm.encoder",
+    "UserEncoderConfig": "userfm.encoder",
+    "UserHistory": "userfm.data.log",
+    "read_events": "userfm.data.readers",
+}
 
 __all__ = [
     "EventLog",
@@ -21,3 +40,17 @@ __all__ = [
     "__version__",
     "read_events",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    # the public names (loaded or not) and the module's own dunders; no helpers
+    return sorted(set(__all__) | {n for n in globals() if n.startswith("__")})

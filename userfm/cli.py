@@ -104,7 +104,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         writer = None
         try:
             for part in model.iter_embed(
-                log, batch_size=args.batch_size, device=args.device, progress=not args.no_progress
+                log,
+                batch_size=args.batch_size,
+                device=args.device,
+                progress=False if args.no_progress else None,
             ):
                 table = part.to_arrow()
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
@@ -190,7 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = UserEncoder.from_pretrained(encoder_dir)
     schema = EventSchema(**columns)
     log = read_events(events, schema)
-    emb = model.embed(log, progress=not args.no_progress)
+    emb = model.embed(log, progress=False if args.no_progress else None)
     emb_path = emb.to_parquet(out / "embeddings.parquet")
     print(f"[4/5] embedded {len(emb):,} users, dim {emb.dim} -> {emb_path}   (userfm embed ...)")
     ours = evaluate_retrieval(model, log)
@@ -296,7 +299,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     from userfm.eval.uqa import evaluate as ev
     from userfm.eval.uqa import load_question_config, load_questions
     from userfm.eval.uqa.report import include_results, write_report
-    from userfm.llm import load_llm
+    from userfm.llm import DEFAULT_LLM, load_llm
     from userfm.outputs import check_output_dir
 
     device = resolve_device(args.device)  # before any work
@@ -354,7 +357,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
         run(name, model)
         del model
     if args.zero_shot:
-        llm, tokenizer = load_llm(llm_name or "smollm2-135m-instruct")
+        llm, tokenizer = load_llm(llm_name or DEFAULT_LLM)
         none = UserConditionedLM(None, llm, tokenizer, AdapterConfig(mode="none"))
         run(ev.ZERO_SHOT_NONE, none, letters=args.letters)
         for budget in args.text_tokens:

@@ -1,4 +1,7 @@
+import inspect
+import io
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -6,7 +9,10 @@ import pytest
 import torch
 
 from userfm import EventSchema, UserEmbeddings, UserEncoder, UserHistory, read_events
+from userfm.api.embed import embed, iter_embed
+from userfm.api.recommend import recommend
 from userfm.errors import ConfigError, DataError
+from userfm.progress import resolve_progress
 
 
 def make_events(n_users=40, seed=0):
@@ -239,3 +245,44 @@ def test_item_lists_given_to_a_side_feature_model_warn_once_with_the_count(recwa
 def test_event_schema_in_the_config_is_checked():
     with pytest.raises(ConfigError, match="event_schema"):
         UserEncoder.from_log(read_events(make_events()), event_schema={"user": 3, "item": "i"})
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_follows_the_terminal_unless_forced(model, capsys, monkeypatch):
+    histories = {"u": ["i1", "i2"], "v": ["i3"]}
+    model.embed(histories)  # default None; pytest's captured stderr is not a tty
+    assert capsys.readouterr().err == ""
+    model.embed(histories, progress=True)  # forced on, terminal or not
+    err = capsys.readouterr().err
+    assert "embedding" in err and "2/2" in err
+    model.embed(histories, progress=False)
+    assert capsys.readouterr().err == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    model.embed(histories)  # None on a terminal: a bar
+    assert "embedding" in terminal.getvalue()
+    assert resolve_progress(None) and not resolve_progress(False)
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw / a detached process
+    assert resolve_progress(None) is False and resolve_progress(True) is True
+
+
+@pytest.mark.parametrize(
+    ("method", "function"),
+    [
+        (UserEncoder.embed, embed),
+        (UserEncoder.iter_embed, iter_embed),
+        (UserEncoder.recommend, recommend),
+    ],
+)
+def test_methods_write_out_the_api_functions_keyword_only_arguments(method, function):
+    def options(fn):
+        params = list(inspect.signature(fn).parameters.values())[2:]  # after self/model, histories
+        assert params and all(p.kind is p.KEYWORD_ONLY for p in params)
+        return [(p.name, p.default, p.annotation) for p in params]
+
+    assert options(method) == options(function)
+    assert inspect.signature(method).parameters["progress"].default is None

@@ -158,3 +158,26 @@ def test_stable_topk_matches_a_stable_full_sort():
         ref = np.argsort(-scores.numpy(), axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(cols.numpy(), ref)
         np.testing.assert_array_equal(values.numpy(), np.take_along_axis(scores.numpy(), ref, 1))
+
+
+def test_getitem_finds_the_first_and_last_users_and_raises_key_error_for_others():
+    users = [f"u{i}" for i in range(1000)]
+    items = np.array([[f"i{i}", None] for i in range(1000)], dtype=object)
+    recs = Recommendations(users, items, np.zeros((1000, 2), dtype=np.float32))
+    assert recs["u0"] == ["i0"] and recs["u999"] == ["i999"]
+    with pytest.raises(KeyError, match="'nobody' has no recommendations"):
+        recs["nobody"]
+
+
+def test_k_is_keyword_only_and_a_model_without_vocabularies_raises_one_config_error(log):
+    model = controlled_model(log, SCORES)
+    with pytest.raises(TypeError):
+        model.recommend({"x": ["a"]}, 3)
+    bare = UserEncoder(model.config)
+    for call in (
+        lambda: bare.recommend({"x": ["a"]}, k=1, progress=False),
+        bare.item_embeddings,
+        bare.featurizer,
+    ):
+        with pytest.raises(ConfigError, match="no vocabularies; build it with UserEncoder"):
+            call()

@@ -156,7 +156,7 @@ class Oracle:
     def __init__(self, targets: dict[str, str], extra=("i00",)):
         self.targets, self.extra = targets, list(extra)
 
-    def recommend(self, histories, k=None, exclude_seen=True, **kwargs):
+    def recommend(self, histories, *, k=None, exclude_seen=True, **kwargs):
         users = [h.user for h in histories]
         items = [[self.targets[u], *self.extra] for u in users]
         return Recommendations(users, np.array(items, dtype=object), np.ones((len(users), 2)))

@@ -33,7 +33,9 @@ SCRIPT = textwrap.dedent(
 
     L.seed_everything(0)
     dm = EventDataModule(synthetic={"num_users": 64, "num_items": 50, "seed": 0}, max_len=8, batch_size=8)
-    module = PretrainModule(hidden_size=16, num_heads=2, dro="bucket", contrastive_weight=0.1)
+    module = PretrainModule(
+        encoder=dict(hidden_size=16, num_heads=2), dro="bucket", contrastive_weight=0.1
+    )
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

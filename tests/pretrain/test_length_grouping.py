@@ -85,7 +85,7 @@ def test_training_regroups_every_epoch():
         num_sanity_val_steps=0,
         callbacks=[record],
     )
-    trainer.fit(PretrainModule(hidden_size=16, num_heads=2, warmup_steps=1), dm)
+    trainer.fit(PretrainModule(encoder=dict(hidden_size=16, num_heads=2), warmup_steps=1), dm)
     ds = dm.datasets["train"]
     expected = []
     for epoch in (0, 1):

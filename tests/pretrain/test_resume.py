@@ -32,7 +32,7 @@ trainer:
   callbacks:
     - class_path: lightning.pytorch.callbacks.ModelCheckpoint
       init_args: {{dirpath: "{root}/ckpt", every_n_train_steps: 5, save_top_k: -1, save_last: true}}
-model: {{hidden_size: 16, num_heads: 2, warmup_steps: 3, dro: bucket}}
+model: {{encoder: {{hidden_size: 16, num_heads: 2}}, warmup_steps: 3, dro: bucket}}
 data:
   synthetic: {{num_users: 1000, num_items: 200, seed: 0}}
   max_len: 12
@@ -108,7 +108,7 @@ def test_the_documented_resume_line_continues_a_killed_run_of_a_shipped_config(t
     config = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "synthetic-tiny.yaml"
     fit = [sys.executable, "-m", "userfm.cli", "pretrain", "fit", "--config", str(config)]
     small = ["--data.synthetic.num_users", "600", "--trainer.max_epochs", "1000",
-             "--model.hidden_size", "16", "--data.max_len", "12",
+             "--model.encoder.hidden_size", "16", "--data.max_len", "12",
              "--trainer.enable_progress_bar", "false"]  # fmt: skip
     proc = subprocess.Popen([*fit, *small], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)  # fmt: skip

@@ -56,6 +56,6 @@ def test_fit_on_a_stream(tmp_path):
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(PretrainModule(hidden_size=16, num_heads=2), dm)
+    trainer.fit(PretrainModule(encoder=dict(hidden_size=16, num_heads=2)), dm)
     assert trainer.global_step == 14  # more than one epoch of 90 users / 8
     assert dm.stats["train_users"] == "streamed"

@@ -21,7 +21,7 @@ from userfm.pretrain.plot import plot_run
 TINY_DATA = dict(
     synthetic={"num_users": 120, "num_items": 80, "seed": 1}, max_len=12, batch_size=16
 )
-TINY_MODEL = dict(hidden_size=16, num_heads=2, dropout=0.0, lr=5e-3, warmup_steps=2)
+TINY_MODEL = dict(encoder=dict(hidden_size=16, num_heads=2, dropout=0.0), lr=5e-3, warmup_steps=2)
 
 
 def fit(tmp_path, steps: int, val_every: int | None = None, **model_kwargs):
@@ -101,7 +101,8 @@ def test_dro_weights_are_logged_per_bucket(tmp_path):
 
 
 def test_output_features_train_with_the_logs_item_categories_and_export_them(tmp_path):
-    trainer, module, dm = fit(tmp_path, steps=3, output_features=True)
+    encoder = {**TINY_MODEL["encoder"], "output_features": True}
+    trainer, module, dm = fit(tmp_path, steps=3, encoder=encoder)
     encoder = module.encoder
     table = encoder.featurizer().item_category_table(dm.log_)
     assert (table[NUM_SPECIALS:] > 0).any(axis=1).all()  # every synthetic item has a category
@@ -134,6 +135,10 @@ def test_bad_hyperparameters_name_the_field():
             PretrainModule(**{**logits, **bad})
     with pytest.raises(ConfigError, match="future_window"):
         PretrainModule(future_window=0)
+    with pytest.raises(ConfigError, match="num_heads"):  # the encoder's fields checked now
+        PretrainModule(encoder={"hidden_size": 16, "num_heads": 3})
+    with pytest.raises(ConfigError, match="come from the data"):
+        PretrainModule(encoder={"max_len": 50})
     with pytest.raises(ConfigError, match="future_window"):
         PretrainModule(future_window=2, loss="bce")
     with pytest.raises(ConfigError, match="mask_seen"):

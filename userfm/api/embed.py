@@ -25,6 +25,7 @@ from userfm.data.collate import collate
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import EventSchema
 from userfm.errors import ConfigError, DataError
+from userfm.progress import resolve_progress
 
 if TYPE_CHECKING:
     from userfm.encoder.model import UserEncoder
@@ -151,7 +152,7 @@ def run_chunks(
     *,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     chunk_size: int | None = None,
     schema: EventSchema | None = None,
     desc: str = "embedding",
@@ -184,7 +185,7 @@ def run_chunks(
     cfg = model.config
     was_training = model.training
     model.eval().to(device)
-    bar = tqdm(total=total, unit="user", desc=desc, disable=not progress)
+    bar = tqdm(total=total, unit="user", desc=desc, disable=not resolve_progress(progress))
     missing_at_start, users = featurizer.missing_side_features, 0
     try:
         it = iter(stream)
@@ -252,7 +253,7 @@ def iter_embed(
     *,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     chunk_size: int | None = None,
     schema: EventSchema | None = None,
 ) -> Iterator[UserEmbeddings]:
@@ -263,7 +264,7 @@ def iter_embed(
         histories: see `as_histories`.
         batch_size: users per forward pass.
         device: where to run (default: CUDA when available, else CPU).
-        progress: show a progress bar (users).
+        progress: show a progress bar (users); None: only when stderr is a terminal.
         chunk_size: users read, sorted by length and yielded together (default 32 batches).
         schema: column mapping for DataFrame / file / event-dict inputs (default: the
             model's `UserEncoder.training_schema`, else `EventSchema()`).
@@ -290,9 +291,46 @@ def iter_embed(
         yield UserEmbeddings([h.user for h in chunk.histories], out, chunk.stats)
 
 
-def embed(model: UserEncoder, histories: HistoriesLike, **kwargs: Any) -> UserEmbeddings:
-    """Embed every user and return one `UserEmbeddings` (see `iter_embed` for arguments)."""
-    parts = list(iter_embed(model, histories, **kwargs))
+def embed(
+    model: UserEncoder,
+    histories: HistoriesLike,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    chunk_size: int | None = None,
+    schema: EventSchema | None = None,
+) -> UserEmbeddings:
+    """Embed every user and return one `UserEmbeddings` (the chunks of `iter_embed`, joined).
+
+    Args:
+        model: a `UserEncoder` with vocabularies (``model.vocabs``).
+        histories: see `as_histories`.
+        batch_size: users per forward pass.
+        device: where to run (default: CUDA when available, else CPU).
+        progress: show a progress bar (users); None: only when stderr is a terminal.
+        chunk_size: users read and length-sorted together (default 32 batches).
+        schema: column mapping for DataFrame / file / event-dict inputs (default: the
+            model's `UserEncoder.training_schema`, else `EventSchema()`).
+
+    Returns:
+        `UserEmbeddings`: N user ids in input order and a (N, D) float32 matrix, with
+        ``stats`` summed over the chunks.
+
+    Raises:
+        DataError: ``histories`` holds no user.
+    """
+    parts = list(
+        iter_embed(
+            model,
+            histories,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            chunk_size=chunk_size,
+            schema=schema,
+        )
+    )
     if not parts:
         raise DataError("no user histories to embed")
     return UserEmbeddings.concat(parts)

@@ -59,6 +59,7 @@ class Recommendations:
             raise ValueError(
                 f"scores {self.scores.shape} and item_ids {self.item_ids.shape} must match"
             )
+        self._row: dict[str, int] | None = None  # user -> row, built by the first lookup
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -70,9 +71,13 @@ class Recommendations:
 
     def __getitem__(self, user: str) -> list[str]:
         """The recommended item ids of one user, best first (``None`` slots dropped)."""
+        if self._row is None:  # O(N) once, then O(1) per lookup; a repeated user: first row
+            self._row = {}
+            for i, u in enumerate(self.user_ids):
+                self._row.setdefault(u, i)
         try:
-            row = self.user_ids.index(str(user))
-        except ValueError:
+            row = self._row[str(user)]
+        except KeyError:
             raise KeyError(f"user {user!r} has no recommendations here") from None
         return [i for i in self.item_ids[row] if i is not None]
 
@@ -144,7 +149,7 @@ def recommend(
     exclude_seen: bool = True,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     chunk_size: int | None = None,
     schema: EventSchema | None = None,
 ) -> Recommendations:
@@ -162,21 +167,21 @@ def recommend(
         k: items per user; capped at the number of real items. ``None``: the full ranking
             of every real item (seen ones, when excluded, become ``None`` slots at the end).
         exclude_seen: never recommend an item the user already has in ``histories``.
-        batch_size, device, progress, chunk_size, schema: as in `userfm.api.embed.iter_embed`.
+        batch_size: users per forward pass.
+        device: where to run (default: CUDA when available, else CPU).
+        progress: show a progress bar (users); None: only when stderr is a terminal.
+        chunk_size: users read and length-sorted together (default 32 batches).
+        schema: column mapping for DataFrame / file / event-dict inputs (default: the
+            model's `UserEncoder.training_schema`, else `EventSchema()`).
 
     Returns:
-        `Recommendations` with users in input order.
+        `Recommendations`: N user ids in input order, (N, k) item ids and scores.
 
     Raises:
         ConfigError: ``k`` < 1, the model has no vocabularies or no real items.
     """
     k = check_k(k, allow_none=True)
-    if model.vocabs is None:
-        raise ConfigError(
-            "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
-            "load a saved model with UserEncoder.from_pretrained(dir)"
-        )
-    vocab = model.vocabs.items
+    vocab = model._require_vocabs().items
     num_real = len(vocab.tokens)  # real items: indices NUM_SPECIALS .. NUM_SPECIALS + num_real
     if num_real == 0:
         raise ConfigError("the item vocabulary has no items to recommend")

@@ -523,16 +523,25 @@ class UserEncoder(PreTrainedModel):
         }
         return cls(UserEncoderConfig(**{**sizes, **config_kwargs}), vocabs=vocabs)
 
-    def featurizer(self) -> Featurizer:
-        """A `Featurizer` that encodes histories the way this model reads them."""
+    def _require_vocabs(self) -> VocabSet:
+        """The vocabularies, which every raw-id API (embed, recommend, item tables) needs.
+
+        Raises:
+            ConfigError: the encoder has none (built from a bare config).
+        """
         if self.vocabs is None:
             raise ConfigError(
                 "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
                 "load a saved model with UserEncoder.from_pretrained(dir)"
             )
+        return self.vocabs
+
+    def featurizer(self) -> Featurizer:
+        """A `Featurizer` that encodes histories the way this model reads them."""
+        vocabs = self._require_vocabs()
         cfg = self.config
         return Featurizer(
-            self.vocabs,
+            vocabs,
             max_len=cfg.max_len,
             num_time_gap_buckets=cfg.num_time_gap_buckets,
             max_categories=cfg.max_categories,
@@ -545,27 +554,73 @@ class UserEncoder(PreTrainedModel):
         d = self.config.event_schema
         return None if d is None else EventSchema.from_dict(d)
 
-    def embed(self, histories: HistoriesLike, **kwargs: Any) -> UserEmbeddings:
-        """Embed users; batched, length-sorted, no grad. See `userfm.api.embed.iter_embed`.
+    def embed(
+        self,
+        histories: HistoriesLike,
+        *,
+        batch_size: int = 256,
+        device: str | torch.device | None = None,
+        progress: bool | None = None,
+        chunk_size: int | None = None,
+        schema: EventSchema | None = None,
+    ) -> UserEmbeddings:
+        """Embed users; batched, length-sorted, no grad (`userfm.api.embed.embed`).
 
         Args:
             histories: an EventLog, DataFrame, datasets.Dataset, file path, mapping
                 ``user -> item ids``, list of event dicts, or iterable of UserHistory.
-            **kwargs: ``batch_size`` (256), ``device`` (CUDA if available), ``progress``
-                (True), ``chunk_size``, ``schema``.
+            batch_size: users per forward pass.
+            device: where to run (default: CUDA when available, else CPU).
+            progress: show a progress bar (users); None: only when stderr is a terminal.
+            chunk_size: users read and length-sorted together (default 32 batches).
+            schema: column mapping for DataFrame / file / event-dict inputs (default:
+                `training_schema`, else `EventSchema()`).
 
         Returns:
-            `UserEmbeddings`: user ids and a (N, D) float32 matrix, with ``stats``.
+            `UserEmbeddings`: N user ids in input order and a (N, D) float32 matrix, with
+            ``stats``.
         """
         from userfm.api.embed import embed  # the API depends on the encoder, not vice versa
 
-        return embed(self, histories, **kwargs)
+        return embed(
+            self,
+            histories,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            chunk_size=chunk_size,
+            schema=schema,
+        )
 
-    def iter_embed(self, histories: HistoriesLike, **kwargs: Any) -> Iterator[UserEmbeddings]:
-        """Like `embed`, but yields one `UserEmbeddings` per chunk (constant memory)."""
+    def iter_embed(
+        self,
+        histories: HistoriesLike,
+        *,
+        batch_size: int = 256,
+        device: str | torch.device | None = None,
+        progress: bool | None = None,
+        chunk_size: int | None = None,
+        schema: EventSchema | None = None,
+    ) -> Iterator[UserEmbeddings]:
+        """Like `embed`, but yields one `UserEmbeddings` per chunk (constant memory).
+
+        Args:
+            histories, batch_size, device, progress, chunk_size, schema: as in `embed`.
+
+        Yields:
+            `UserEmbeddings` of up to ``chunk_size`` users, (n, D) float32, input order.
+        """
         from userfm.api.embed import iter_embed
 
-        return iter_embed(self, histories, **kwargs)
+        return iter_embed(
+            self,
+            histories,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            chunk_size=chunk_size,
+            schema=schema,
+        )
 
     def item_embeddings(self) -> tuple[list[str], np.ndarray]:
         """The real items and their output embeddings (rows of the tied item table).
@@ -577,12 +632,7 @@ class UserEncoder(PreTrainedModel):
         Raises:
             ConfigError: the encoder has no vocabularies.
         """
-        if self.vocabs is None:
-            raise ConfigError(
-                "this encoder has no vocabularies; build it with UserEncoder.from_log(log) or "
-                "load a saved model with UserEncoder.from_pretrained(dir)"
-            )
-        tokens = list(self.vocabs.items.tokens)
+        tokens = list(self._require_vocabs().items.tokens)
         start = NUM_SPECIALS
         table = self.embeddings.item_vectors()[start : start + len(tokens)]  # (V_real, D)
         return tokens, table.detach().float().cpu().numpy()
@@ -590,21 +640,45 @@ class UserEncoder(PreTrainedModel):
     def recommend(
         self,
         histories: HistoriesLike,
+        *,
         k: int | None = 10,
         exclude_seen: bool = True,
-        **kwargs: Any,
+        batch_size: int = 256,
+        device: str | torch.device | None = None,
+        progress: bool | None = None,
+        chunk_size: int | None = None,
+        schema: EventSchema | None = None,
     ) -> Recommendations:
-        """Top-k items per user by embedding · item embedding. See `userfm.api.recommend`.
+        """Top-k items per user by embedding · item embedding (`userfm.api.recommend`).
 
         Args:
             histories: as in `embed`.
-            k: items per user; ``None`` ranks every real item.
+            k: items per user, capped at the number of real items; ``None`` ranks every
+                real item.
             exclude_seen: never recommend an item already in the user's (full) history.
-            **kwargs: ``batch_size``, ``device``, ``progress``, ``chunk_size``, ``schema``.
+            batch_size: users per forward pass.
+            device: where to run (default: CUDA when available, else CPU).
+            progress: show a progress bar (users); None: only when stderr is a terminal.
+            chunk_size: users read and length-sorted together (default 32 batches).
+            schema: column mapping for DataFrame / file / event-dict inputs (default:
+                `training_schema`, else `EventSchema()`).
+
+        Returns:
+            `Recommendations`: N user ids in input order, (N, k) item ids and scores.
         """
         from userfm.api.recommend import recommend
 
-        return recommend(self, histories, k=k, exclude_seen=exclude_seen, **kwargs)
+        return recommend(
+            self,
+            histories,
+            k=k,
+            exclude_seen=exclude_seen,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            chunk_size=chunk_size,
+            schema=schema,
+        )
 
     def save_pretrained(
         self, save_directory: str | Path, *, card_data: dict | None = None, **kwargs: Any

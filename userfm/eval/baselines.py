@@ -57,6 +57,7 @@ class MostPopular:
     def recommend(
         self,
         histories: HistoriesLike,
+        *,
         k: int | None = None,
         exclude_seen: bool = True,
         **ignored: Any,

@@ -73,6 +73,7 @@ class Recommender(Protocol):
     def recommend(
         self,
         histories: Iterable[UserHistory],
+        *,
         k: int | None = ...,
         exclude_seen: bool = ...,
         **kwargs: Any,
@@ -425,7 +426,7 @@ def evaluate_retrieval(
     sampled_negatives: int | None = 100,
     seed: int = 0,
     batch_size: int = 256,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> RetrievalReport:
     """Leave-one-out retrieval metrics of ``model`` on ``log`` (see the module docstring).
 

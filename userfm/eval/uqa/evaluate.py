@@ -41,6 +41,7 @@ from userfm.eval.uqa.baselines import AnswerPrior, DirectAnswerBaseline
 from userfm.eval.uqa.schema import LETTERS
 from userfm.eval.uqa.scoring import score
 from userfm.eval.uqa.tasks import QuestionConfig
+from userfm.progress import resolve_progress
 
 Record = Mapping[str, Any]
 
@@ -160,7 +161,7 @@ def answer_questions(
     per_token: bool = True,
     letters: bool = False,
     swap: Mapping[str, str] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Answer every record with ``model``: multiple choice by option likelihood, free form
     through ``generate``.
@@ -177,7 +178,7 @@ def answer_questions(
         letters: also run the letter diagnostic (``choose_letter`` on the prompt with its
             lettered options) as ``method + LETTER``.
         swap: user -> user whose context answers their questions (`swapped_users`).
-        progress: show a progress bar.
+        progress: show a progress bar (None: when stderr is a terminal).
 
     Returns:
         One result per record (and per derived method), records in order.
@@ -198,7 +199,12 @@ def answer_questions(
     own = {str(r["user_id"]): r for r in records}
     if swap is not None and not set(own) <= set(swap):
         raise ConfigError("`swap` must map every user of the records to another user")
-    bar = tqdm(total=len(records), desc=f"userfm: {method}", disable=not progress, unit="q")
+    bar = tqdm(
+        total=len(records),
+        desc=f"userfm: {method}",
+        disable=not resolve_progress(progress),
+        unit="q",
+    )
     for lo in range(0, len(records), batch_size):
         chunk = list(records[lo : lo + batch_size])
         histories = _contexts(chunk, log, swap, own)
