@@ -19,7 +19,6 @@ with many questions per user does not crowd out the others.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from userfm.data.jsonl import read_jsonl
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.sources import load_source
 from userfm.errors import ConfigError, DataError
@@ -58,27 +58,27 @@ def record_target(record: dict[str, Any]) -> str:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of one JSON-lines file; a bad line raises `DataError` naming file and line."""
+    """Records of one JSON-lines question file.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        FileFormatError: a line is not a JSON object (names ``file:line``).
+        DataError: a record lacks ``user_id``, a prompt or an answer (names ``file:line``).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, f"no question file at {path}", str(path))
     records = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n} is not JSON ({e.msg})") from None
-            missing = [k for k in ("user_id",) if k not in record]
-            if "prompt" not in record and "question" not in record:
-                missing.append("prompt")
-            if "target" not in record and "answer" not in record:
-                missing.append("answer")
-            if missing:
-                raise DataError(f"{path}:{n} lacks {missing}", column=missing[0])
-            records.append(record)
+    for rec in read_jsonl(path):
+        record = rec.value
+        missing = [k for k in ("user_id",) if k not in record]
+        if "prompt" not in record and "question" not in record:
+            missing.append("prompt")
+        if "target" not in record and "answer" not in record:
+            missing.append("answer")
+        if missing:
+            raise DataError(f"{rec.where} lacks {missing}", column=missing[0])
+        records.append(record)
     return records
 
 

@@ -12,6 +12,8 @@ end of ``fit``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from userfm.adapters.config import ENCODER_MODES, AdapterConfig
+from userfm.adapters.config import AdapterConfig
 from userfm.adapters.data import QAExample
 from userfm.adapters.model import UserConditionedLM
+from userfm.encoder.model import decay_groups
 from userfm.errors import ConfigError
 
 
@@ -30,13 +33,13 @@ class AdapterModule(L.LightningModule):
     """Fine-tune an adapter (and optionally LoRA / the encoder) on question records.
 
     Args:
-        encoder: directory of a saved `UserEncoder` (``userfm pretrain export``).
-        llm: base LLM, a Hugging Face directory / name or an alias (`userfm.llm.load_llm`).
+        adapter: the `AdapterConfig`, passed whole (in YAML: ``model.adapter``): the mode
+            ("text" and "none" are the baselines), its sizes, LoRA, ``encoder`` (directory of
+            a saved `UserEncoder`, ``userfm pretrain export``; needed by the modes that read
+            it) and ``llm`` (a Hugging Face directory / name or an alias of
+            `userfm.llm.load_llm`; None: `userfm.llm.DEFAULT_LLM`). A dict of its fields is
+            accepted too (how a checkpoint's hyper-parameters come back).
         llm_cache_dir: where aliases are converted and cached (default: the user cache).
-        mode, num_latents, recent_events, user_position, depth, heads, dim_head,
-            cross_attn_every, layers_path, text_tokens, lora, lora_r, lora_alpha, lora_dropout,
-            lora_target_modules, train_encoder: `AdapterConfig` fields ("text" and "none" are
-            the baselines).
         lr: AdamW learning rate of the adapter (Perceiver, projection, soft-prompt scale,
             cross-attention blocks).
         lora_lr: learning rate of the LoRA matrices (None: ``lr``). A Perceiver trained from
@@ -54,25 +57,8 @@ class AdapterModule(L.LightningModule):
 
     def __init__(
         self,
-        encoder: str = "runs/demo/encoder",
-        llm: str = "smollm2-135m-instruct",
+        adapter: AdapterConfig | None = None,
         llm_cache_dir: str | None = None,
-        mode: str = "soft_prompt",
-        num_latents: int = 8,
-        recent_events: int = 0,
-        user_position: str = "before_question",
-        depth: int = 2,
-        heads: int = 4,
-        dim_head: int = 32,
-        cross_attn_every: int = 4,
-        layers_path: str | None = None,
-        text_tokens: int = 256,
-        lora: bool = False,
-        lora_r: int = 8,
-        lora_alpha: int = 16,
-        lora_dropout: float = 0.05,
-        lora_target_modules: list[str] | None = None,
-        train_encoder: bool = False,
         lr: float = 1e-3,
         lora_lr: float | None = None,
         encoder_lr: float | None = None,
@@ -83,27 +69,11 @@ class AdapterModule(L.LightningModule):
         init_from: str | None = None,
     ):
         super().__init__()
+        config = self.adapter_config = _resolve_adapter(adapter)
+        mode, text_tokens = config.mode, config.text_tokens
+        # hyper-parameters hold plain values only: a checkpoint is read with weights_only
+        adapter = {k: v for k, v in config.to_dict().items() if k != "userfm_version"}
         self.save_hyperparameters()
-        self.adapter_config = AdapterConfig(
-            mode=mode,
-            num_latents=num_latents,
-            recent_events=recent_events,
-            user_position=user_position,
-            depth=depth,
-            heads=heads,
-            dim_head=dim_head,
-            cross_attn_every=cross_attn_every,
-            layers_path=layers_path,
-            text_tokens=text_tokens,
-            lora=lora,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            lora_target_modules=lora_target_modules,
-            train_encoder=train_encoder,
-            encoder=str(Path(encoder).expanduser().resolve()) if mode in ENCODER_MODES else None,
-            llm=llm,
-        )
         if lr <= 0 or warmup_steps < 0 or max_length < 8:
             raise ConfigError("`lr` must be > 0, `warmup_steps` >= 0 and `max_length` >= 8")
         for name, value in (("lora_lr", lora_lr), ("encoder_lr", encoder_lr)):
@@ -126,7 +96,7 @@ class AdapterModule(L.LightningModule):
         hp = self.hparams
         cfg = self.adapter_config
         encoder = UserEncoder.from_pretrained(cfg.encoder) if cfg.reads_encoder else None
-        llm, tokenizer = load_llm(hp.llm, cache_dir=hp.llm_cache_dir)
+        llm, tokenizer = load_llm(cfg.llm, cache_dir=hp.llm_cache_dir)
         self.model = UserConditionedLM(encoder, llm, tokenizer, self.adapter_config)
         if hp.init_from:
             self.model.load_adapter_weights(hp.init_from)
@@ -160,42 +130,40 @@ class AdapterModule(L.LightningModule):
         self._step(batch, "test")
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """AdamW groups: adapter 2-D weights (decayed), adapter vectors and scalars (the
-        soft-prompt scale, gates, norms, biases; not decayed), LoRA, encoder; each part at
-        its own learning rate. Empty groups are left out."""
+        """AdamW groups: the adapter (Perceiver, projection, soft-prompt scale, gates, ...),
+        LoRA and the encoder, each part at its own learning rate; within the adapter and the
+        encoder, decay on 2-D weight matrices only (`userfm.encoder.model.decay_groups`:
+        never on embedding tables, gains or biases). Empty groups are left out."""
         hp = self.hparams
         lora_lr = hp.lora_lr if hp.lora_lr is not None else hp.lr
         encoder_lr = hp.encoder_lr if hp.encoder_lr is not None else hp.lr / 10
-        parts: dict[str, list[torch.nn.Parameter]] = {
-            "adapter": [], "adapter_no_decay": [], "lora": [], "encoder": []
-        }  # fmt: skip
+        parts: dict[str, list[torch.nn.Parameter]] = {"adapter": [], "lora": [], "encoder": []}
         for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if name.startswith("llm."):
-                parts["lora"].append(p)
-            elif name.startswith("encoder."):
-                parts["encoder"].append(p)
-            else:
-                parts["adapter" if p.dim() >= 2 else "adapter_no_decay"].append(p)
-        settings = {
-            "adapter": (hp.lr, hp.weight_decay),
-            "adapter_no_decay": (hp.lr, 0.0),
-            "lora": (lora_lr, 0.0),
-            "encoder": (encoder_lr, hp.weight_decay),
-        }
-        return [
-            {"name": k, "params": v, "lr": settings[k][0], "weight_decay": settings[k][1]}
-            for k, v in parts.items()
-            if v
+            if p.requires_grad:
+                part = name.split(".")[0]
+                parts["lora" if part == "llm" else part if part == "encoder" else "adapter"].append(
+                    p
+                )
+        decay, no_decay = decay_groups(self.model, hp.weight_decay, params=parts["adapter"])
+        groups = [
+            {"name": "adapter", "lr": hp.lr, **decay},
+            {"name": "adapter_no_decay", "lr": hp.lr, **no_decay},
+            {"name": "lora", "params": parts["lora"], "lr": lora_lr, "weight_decay": 0.0},
         ]
+        if parts["encoder"]:
+            decay, no_decay = decay_groups(self.model.encoder, hp.weight_decay)
+            groups += [
+                {"name": "encoder", "lr": encoder_lr, **decay},
+                {"name": "encoder_no_decay", "lr": encoder_lr, **no_decay},
+            ]
+        return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         groups = self.parameter_groups()
         if not groups:
             raise ConfigError(
-                f"nothing to train: mode {hp.mode!r} without LoRA has no trainable parameters; "
+                f"nothing to train: mode {self.adapter_config.mode!r} without LoRA has no trainable parameters; "
                 "set `lora: true`, or evaluate the frozen LLM as it is (userfm eval uqa --zero-shot)"
             )
         opt = torch.optim.AdamW(groups, lr=hp.lr)
@@ -229,3 +197,24 @@ class AdapterModule(L.LightningModule):
                 card_data={"metrics": metrics, "training_data": facts},
             )
             rank_zero_info(f"userfm adapters: wrote {out}")
+
+
+def _resolve_adapter(adapter: AdapterConfig | Mapping[str, Any] | None) -> AdapterConfig:
+    """The run's `AdapterConfig`: ``llm`` defaults to `DEFAULT_LLM`; ``encoder`` is required
+    by the modes that read it (made absolute, so the saved adapter finds it from anywhere)
+    and dropped by the others."""
+    from userfm.llm import DEFAULT_LLM
+
+    if adapter is None:
+        adapter = AdapterConfig()
+    elif isinstance(adapter, Mapping):
+        adapter = AdapterConfig(**adapter)
+    encoder = None
+    if adapter.reads_encoder:
+        if not adapter.encoder:
+            raise ConfigError(
+                f"`adapter.encoder` is required by mode {adapter.mode!r}: the folder of a saved "
+                "encoder (`userfm pretrain export`)"
+            )
+        encoder = str(Path(adapter.encoder).expanduser().resolve())
+    return replace(adapter, encoder=encoder, llm=adapter.llm or DEFAULT_LLM)

@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         cli(["adapters", "fit", "--config", "configs/adapters/uqa_ml100k.yaml", *common, *only,
              "--data.questions", str(out / "qa"),
-             "--model.mode", mode, "--model.lora", str(lora).lower(),
-             *([] if mode in ENCODER_MODES else ["--model.recent_events", "0"]),
-             "--model.text_tokens", str(budget), "--model.max_length", str(budget + 128),
+             "--model.adapter.mode", mode, "--model.adapter.lora", str(lora).lower(),
+             *([] if mode in ENCODER_MODES else ["--model.adapter.recent_events", "0"]),
+             "--model.adapter.text_tokens", str(budget), "--model.max_length", str(budget + 128),
              "--model.export_dir", str(folder / "adapter"),
              "--trainer.logger.init_args.name", slug(name), *init, *extra])  # fmt: skip
         timings[f"fit {name} s"] = time.perf_counter() - t
@@ -251,7 +251,7 @@ def pretrain(out: Path, data: str, epochs: int, timings: dict[str, float]) -> Pa
 
 def fit_flags(out: Path, data: str, encoder: str, steps: int, quick: bool) -> list[str]:
     """The flags every `adapters fit` of the run shares."""
-    return ["--model.encoder", encoder, "--data.log", data,
+    return ["--model.adapter.encoder", encoder, "--data.log", data,
             "--trainer.max_steps", str(steps),
             "--trainer.val_check_interval", str(max(steps // 2, 1)),
             "--trainer.default_root_dir", str(out / "adapters"),

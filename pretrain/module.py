@@ -18,6 +18,7 @@ from transformers import get_cosine_schedule_with_warmup
 from userfm._version import __version__
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.encoder import UserEncoder, UserEncoderConfig
+from userfm.encoder.model import decay_groups
 from userfm.errors import ConfigError
 from userfm.eval.retrieval import BUCKET_BY, hit_rate, ndcg
 from userfm.pretrain.contrastive import augment, info_nce
@@ -377,10 +378,7 @@ class PretrainModule(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        groups = self.encoder.optimizer_groups(hp.weight_decay)
-        if self.contrastive_head is not None:  # same rule: decay on 2-D weights only
-            for p in self.contrastive_head.parameters():
-                groups[0 if p.dim() >= 2 else 1]["params"].append(p)
+        groups = decay_groups(self, hp.weight_decay)  # encoder, then the contrastive head
         optimizer = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = get_cosine_schedule_with_warmup(optimizer, min(hp.warmup_steps, total), total)

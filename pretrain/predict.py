@@ -1,78 +1,51 @@
-"""Scale-out embedding with Lightning's predict loop: one parquet shard per rank.
+"""Scale-out embedding: users sharded over processes / GPUs, one parquet file per rank.
 
     userfm embed --model DIR --input events.parquet --output OUT_DIR --devices 2
 
-Each rank embeds a disjoint share of the users (Lightning's unrepeated distributed sampler for
-prediction) and appends its batches to ``OUT_DIR/part-<rank>.parquet``; read the folder with
-`pyarrow.parquet.read_table(OUT_DIR)` or `UserEmbeddings.from_parquet` per shard.
+Lightning Fabric only launches the processes and tells each its rank. Rank r takes the r-th
+contiguous share of the users and embeds it with `UserEncoder.iter_embed`, the one embedding
+loop (length-sorted batches, counts of unknown items, truncated histories and missing side
+features; issue 19 §2), then writes ``OUT_DIR/part-<rank>.parquet``. Read the folder with
+`pyarrow.parquet.read_table(OUT_DIR)` (users in log order: shards are contiguous and named by
+rank) or `UserEmbeddings.from_parquet` per shard.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-import pyarrow.parquet as pq
-import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
-from torch.utils.data import DataLoader, Dataset
+import numpy as np
 
 from userfm.api.embeddings import UserEmbeddings
-from userfm.data.collate import collate
-from userfm.data.features import Featurizer
-from userfm.data.log import EventLog
+from userfm.data.log import EventLog, UserHistory
 from userfm.encoder import UserEncoder
 
+# the counters `iter_embed` puts in ``stats``, all 0 for a rank that gets no user
+_NO_USERS = dict.fromkeys(
+    ("users", "events", "oov_items", "truncated_users", "users_without_side_features"), 0
+)
 
-class _Histories(Dataset):
-    """Encoded histories of a log, featurized lazily per user."""
 
-    def __init__(self, log: EventLog, featurizer: Featurizer):
-        self.log, self.featurizer = log, featurizer
+class _UserRange(Sequence[UserHistory]):
+    """Users ``lo .. hi - 1`` of a log, streamed in log order; a `Sequence`, so the progress
+    bar knows the total."""
+
+    def __init__(self, log: EventLog, lo: int, hi: int):
+        self.log, self.lo, self.hi = log, lo, hi
 
     def __len__(self) -> int:
-        return self.log.num_users
+        return self.hi - self.lo
 
-    def __getitem__(self, i: int):
-        return self.featurizer(self.log.history_at(i))
+    def __getitem__(self, i: int) -> UserHistory:  # type: ignore[override]
+        if not 0 <= i < len(self):
+            raise IndexError(f"user {i} out of range for a shard of {len(self)} users")
+        return self.log.history_at(self.lo + i)
 
-
-class EmbedModule(L.LightningModule):
-    """A thin shell around a `UserEncoder` for `Trainer.predict`."""
-
-    def __init__(self, encoder: UserEncoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def predict_step(self, batch: Any, batch_idx: int) -> UserEmbeddings:
-        emb = self.encoder(batch, return_states=False).embedding  # (B, D)
-        return UserEmbeddings(batch.user_ids, emb.float().cpu().numpy())
-
-
-class ParquetShardWriter(BasePredictionWriter):
-    """Appends each predicted batch to ``out_dir/part-<rank>.parquet``."""
-
-    def __init__(self, out_dir: str | Path):
-        super().__init__(write_interval="batch")
-        self.out_dir = Path(out_dir)
-        self._writer: pq.ParquetWriter | None = None
-        self.users = 0
-
-    def write_on_batch_end(
-        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
-    ):
-        table = prediction.to_arrow()
-        if self._writer is None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.out_dir / f"part-{trainer.global_rank:05d}.parquet"
-            self._writer = pq.ParquetWriter(path, table.schema)
-        self._writer.write_table(table)
-        self.users += len(prediction)
-
-    def on_predict_end(self, trainer, pl_module) -> None:
-        if self._writer is not None:
-            self._writer.close()
+    def __iter__(self) -> Iterator[UserHistory]:
+        return itertools.islice(self.log.iter_histories(), self.lo, self.hi)
 
 
 def embed_sharded(
@@ -83,26 +56,44 @@ def embed_sharded(
     devices: int = 2,
     accelerator: str = "auto",
     batch_size: int = 256,
-    num_workers: int = 0,
-) -> int:
-    """Embed every user of ``log`` on ``devices`` processes; returns the users this rank wrote."""
-    featurizer = model.featurizer()
-    loader = DataLoader(
-        _Histories(log, featurizer),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate,
+    progress: bool | None = None,
+) -> dict:
+    """Embed every user of ``log`` on ``devices`` processes, one ``part-<rank>.parquet`` each.
+
+    With ``devices > 1`` the calling script is started again once per extra rank (Lightning's
+    DDP launcher; gloo on CPU, NCCL on GPUs), and every rank returns from this call.
+
+    Args:
+        model: a `UserEncoder` with vocabularies.
+        log: the users to embed; rank r of W embeds users ``r*N//W .. (r+1)*N//W - 1``.
+        out_dir: the folder of ``part-<rank>.parquet`` files (each written atomically).
+        devices: processes (GPUs when ``accelerator`` resolves to CUDA).
+        accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
+        batch_size: users per forward pass.
+        progress: progress bar on rank 0; None: only when stderr is a terminal.
+
+    Returns:
+        This rank's ``stats`` as in `iter_embed`: users, events, oov_items, truncated_users,
+        users_without_side_features. Rank 0 returns once every shard is written.
+    """
+    fabric = L.Fabric(
+        accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto"
     )
-    writer = ParquetShardWriter(out_dir)
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
-        logger=False,
-        callbacks=[writer],
-        enable_progress_bar=True,
-        enable_model_summary=False,
+    fabric.launch()
+    rank, world, n = fabric.global_rank, fabric.world_size, log.num_users
+    parts = list(
+        model.iter_embed(
+            _UserRange(log, rank * n // world, (rank + 1) * n // world),
+            batch_size=batch_size,
+            device=fabric.device,
+            progress=progress if rank == 0 else False,
+        )
     )
-    with torch.inference_mode():
-        trainer.predict(EmbedModule(model.eval()), loader, return_predictions=False)
-    return writer.users
+    shard = (
+        UserEmbeddings.concat(parts)
+        if parts
+        else UserEmbeddings([], np.empty((0, model.config.hidden_size)), dict(_NO_USERS))
+    )
+    shard.to_parquet(Path(out_dir) / f"part-{rank:05d}.parquet")
+    fabric.barrier()  # the folder is complete when rank 0 returns
+    return shard.stats

@@ -176,6 +176,14 @@ def test_stage_fit_needs_an_existing_config(tmp_path, capsys, stage):
     assert "no config file at" in err and err.strip().count("\n") == 0
 
 
+def _embed_on_two_devices(model, events, out, *extra):
+    """`userfm embed --devices 2` in a fresh interpreter: Lightning's DDP launcher starts the
+    second rank by running the same command again."""
+    command = [sys.executable, "-m", "userfm.cli", "embed", "--model", str(model)]
+    command += ["--input", str(events), "--output", str(out), "--devices", "2", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
 def test_embed_on_two_devices_writes_one_disjoint_shard_per_rank(tmp_path):
     import numpy as np
     import pyarrow.parquet as pq
@@ -183,30 +191,16 @@ def test_embed_on_two_devices_writes_one_disjoint_shard_per_rank(tmp_path):
     args = ["--users", "60", "--epochs", "1", "--config", str(TINY), "--no-progress"]
     assert main(["demo", "--out", str(tmp_path / "demo"), *args]) == 0
     model, log = tmp_path / "demo" / "encoder", tmp_path / "demo" / "events.parquet"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "userfm.cli",
-            "embed",
-            "--model",
-            str(model),
-            "--input",
-            str(log),
-            "--output",
-            str(tmp_path / "shards"),
-            "--devices",
-            "2",
-            "--batch-size",
-            "8",
-            "--action-col",
-            "action",
-            "--category-col",
-            "category",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = _embed_on_two_devices(
+        model,
+        log,
+        tmp_path / "shards",
+        "--batch-size",
+        "8",
+        "--action-col",
+        "action",
+        "--category-col",
+        "category",
     )
     assert r.returncode == 0, r.stderr[-3000:]
     shards = sorted((tmp_path / "shards").glob("part-*.parquet"))
@@ -219,3 +213,54 @@ def test_embed_on_two_devices_writes_one_disjoint_shard_per_rank(tmp_path):
     for u in single.user_ids[:10]:
         np.testing.assert_allclose(both[u], single[u], atol=1e-5)
     assert pq.read_table(tmp_path / "shards").num_rows == len(single)
+
+
+def test_sharded_embed_is_the_single_process_loop_vectors_and_counts_alike(tmp_path):
+    """Issue 19 §2: one embedding loop. The shards hold `embed`'s vector for every user (in
+    log order: contiguous shards), and the counts the ranks print add up to its stats."""
+    import re
+
+    import numpy as np
+
+    from userfm import UserEncoder, read_events
+
+    rng = np.random.default_rng(0)
+
+    def events(num_items, num_users):  # up to 39 events per user: longer than max_len 16
+        rows = [
+            (f"u{u}", f"i{rng.integers(0, num_items)}", 1_600_000_000 + 60 * k)
+            for u in range(num_users)
+            for k in range(int(rng.integers(1, 40)))
+        ]
+        return pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+
+    train = read_events(events(30, 20))
+    UserEncoder.from_log(train, seed=0, hidden_size=16, num_heads=2, max_len=16).save_pretrained(
+        tmp_path / "model"
+    )
+    events(60, 25).to_parquet(tmp_path / "events.parquet")  # items i30..i59 are unknown
+    r = _embed_on_two_devices(
+        tmp_path / "model",
+        tmp_path / "events.parquet",
+        tmp_path / "shards",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    model = UserEncoder.from_pretrained(tmp_path / "model")
+    single = model.embed(tmp_path / "events.parquet", progress=False)
+    shards = sorted((tmp_path / "shards").glob("part-*.parquet"))
+    both = UserEmbeddings.concat([UserEmbeddings.from_parquet(p) for p in shards])
+    assert len(shards) == 2 and sorted(both.user_ids) == sorted(single.user_ids)
+    for u in single.user_ids:
+        np.testing.assert_allclose(both[u], single[u], atol=1e-5, err_msg=u)
+    counts = re.findall(
+        r"embedded ([\d,]+) users .*?([\d,]+) histories cut .*?([\d,]+) unknown items", r.stdout
+    )
+    assert len(counts) == 2, r.stdout
+    users, truncated, oov = (sum(int(c[i].replace(",", "")) for c in counts) for i in range(3))
+    assert users == len(single)
+    assert truncated == single.stats["truncated_users"] > 0
+    assert oov == single.stats["oov_items"] > 0
+    assert both.user_ids == single.user_ids  # contiguous shards, in rank order: log order

@@ -63,6 +63,6 @@ def test_adapter_config_parses(path):
 
     cli = ParseOnly(AdapterModule, QADataModule, run=False, args=["--config", str(path)])
     m = cli.config.model
-    AdapterConfig(mode=m.mode, num_latents=m.num_latents, lora=m.lora)  # validates
+    adapter = AdapterConfig(**vars(m.adapter))  # the whole config, validated
     assert m.export_dir and path.stem in m.export_dir
-    assert m.lora == path.stem.endswith("_lora")
+    assert adapter.lora == path.stem.endswith("_lora")

@@ -3,15 +3,23 @@
 import os
 import re
 import shlex
+import string
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
+
+#: SmolLM2-style chat markers of the tiny LLM's tokenizer
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def blocks(lang: str) -> list[str]:
@@ -24,7 +32,55 @@ def test_python_blocks_run(code, tmp_path, monkeypatch):
     exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
 
 
-def test_cli_lines_run(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with a word-level tokenizer (README's words, a chat template),
+    saved as a Hugging Face folder, which `userfm.llm.load_llm` reads like any local LLM."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+    words = set(re.findall(r"\w+|[^\w\s]+", TEXT.lower())) | set(string.punctuation)
+    words = sorted(words | set("abcd0123456789") | {"user", "assistant", "system"})
+    vocab = {w: i for i, w in enumerate(specials + words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=vocab["<pad>"],
+        eos_token_id=vocab["<|im_end|>"],
+        bos_token_id=vocab["<|im_start|>"],
+    )
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _llm_flag(config: str) -> str:
+    """The `adapters fit` flag that sets the LLM: `model.adapter.llm` when the config nests the
+    AdapterConfig fields under `model.adapter`, else `model.llm`."""
+    model = yaml.safe_load(Path(config).read_text(encoding="utf-8")).get("model") or {}
+    return "--model.adapter.llm" if "adapter" in model else "--model.llm"
+
+
+def run_cli_lines(tmp_path: Path, llm: Path | None) -> None:
+    """Run README's `userfm` lines in order in `tmp_path`; `llm`: the LLM folder to use in place
+    of the README's (None: the README's own)."""
     commands = [
         line.split("#")[0].strip()
         for block in blocks("bash")
@@ -46,7 +102,22 @@ def test_cli_lines_run(tmp_path):
         if args[1:3] == ["adapters", "fit"]:  # the same run, two steps on a few questions
             args += ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
             args += ["--data.max_train", "16", "--data.max_eval", "8"]
+            if llm is not None:
+                args += [_llm_flag(str(tmp_path / args[args.index("--config") + 1])), str(llm)]
         if args[1:3] == ["eval", "uqa"]:  # the same evaluation on two questions per sub-task
             args += ["--max-per-task", "2", "--text-tokens", "64"]
+            if llm is not None:
+                args += ["--llm", str(llm)]
         r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
+
+
+def test_cli_lines_run(tmp_path, tiny_llm):
+    """README's command lines, with a tiny random LLM in place of SmolLM2 (fast)."""
+    run_cli_lines(tmp_path, tiny_llm)
+
+
+@pytest.mark.slow
+def test_cli_lines_run_real_llm(tmp_path):
+    """README's command lines as written, on the real LLM (SmolLM2-135M-Instruct)."""
+    run_cli_lines(tmp_path, None)

@@ -91,10 +91,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.devices > 1:
         from userfm.pretrain.predict import embed_sharded
 
-        users = embed_sharded(
-            model, log, args.output, devices=args.devices, batch_size=args.batch_size
+        stats = embed_sharded(
+            model,
+            log,
+            args.output,
+            devices=args.devices,
+            batch_size=args.batch_size,
+            progress=False if args.no_progress else None,
         )
-        print(f"rank shard: embedded {users:,} users -> {args.output}/part-*.parquet")
+        # one line per rank: the ranks print into the same stream
+        print(
+            f"rank shard: embedded {stats['users']:,} users ({stats['events']:,} events, "
+            f"{stats['truncated_users']:,} histories cut to the {model.config.max_len} most "
+            f"recent, {stats['oov_items']:,} unknown items mapped to OOV, "
+            f"{stats['users_without_side_features']:,} users without the side features the "
+            f"model uses) -> {args.output}/part-*.parquet"
+        )
         return 0
     out = Path(args.output)
     totals = dict.fromkeys(
@@ -548,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--devices",
         type=int,
         default=1,
-        help="> 1: shard users over this many processes/GPUs with Lightning's predict loop; "
+        help="> 1: shard users over this many processes/GPUs (Lightning Fabric launches them; each runs the same loop as one process); "
         "--output is then a folder of part-<rank>.parquet files",
     )
     e.add_argument("--no-progress", action="store_true")

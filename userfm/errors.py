@@ -6,6 +6,7 @@ and exits non-zero (``--debug`` shows the traceback). Internal invariants use ``
 
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -58,6 +59,54 @@ class UnknownUserError(UserfmError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def field_error(name: str, value: object, expected: str) -> ConfigError:
+    """The one message for a bad field: ``"`name` must be <expected>, got <value!r>"``.
+
+    Returned, not raised, so the caller writes ``raise field_error(...)`` and the flow is plain.
+
+    Args:
+        name: the field as the user writes it (``"num_heads"``, ``"QuestionConfig.window"``).
+        value: the value that was given.
+        expected: what would be accepted, as a noun phrase (``"a probability in [0, 1]"``).
+    """
+    return ConfigError(f"`{name}` must be {expected}, got {value!r}")
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number: Python or numpy int/float, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(
+    name: str, value: object, *, minimum: int, maximum: int | None = None, why: str = ""
+) -> int:
+    """``value`` as a Python int in ``[minimum, maximum]``: Python and numpy integers, not bools
+    nor floats (``10.0`` is refused: a float count is usually a mistaken expression).
+
+    Args:
+        name: the field as the user writes it (named in the error).
+        value: the value to check.
+        minimum: the smallest value accepted.
+        maximum: the largest value accepted (``None``: no upper bound).
+        why: a reason for the bounds, shown in parentheses (``"0 turns the feature off"``).
+
+    Returns:
+        ``int(value)`` (numpy integers become Python ints, which JSON can write).
+
+    Raises:
+        ConfigError: ``value`` is not such an integer; the message names ``name``.
+    """
+    if (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and minimum <= int(value)
+        and (maximum is None or int(value) <= maximum)
+    ):
+        return int(value)
+    bounds = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    raise field_error(name, value, f"an integer {bounds}" + (f" ({why})" if why else ""))
+
+
 def check_k(k: object, *, allow_none: bool = False) -> int | None:
     """``k`` (how many results) as an int >= 1: Python and numpy integers, not bools.
 
@@ -69,4 +118,4 @@ def check_k(k: object, *, allow_none: bool = False) -> int | None:
     if isinstance(k, numbers.Integral) and not isinstance(k, bool) and int(k) >= 1:
         return int(k)
     what = "an int >= 1" + (" or None (full ranking)" if allow_none else "")
-    raise ConfigError(f"`k` must be {what}, got {k!r}")
+    raise field_error("k", k, what)

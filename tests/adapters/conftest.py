@@ -169,11 +169,11 @@ def fit_args(root: Path, config: str, out: Path, steps: int = 4) -> list[str]:
     """`userfm adapters fit` flags: a shipped config with the tiny parts of `workspace`."""
     return [
         "--config", str(CONFIGS / f"{config}.yaml"),
-        "--model.encoder", str(root / "encoder"),
-        "--model.llm", str(root / "llm"),
-        "--model.num_latents", "2",
-        "--model.dim_head", "8",
-        "--model.cross_attn_every", "2",
+        "--model.adapter.encoder", str(root / "encoder"),
+        "--model.adapter.llm", str(root / "llm"),
+        "--model.adapter.num_latents", "2",
+        "--model.adapter.dim_head", "8",
+        "--model.adapter.cross_attn_every", "2",
         "--model.max_length", "64",
         "--model.export_dir", str(out / "adapter"),
         "--data.questions", str(root / "qa"),

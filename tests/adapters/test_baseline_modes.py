@@ -97,12 +97,12 @@ def test_encoder_modes_need_an_encoder():
 
 def test_text_mode_needs_room_for_its_history():
     with pytest.raises(ConfigError, match="max_length"):
-        AdapterModule(mode="text", text_tokens=256, max_length=300)
-    AdapterModule(mode="text", text_tokens=256, max_length=320)
+        AdapterModule(AdapterConfig(mode="text", text_tokens=256), max_length=300)
+    AdapterModule(AdapterConfig(mode="text", text_tokens=256), max_length=320)
 
 
 def test_a_baseline_with_nothing_to_train_says_so(tmp_path):
-    module = AdapterModule(mode="none", llm="unused")
+    module = AdapterModule(AdapterConfig(mode="none", llm="unused"))
     module.model = UserConditionedLM(
         None, make_llm("llama"), make_tokenizer(), AdapterConfig(mode="none")
     )
@@ -123,20 +123,28 @@ def test_baselines_generate_like_the_llm_on_their_prompt(mode):
     assert model.generate([h], ["which genre ?"], max_new_tokens=4) == [want]
 
 
-def test_each_part_trains_at_its_own_learning_rate(tiny_encoder):
-    module = AdapterModule(mode="soft_prompt", llm="unused", lr=1e-2, lora_lr=1e-3, lora=True)
+def test_each_part_trains_at_its_own_learning_rate(tiny_encoder, tmp_path):
     cfg = AdapterConfig(
-        mode="soft_prompt", num_latents=2, heads=2, dim_head=8, lora=True, train_encoder=True
-    )
+        mode="soft_prompt", num_latents=2, heads=2, dim_head=8, lora=True, train_encoder=True,
+        encoder=str(tmp_path), llm="unused",
+    )  # fmt: skip
+    module = AdapterModule(cfg, lr=1e-2, lora_lr=1e-3, weight_decay=0.1)
     module.model = UserConditionedLM(tiny_encoder, make_llm("llama"), make_tokenizer(), cfg)
     groups = {g["name"]: g for g in module.parameter_groups()}
-    assert set(groups) == {"adapter", "adapter_no_decay", "lora", "encoder"}
+    assert set(groups) == {"adapter", "adapter_no_decay", "lora", "encoder", "encoder_no_decay"}
     assert groups["adapter"]["lr"] == groups["adapter_no_decay"]["lr"] == 1e-2
     assert groups["lora"]["lr"] == 1e-3 and groups["encoder"]["lr"] == 1e-3  # lr / 10
     assert groups["adapter_no_decay"]["weight_decay"] == 0.0
     scale = module.model.prompt_scale.scale
     assert any(p is scale for p in groups["adapter_no_decay"]["params"])
+    # the encoder's own rule (issue 19: every encoder parameter was decayed, tables included)
+    item_table = tiny_encoder.embeddings.item.weight
+    assert any(p is item_table for p in groups["encoder_no_decay"]["params"])
+    assert not any(p is item_table for p in groups["encoder"]["params"])
+    assert groups["encoder"]["weight_decay"] == 0.1
     n = sum(p.numel() for g in groups.values() for p in g["params"])
     assert n == module.model.trainable_parameters()["trainable"]
     with pytest.raises(ConfigError, match="lora_lr"):
-        AdapterModule(lora_lr=0.0)
+        AdapterModule(AdapterConfig(mode="none"), lora_lr=0.0)
+    with pytest.raises(ConfigError, match="adapter.encoder. is required"):
+        AdapterModule(AdapterConfig(mode="soft_prompt"))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from userfm.adapters.data import join_histories, read_records, record_target
-from userfm.errors import DataError
+from userfm.errors import DataError, FileFormatError
 from userfm.eval.uqa.evaluate import cloze_prompt
 
 
@@ -46,7 +46,7 @@ def test_histories_are_cut_at_context_end(tiny_log):
 def test_bad_lines_name_the_file_line_and_field(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"user_id": "u", "question": "q", "answer": "a"}) + "\n\n{oops\n")
-    with pytest.raises(DataError, match="train.jsonl:3 is not JSON"):
+    with pytest.raises(FileFormatError, match="train.jsonl:3 is not valid JSON"):
         read_records(path)
     path.write_text(json.dumps({"user_id": "u", "prompt": "q"}) + "\n")
     with pytest.raises(DataError, match=r"train.jsonl:1 lacks \['answer'\]"):

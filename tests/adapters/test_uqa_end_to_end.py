@@ -32,10 +32,10 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
             [
                 "fit",
                 *fit_args(workspace, "soft_prompt_lora", out, steps=2),
-                "--model.mode", mode,
-                "--model.lora", str(lora).lower(),
-                *([] if mode in ENCODER_MODES else ["--model.recent_events", "0"]),
-                "--model.text_tokens", "24",
+                "--model.adapter.mode", mode,
+                "--model.adapter.lora", str(lora).lower(),
+                *([] if mode in ENCODER_MODES else ["--model.adapter.recent_events", "0"]),
+                "--model.adapter.text_tokens", "24",
                 "--model.max_length", "96",
             ]
         )  # fmt: skip

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, check_int, field_error, is_number
 
 __all__ = ["SyntheticConfig", "generate_synthetic_log", "write_synthetic_log", "CATEGORY_NAMES"]
 
@@ -131,23 +131,31 @@ class SyntheticConfig:
             "interests_per_user",
             "max_events",
         ):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("min_events", self.min_events, 2)
-        _check_int("seed", self.seed, 0)
-        _check_int("start_time", self.start_time, 0)
+            check_int(f"SyntheticConfig.{name}", getattr(self, name), minimum=1)
+        check_int("SyntheticConfig.min_events", self.min_events, minimum=2)
+        check_int("SyntheticConfig.seed", self.seed, minimum=0)
+        check_int("SyntheticConfig.start_time", self.start_time, minimum=0)
         if self.num_categories > self.num_items:
-            _bad("num_categories", self.num_categories, f"at most num_items={self.num_items}")
+            raise field_error(
+                "SyntheticConfig.num_categories",
+                self.num_categories,
+                f"at most num_items={self.num_items}",
+            )
         if self.interests_per_user > self.num_categories:
-            _bad(
-                "interests_per_user",
+            raise field_error(
+                "SyntheticConfig.interests_per_user",
                 self.interests_per_user,
                 f"at most num_categories={self.num_categories}",
             )
         if self.max_events < self.min_events:
-            _bad("max_events", self.max_events, f"at least min_events={self.min_events}")
+            raise field_error(
+                "SyntheticConfig.max_events",
+                self.max_events,
+                f"at least min_events={self.min_events}",
+            )
         if not self.min_events <= self.mean_events <= self.max_events:
-            _bad(
-                "mean_events",
+            raise field_error(
+                "SyntheticConfig.mean_events",
                 self.mean_events,
                 f"between min_events and max_events={self.max_events}",
             )
@@ -158,20 +166,28 @@ class SyntheticConfig:
             ("start_spread_days", -1e-12),
         ):
             value = getattr(self, name)
-            if not _is_number(value) or not value > low:
-                _bad(name, value, "a positive number" if low == 0 else "a number >= 0")
-        if not _is_number(self.category_zipf_a) or self.category_zipf_a < 0:
-            _bad("category_zipf_a", self.category_zipf_a, "a number >= 0")
-        if not _is_number(self.mean_session_length) or self.mean_session_length < 1:
-            _bad("mean_session_length", self.mean_session_length, "a number >= 1")
+            if not is_number(value) or not value > low:
+                raise field_error(
+                    f"SyntheticConfig.{name}",
+                    value,
+                    "a positive number" if low == 0 else "a number >= 0",
+                )
+        if not is_number(self.category_zipf_a) or self.category_zipf_a < 0:
+            raise field_error(
+                "SyntheticConfig.category_zipf_a", self.category_zipf_a, "a number >= 0"
+            )
+        if not is_number(self.mean_session_length) or self.mean_session_length < 1:
+            raise field_error(
+                "SyntheticConfig.mean_session_length", self.mean_session_length, "a number >= 1"
+            )
         for name in ("session_focus", "series_prob", "drift"):
             value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value <= 1:
-                _bad(name, value, "a probability in [0, 1]")
+            if not is_number(value) or not 0 <= value <= 1:
+                raise field_error(f"SyntheticConfig.{name}", value, "a probability in [0, 1]")
         p = self.action_probs
         if len(p) != len(_ACTIONS) or any(x < 0 for x in p) or abs(sum(p) - 1) > 1e-6:
-            _bad(
-                "action_probs",
+            raise field_error(
+                "SyntheticConfig.action_probs",
                 p,
                 f"{len(_ACTIONS)} non-negative probabilities of {_ACTIONS} summing to 1",
             )
@@ -188,23 +204,6 @@ class SyntheticConfig:
         if unknown:
             raise ConfigError(f"unknown SyntheticConfig fields: {unknown}")
         return cls(**d)
-
-
-def _is_number(v: object) -> bool:
-    return (
-        isinstance(v, (int, float, np.integer, np.floating))
-        and not isinstance(v, bool)
-        and np.isfinite(v)
-    )
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        _bad(name, value, f"an integer >= {low}")
-
-
-def _bad(name: str, value: object, expected: str) -> None:
-    raise ConfigError(f"SyntheticConfig.{name} must be {expected}, got {value!r}")
 
 
 def _category_names(n: int) -> tuple[list[str], list[str]]:

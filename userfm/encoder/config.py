@@ -8,7 +8,7 @@ from transformers import PretrainedConfig
 
 from userfm._version import __version__
 from userfm.data.schema import EventSchema
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, check_int, field_error, is_number
 
 POOLINGS = ("last", "mean", "attention")
 ATTN_BACKENDS = ("sdpa", "xformers", "auto")
@@ -104,7 +104,7 @@ class UserEncoderConfig(PretrainedConfig):
         self.num_heads = num_heads
         self.intermediate_size = (
             4 * hidden_size
-            if intermediate_size is None and _is_int(hidden_size)
+            if intermediate_size is None and is_number(hidden_size)
             else intermediate_size
         )
         self.dropout = dropout
@@ -133,9 +133,13 @@ class UserEncoderConfig(PretrainedConfig):
                 "`num_items` is required: the item index space size, specials included "
                 "(e.g. `len(vocabs.items)`)"
             )
-        _int_field("num_items", self.num_items, minimum=4, why="indices 0-2 are PAD/MASK/OOV")
+        # Stored back as Python numbers: numpy ones are accepted but JSON cannot write them.
+        self.num_items = check_int(
+            "num_items", self.num_items, minimum=4, why="indices 0-2 are PAD/MASK/OOV"
+        )
         for name in ("num_actions", "num_categories", "text_dim"):
-            _int_field(name, getattr(self, name), minimum=0, why="0 turns the feature off")
+            value = check_int(name, getattr(self, name), minimum=0, why="0 turns the feature off")
+            setattr(self, name, value)
         for name in (
             "hidden_size",
             "num_layers",
@@ -144,13 +148,13 @@ class UserEncoderConfig(PretrainedConfig):
             "max_len",
             "max_categories",
         ):
-            _int_field(name, getattr(self, name), minimum=1)
+            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"`num_heads` must divide `hidden_size`, got num_heads={self.num_heads} "
                 f"and hidden_size={self.hidden_size}"
             )
-        _int_field(
+        self.num_time_gap_buckets = check_int(
             "num_time_gap_buckets",
             self.num_time_gap_buckets,
             minimum=2,
@@ -158,12 +162,14 @@ class UserEncoderConfig(PretrainedConfig):
         )
         for name in ("dropout", "attn_dropout"):
             value = getattr(self, name)
-            if not _is_number(value) or not 0.0 <= value < 1.0:
-                raise ConfigError(f"`{name}` must be a float in [0, 1), got {value!r}")
+            if not is_number(value) or not 0.0 <= value < 1.0:
+                raise field_error(name, value, "a float in [0, 1)")
+            setattr(self, name, float(value))
         for name in ("layer_norm_eps", "initializer_range"):
             value = getattr(self, name)
-            if not _is_number(value) or not value > 0:
-                raise ConfigError(f"`{name}` must be a float > 0, got {value!r}")
+            if not is_number(value) or not value > 0:
+                raise field_error(name, value, "a float > 0")
+            setattr(self, name, float(value))
         for name in ("use_time", "normalize", "output_features"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
@@ -192,17 +198,3 @@ class UserEncoderConfig(PretrainedConfig):
         output = super().to_diff_dict()
         output["userfm_version"] = __version__
         return output
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _int_field(name: str, value: Any, *, minimum: int, why: str = "") -> None:
-    if not _is_int(value) or value < minimum:
-        hint = f" ({why})" if why else ""
-        raise ConfigError(f"`{name}` must be an integer >= {minimum}{hint}, got {value!r}")

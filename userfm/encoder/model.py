@@ -243,6 +243,32 @@ class AttentionPooling(nn.Module):
         return torch.einsum("bt,btd->bd", weights, states)  # (B, D)
 
 
+def decay_groups(
+    module: nn.Module, weight_decay: float, *, params: list[nn.Parameter] | None = None
+) -> list[dict]:
+    """AdamW groups with decay on 2-D weight matrices only: embedding tables (of any
+    `nn.Embedding` in ``module``), gains, biases and other vectors get none. The one rule of
+    every optimizer in userfm (`UserEncoder.optimizer_groups` says why).
+
+    Args:
+        module: where the embedding tables are found.
+        weight_decay: decay of the weight-matrix group.
+        params: the parameters to group (default: ``module``'s trainable ones), in order.
+
+    Returns:
+        ``[{"params": decayed, "weight_decay": weight_decay}, {"params": others,
+        "weight_decay": 0.0}]``.
+    """
+    embeddings = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+    chosen = [p for p in module.parameters() if p.requires_grad] if params is None else params
+    decay = [p for p in chosen if p.dim() >= 2 and id(p) not in embeddings]
+    taken = {id(p) for p in decay}
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": [p for p in chosen if id(p) not in taken], "weight_decay": 0.0},
+    ]
+
+
 class UserEncoder(PreTrainedModel):
     """Behaviour encoder: a user's event history -> per-event states and one user embedding.
 
@@ -441,19 +467,7 @@ class UserEncoder(PreTrainedModel):
             ``[{"params": [...], "weight_decay": weight_decay}, {"params": [...],
             "weight_decay": 0.0}]`` covering every trainable parameter exactly once.
         """
-        embedding_params = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if not p.requires_grad:
-                continue
-            if p.dim() >= 2 and id(p) not in embedding_params:
-                decay.append(p)
-            else:
-                no_decay.append(p)
-        return [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        return decay_groups(self, weight_decay)
 
     # ---- vocabularies, embedding API, save / load -------------------------------------
     def set_vocabs(self, vocabs: VocabSet) -> None:

@@ -277,7 +277,7 @@ def test_an_earlier_runs_methods_join_the_report_on_the_same_questions(tmp_path,
     with pytest.raises(DataError, match="more than once"):
         include_results([tmp_path / "twice"], test)
     (tmp_path / "bad.jsonl").write_text('{"method": "x"}\n')
-    with pytest.raises(DataError, match="line 1"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:1 .*lacks"):
         include_results([tmp_path / "bad.jsonl"], test)
     with pytest.raises(FileNotFoundError, match="no results.jsonl"):
         include_results([tmp_path / "nowhere"], test)

@@ -13,7 +13,7 @@ from userfm import read_events
 from userfm.data.formats import load_movielens_100k
 from userfm.data.schema import EventSchema
 from userfm.data.synthetic import SyntheticConfig, generate_synthetic_log
-from userfm.errors import ConfigError, DataError
+from userfm.errors import ConfigError, DataError, FileFormatError
 from userfm.eval.uqa import (
     LETTERS,
     SPLITS,
@@ -453,8 +453,8 @@ def test_load_errors(tmp_path):
         load_questions(tmp_path)
     bad = tmp_path / "test.jsonl"
     bad.write_text(json.dumps({"question_id": "x"}) + "\n")
-    with pytest.raises(DataError, match="line 1 lacks"):
+    with pytest.raises(DataError, match="test.jsonl:1 lacks"):
         load_questions(bad)
     bad.write_text("not json\n")
-    with pytest.raises(DataError, match="not JSON"):
+    with pytest.raises(FileFormatError, match="test.jsonl:1 is not valid JSON"):
         load_questions(bad)

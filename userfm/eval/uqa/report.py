@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from userfm.data.jsonl import read_jsonl
 from userfm.errors import DataError
 from userfm.eval.uqa.schema import DIMENSIONS, TASKS
 from userfm.eval.uqa.scoring import POSITION_BIAS_SHARE, accuracy_table, position_table
@@ -136,8 +137,9 @@ def include_results(
 
     Raises:
         FileNotFoundError: a path has no results file.
-        DataError: a file is not JSON lines with ``method``, ``question_id`` and ``format``, it
-            covers other questions than this run's, or a method answered a question twice.
+        FileFormatError: a line of a file is not a JSON object (names ``file:line``).
+        DataError: a row lacks ``method``, ``question_id`` or ``format``, a file covers other
+            questions than this run's, or a method answered a question twice.
     """
     by_method: dict[str, list[dict[str, Any]]] = {}
     for path in paths:
@@ -148,20 +150,20 @@ def include_results(
         rows: dict[str, list[dict[str, Any]]] = {}
         seen: set[tuple[str, str]] = set()  # (question_id, format): both formats share ids
         formats: set[str] = set()
-        with open(file, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                try:
-                    row = json.loads(line)
-                    method, qid, fmt = row["method"], row["question_id"], row["format"]
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise DataError(
-                        f"{file} line {n} is not a result with `method`, `question_id` and "
-                        f"`format` ({e})"
-                    ) from e
-                seen.add((qid, fmt))
-                formats.add(fmt)
-                if method not in skip:
-                    rows.setdefault(method, []).append(row)
+        for rec in read_jsonl(file):
+            row = rec.value
+            missing = [k for k in ("method", "question_id", "format") if k not in row]
+            if missing:
+                raise DataError(
+                    f"{rec.where} is not a result with `method`, `question_id` and `format` "
+                    f"(lacks {missing})",
+                    column=missing[0],
+                )
+            method, qid, fmt = row["method"], row["question_id"], row["format"]
+            seen.add((qid, fmt))
+            formats.add(fmt)
+            if method not in skip:
+                rows.setdefault(method, []).append(row)
         expected = {(r["question_id"], r["format"]) for r in records if r["format"] in formats}
         if seen != expected:
             raise DataError(

@@ -81,9 +81,10 @@ import datasets
 import numpy as np
 
 from userfm.data.attributes import DEFAULT_MULTI_VALUE, MULTI_VALUES, attribute_value
+from userfm.data.jsonl import read_jsonl
 from userfm.data.log import EventLog
 from userfm.data.schema import CATEGORY, ITEM, TITLE
-from userfm.errors import ConfigError, DataError
+from userfm.errors import ConfigError, DataError, check_int, field_error, is_number
 from userfm.eval.uqa.schema import (
     LETTERS,
     RECORD_FEATURES,
@@ -229,18 +230,28 @@ class QuestionConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str) or not isinstance(self.tasks, Sequence):
-            _bad("tasks", self.tasks, f"a list of sub-tasks among {list(TASKS)}")
+            raise field_error(
+                "QuestionConfig.tasks", self.tasks, f"a list of sub-tasks among {list(TASKS)}"
+            )
         object.__setattr__(self, "tasks", tuple(self.tasks))
         unknown = [t for t in self.tasks if t not in TASKS]
         if not self.tasks or unknown or len(set(self.tasks)) != len(self.tasks):
-            _bad("tasks", self.tasks, f"a non-empty list of distinct sub-tasks among {list(TASKS)}")
+            raise field_error(
+                "QuestionConfig.tasks",
+                self.tasks,
+                f"a non-empty list of distinct sub-tasks among {list(TASKS)}",
+            )
         if self.format not in ("mc", "free", "both"):
-            _bad("format", self.format, "'mc', 'free' or 'both'")
-        _check_int("num_options", self.num_options, 2, len(LETTERS))
+            raise field_error("QuestionConfig.format", self.format, "'mc', 'free' or 'both'")
+        check_int("QuestionConfig.num_options", self.num_options, minimum=2, maximum=len(LETTERS))
         if self.max_answer_share is not None and (
-            not _is_number(self.max_answer_share) or not 0 < self.max_answer_share <= 1
+            not is_number(self.max_answer_share) or not 0 < self.max_answer_share <= 1
         ):
-            _bad("max_answer_share", self.max_answer_share, "a number in (0, 1] or None")
+            raise field_error(
+                "QuestionConfig.max_answer_share",
+                self.max_answer_share,
+                "a number in (0, 1] or None",
+            )
         for name in (
             "questions_per_user",
             "n_recent",
@@ -250,28 +261,36 @@ class QuestionConfig:
             "top_k",
             "min_context",
         ):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("trajectory_steps", self.trajectory_steps, 2)
+            check_int(f"QuestionConfig.{name}", getattr(self, name), minimum=1)
+        check_int("QuestionConfig.trajectory_steps", self.trajectory_steps, minimum=2)
         fr = self.split_fractions
         if (
             isinstance(fr, str)
             or not isinstance(fr, Sequence)
             or len(fr) != 3
-            or not all(_is_number(x) and x >= 0 for x in fr)
+            or not all(is_number(x) and x >= 0 for x in fr)
             or abs(sum(fr) - 1) > 1e-6
         ):
-            _bad("split_fractions", fr, "three numbers >= 0 (train, valid, test) summing to 1")
+            raise field_error(
+                "QuestionConfig.split_fractions",
+                fr,
+                "three numbers >= 0 (train, valid, test) summing to 1",
+            )
         object.__setattr__(self, "split_fractions", tuple(float(x) for x in fr))
         if not isinstance(self.attribute, str) or not self.attribute:
-            _bad("attribute", self.attribute, "a non-empty column name")
+            raise field_error("QuestionConfig.attribute", self.attribute, "a non-empty column name")
         if self.multi_value not in MULTI_VALUES:
-            _bad("multi_value", self.multi_value, f"one of {list(MULTI_VALUES)}")
+            raise field_error(
+                "QuestionConfig.multi_value", self.multi_value, f"one of {list(MULTI_VALUES)}"
+            )
         if not isinstance(self.item_noun, str) or not self.item_noun.strip():
-            _bad("item_noun", self.item_noun, "a non-empty string")
+            raise field_error("QuestionConfig.item_noun", self.item_noun, "a non-empty string")
         if self.attribute_noun is not None and (
             not isinstance(self.attribute_noun, str) or not self.attribute_noun.strip()
         ):
-            _bad("attribute_noun", self.attribute_noun, "a non-empty string or None")
+            raise field_error(
+                "QuestionConfig.attribute_noun", self.attribute_noun, "a non-empty string or None"
+            )
 
     @property
     def answer_share(self) -> float:
@@ -294,28 +313,6 @@ class QuestionConfig:
         if unknown:
             raise ConfigError(f"unknown QuestionConfig fields: {unknown}; known: {sorted(known)}")
         return cls(**d)
-
-
-def _is_number(v: object) -> bool:
-    return (
-        isinstance(v, (int, float, np.integer, np.floating))
-        and not isinstance(v, bool)
-        and bool(np.isfinite(v))
-    )
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        _bad(name, value, f"an integer >= {low}" + (f" and <= {high}" if high else ""))
-
-
-def _bad(name: str, value: object, expected: str) -> None:
-    raise ConfigError(f"QuestionConfig.{name} must be {expected}, got {value!r}")
 
 
 def _resolve_config(config: QuestionConfig | None, overrides: Mapping[str, Any]) -> QuestionConfig:
@@ -743,7 +740,7 @@ def build_questions(
         ConfigError: a bad config field (named), or an attribute column the log lacks.
     """
     cfg = _resolve_config(config, overrides)
-    _check_int_arg("seed", seed)
+    check_int("seed", seed, minimum=0)
     ev = _Events(log, cfg)
     words = _words(cfg)
     splits = split_users(ev.user_ids, cfg.split_fractions, seed=seed)
@@ -840,11 +837,6 @@ def build_questions(
     dd = datasets.DatasetDict({s: _dataset(rows_of[s], description) for s in SPLITS})
     logger.info("uqa questions: %s", _summary(stats))
     return dd
-
-
-def _check_int_arg(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ConfigError(f"`{name}` must be an integer >= 0, got {value!r}")
 
 
 def _record(
@@ -967,8 +959,8 @@ def load_questions(
 
     Raises:
         FileNotFoundError: nothing readable at ``path``.
-        DataError: a jsonl line is not a JSON object with every record field (names the
-            field, file and line).
+        FileFormatError: a jsonl line is not a JSON object (names ``file:line``).
+        DataError: a record lacks a question field (names the field and ``file:line``).
     """
     if not isinstance(path, (str, os.PathLike)):
         files = [Path(p) for p in path]
@@ -1017,23 +1009,10 @@ def _split_rank(name: str) -> int:
 
 
 def _read_jsonl(path: Path) -> datasets.Dataset:
-    if not path.is_file():
-        raise FileNotFoundError(2, f"{path} not found", str(path))
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path} line {n + 1} is not JSON: {e}") from e
-            if not isinstance(row, dict):
-                raise DataError(f"{path} line {n + 1} is not a JSON object")
-            missing = [k for k in RECORD_FIELDS if k not in row]
-            if missing:
-                raise DataError(
-                    f"{path} line {n + 1} lacks the question field(s) {missing}", column=missing[0]
-                )
-            rows.append({k: row[k] for k in RECORD_FIELDS})
+    for rec in read_jsonl(path):
+        missing = [k for k in RECORD_FIELDS if k not in rec.value]
+        if missing:
+            raise DataError(f"{rec.where} lacks the question field(s) {missing}", column=missing[0])
+        rows.append({k: rec.value[k] for k in RECORD_FIELDS})
     return _dataset(rows)
