@@ -1,14 +1,24 @@
-"""The README.md card every `UserConditionedLM.save_adapter` writes (model_cards/adapter_template.md)."""
+"""The README.md card every `UserConditionedLM.save_pretrained` writes (model_cards/adapter_template.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from huggingface_hub import ModelCardData
 
 from userfm.api.model_card import fill_card
 
 if TYPE_CHECKING:
     from userfm.adapters.model import UserConditionedLM
 
+#: the hub tag of each mode
+MODE_TAG = {
+    "soft_prompt": "soft-prompt",
+    "cross_attn": "cross-attention",
+    "text": "text-prompt",
+    "none": "no-user-context",
+}
 MODE_TEXT = {
     "soft_prompt": "a soft prompt in the user turn of the LLM's chat template",
     "cross_attn": "the inputs of tanh-gated cross-attention blocks inside the LLM's decoder",
@@ -59,4 +69,10 @@ def render_adapter_card(model: UserConditionedLM, card_data: dict[str, Any] | No
         "llm": cfg.llm or "not recorded",
         "trainable": f"{counts['trainable']:,} of {counts['trainable'] + counts['frozen']:,}",
     }
-    return fill_card("adapter_template.md", values, card_data)
+    metadata = ModelCardData(
+        library_name="userfm",
+        base_model=cfg.llm if cfg.llm and "/" in cfg.llm and not Path(cfg.llm).exists() else None,
+        tags=["user-embedding", "llm-personalisation", MODE_TAG[cfg.mode], "userfm"]
+        + (["lora", "peft"] if cfg.lora else []),
+    )  # base_model: only a hub id; a local path or alias names no hub model
+    return fill_card("adapter_template.md", values, card_data, metadata)

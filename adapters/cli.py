@@ -49,7 +49,7 @@ def chat(argv: Sequence[str]) -> int:
     )
     p.add_argument("--max-new-tokens", type=int, default=32)
     args = p.parse_args(argv)
-    model = UserConditionedLM.from_adapter(args.adapter)
+    model = UserConditionedLM.from_pretrained(args.adapter)
     log = load_source(args.log, format=args.log_format, schema=json.loads(args.log_schema))
     history = log.history(args.user)
     answer = model.generate([history], [args.question], max_new_tokens=args.max_new_tokens)[0]

@@ -10,7 +10,7 @@ from typing import Any
 
 from userfm._version import __version__
 from userfm.adapters.text import USER_POSITIONS
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, FileFormatError
 
 logger = logging.getLogger("userfm.adapters")
 
@@ -129,11 +129,25 @@ class AdapterConfig:
     @classmethod
     def load(cls, directory: str | Path) -> AdapterConfig:
         """Read adapter_config.json; unknown keys (from a newer version) are ignored with a
-        warning, so older code can still load what it understands."""
+        warning, so older code can still load what it understands.
+
+        Raises:
+            FileNotFoundError: no adapter_config.json there (not an adapter folder), as
+                `UserEncoder.from_pretrained` raises for a folder that is not a model.
+            FileFormatError: adapter_config.json is not a JSON object.
+            ConfigError: a field holds an invalid value.
+        """
         path = Path(directory) / CONFIG_FILE
         if not path.is_file():
-            raise ConfigError(f"{directory} is not an adapter directory (no {CONFIG_FILE} there)")
-        data = json.loads(path.read_text(encoding="utf-8"))
+            raise FileNotFoundError(
+                f"{directory} is not an adapter directory (no {CONFIG_FILE} there)"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FileFormatError(f"{path} is not valid JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise FileFormatError(f"{path} is not a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

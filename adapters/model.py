@@ -114,10 +114,19 @@ class UserConditionedLM(nn.Module):
         llm: a Hugging Face causal LM; it is frozen here.
         tokenizer: its tokenizer.
         config: the adapter's shape and mode.
+        lora_dir: with ``config.lora``, a folder of trained LoRA weights in peft's format
+            (``lora/`` of a saved adapter), loaded with `peft.PeftModel.from_pretrained`;
+            None: new LoRA matrices (`peft.get_peft_model`), for training.
     """
 
     def __init__(
-        self, encoder: UserEncoder | None, llm: nn.Module, tokenizer, config: AdapterConfig
+        self,
+        encoder: UserEncoder | None,
+        llm: nn.Module,
+        tokenizer,
+        config: AdapterConfig,
+        *,
+        lora_dir: str | Path | None = None,
     ):
         super().__init__()
         self.config = config
@@ -148,7 +157,7 @@ class UserConditionedLM(nn.Module):
         if config.mode == "soft_prompt":
             self.prompt_scale = SoftPromptScale(token_embedding_rms(llm.get_input_embeddings()))
         if config.lora:
-            llm = _add_lora(llm, config)
+            llm = _add_lora(llm, config, lora_dir)
         if config.mode == "cross_attn":
             layers = find_decoder_layers(llm, config.layers_path)
             positions = cross_attention_positions(len(layers), config.cross_attn_every)
@@ -639,7 +648,7 @@ class UserConditionedLM(nn.Module):
         keep = ADAPTER_PREFIXES + (("encoder.",) if self.config.train_encoder else ())
         return {k: v for k, v in self.state_dict().items() if k.startswith(keep)}
 
-    def save_adapter(self, directory: str | Path, *, card_data: dict | None = None) -> Path:
+    def save_pretrained(self, directory: str | Path, *, card_data: dict | None = None) -> Path:
         """Write adapter_config.json, adapter.safetensors, lora/ (peft's own format, when LoRA
         is on) and README.md (a card naming the encoder and base LLM).
 
@@ -665,12 +674,13 @@ class UserConditionedLM(nn.Module):
         alignment stage's, to start QA fine-tuning from). LoRA weights are not read.
 
         Raises:
-            ConfigError: the directory holds no adapter weights, or tensors whose names or
-                shapes differ from this model's adapter (another mode or shape).
+            FileNotFoundError: the directory holds no adapter weights.
+            ConfigError: tensors whose names or shapes differ from this model's adapter
+                (another mode or shape).
         """
         path = Path(directory) / WEIGHTS_FILE
         if not path.is_file():
-            raise ConfigError(f"{directory} is not an adapter directory (no {WEIGHTS_FILE})")
+            raise FileNotFoundError(f"{directory} is not an adapter directory (no {WEIGHTS_FILE})")
         tensors = load_file(str(path))
         wanted = self.adapter_state_dict()
         missing = sorted(set(wanted) - set(tensors))
@@ -685,7 +695,7 @@ class UserConditionedLM(nn.Module):
         self.load_state_dict(tensors, strict=False)
 
     @classmethod
-    def from_adapter(
+    def from_pretrained(
         cls,
         directory: str | Path,
         *,
@@ -693,7 +703,7 @@ class UserConditionedLM(nn.Module):
         llm: nn.Module | None = None,
         tokenizer=None,
     ) -> UserConditionedLM:
-        """Load a directory written by `save_adapter`.
+        """Load a directory written by `save_pretrained`.
 
         The encoder and LLM are loaded from the references in adapter_config.json unless
         given (pass them when the recorded paths are not valid on this machine).
@@ -710,18 +720,21 @@ class UserConditionedLM(nn.Module):
             if not config.llm:
                 raise ConfigError(f"{directory}: no base LLM recorded; pass `llm=`")
             llm, tokenizer = load_llm(config.llm)
-        model = cls(encoder, llm, tokenizer, config)
+        lora_dir = directory / LORA_DIR if config.lora else None
+        model = cls(encoder, llm, tokenizer, config, lora_dir=lora_dir)
         model.load_adapter_weights(directory)
-        if config.lora:
-            from peft import set_peft_model_state_dict
-
-            lora_file = directory / LORA_DIR / "adapter_model.safetensors"
-            set_peft_model_state_dict(model.llm, load_file(str(lora_file)))
         return model
 
 
-def _add_lora(llm: nn.Module, config: AdapterConfig) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+def _add_lora(llm: nn.Module, config: AdapterConfig, saved: Path | None = None) -> nn.Module:
+    """``llm`` with LoRA: the trained matrices of ``saved`` (peft's own loader, as peft
+    saved them), or new ones from ``config`` (peft's `get_peft_model`)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if saved is not None:
+        if not (Path(saved) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no LoRA weights at {saved} (adapter_config.json missing)")
+        return PeftModel.from_pretrained(llm, str(saved), is_trainable=False)
 
     lora = LoraConfig(
         r=config.lora_r,

@@ -192,7 +192,7 @@ class AdapterModule(L.LightningModule):
                 facts = {f"{s} questions": len(d) for s, d in data.datasets.items()}
                 facts["questions"] = data.hparams.questions
                 facts["log"] = data.hparams.log
-            out = self.model.save_adapter(
+            out = self.model.save_pretrained(
                 self.hparams.export_dir,
                 card_data={"metrics": metrics, "training_data": facts},
             )

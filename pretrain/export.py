@@ -7,7 +7,7 @@ from pathlib import Path
 from userfm.checkpoints import load_checkpoint
 from userfm.data.vocab import VocabSet
 from userfm.encoder import UserEncoder, UserEncoderConfig
-from userfm.errors import UserfmError
+from userfm.errors import FileFormatError
 
 PREFIX = "encoder."
 
@@ -21,7 +21,8 @@ def export_checkpoint(
 
     Raises:
         FileNotFoundError: no such checkpoint.
-        UserfmError: the file is not a userfm pretraining checkpoint.
+        FileFormatError: the file is damaged, refused by ``weights_only``, or not a userfm
+            pretraining checkpoint.
     """
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():  # a run folder: its newest last.ckpt
@@ -32,7 +33,7 @@ def export_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     info = ckpt.get("userfm") if isinstance(ckpt, dict) else None
     if info is None:
-        raise UserfmError(
+        raise FileFormatError(
             f"{checkpoint} is not a userfm pretraining checkpoint (no 'userfm' entry)"
         )
     config = UserEncoderConfig.from_dict(info["encoder_config"])

@@ -364,7 +364,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
 
     llm_name = args.llm
     for name, folder in named:
-        model = UserConditionedLM.from_adapter(folder)
+        model = UserConditionedLM.from_pretrained(folder)
         llm_name = llm_name or model.config.llm
         run(name, model)
         del model

@@ -81,8 +81,8 @@ def test_baselines_train_only_lora_and_round_trip(tmp_path, tiny_log, mode):
     for p in model.parameters():
         if p.requires_grad:
             torch.nn.init.normal_(p, std=0.1)  # LoRA B starts at 0: make the load visible
-    model.save_adapter(tmp_path)
-    again = UserConditionedLM.from_adapter(tmp_path, llm=make_llm("llama"), tokenizer=tok)
+    model.save_pretrained(tmp_path)
+    again = UserConditionedLM.from_pretrained(tmp_path, llm=make_llm("llama"), tokenizer=tok)
     ids = torch.randint(3, len(tok), (2, 7))
     with torch.no_grad():
         assert torch.equal(again(histories(tiny_log, 2), ids).logits, model(None, ids).logits)

@@ -8,7 +8,7 @@ import torch
 
 from userfm.adapters import AdapterConfig, UserConditionedLM
 from userfm.adapters.text import answer_ids
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, FileFormatError
 
 from .conftest import histories, make_llm
 
@@ -209,14 +209,19 @@ def test_save_and_load_reproduce_the_scores(
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn_like(p))
-    model.save_adapter(tmp_path / "adapter")
+    model.save_pretrained(tmp_path / "adapter")
     files = {p.name for p in (tmp_path / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter.safetensors", "README.md"} <= files
     assert ("lora" in files) == lora
     card = (tmp_path / "adapter" / "README.md").read_text()
     assert mode in card and str(enc_dir) in card
+    from huggingface_hub import ModelCard
 
-    loaded = UserConditionedLM.from_adapter(
+    data = ModelCard.load(tmp_path / "adapter" / "README.md").data
+    assert data.library_name == "userfm" and ("peft" in data.tags) == lora
+    assert data.base_model is None  # "tiny" is no hub id
+
+    loaded = UserConditionedLM.from_pretrained(
         tmp_path / "adapter", llm=make_llm("llama"), tokenizer=tokenizer
     )
     args = (histories(tiny_log, 2), ["what genre ?", "which ?"], [["a", "b c"], ["d", "comedy"]])
@@ -244,8 +249,8 @@ def test_recent_events_extend_the_user_context(tmp_path, tiny_encoder, tiny_log,
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn_like(p))
-    model.save_adapter(tmp_path / "adapter")
-    loaded = UserConditionedLM.from_adapter(
+    model.save_pretrained(tmp_path / "adapter")
+    loaded = UserConditionedLM.from_pretrained(
         tmp_path / "adapter", encoder=tiny_encoder, llm=make_llm("llama"), tokenizer=tokenizer
     )
     args = (hs, ["what genre ?", "which ?"], [["a", "b c"], ["d", "comedy"]])
@@ -323,7 +328,7 @@ def test_adapter_weights_start_another_run(tmp_path, tiny_encoder, tiny_log, tok
         for p in aligned.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn_like(p))
-    aligned.save_adapter(tmp_path / "align")
+    aligned.save_pretrained(tmp_path / "align")
     fresh = build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt", lora=True)
     fresh.load_adapter_weights(tmp_path / "align")
     for k, v in aligned.adapter_state_dict().items():
@@ -338,3 +343,17 @@ def test_adapter_weights_start_another_run(tmp_path, tiny_encoder, tiny_log, tok
         other.load_adapter_weights(tmp_path / "align")
     with pytest.raises(ConfigError, match="not an adapter directory"):
         other.load_adapter_weights(tmp_path)
+
+
+def test_a_folder_that_is_not_a_model_is_file_not_found_for_adapters_and_encoders(tmp_path):
+    """One error policy (issue 19 §4): a missing file is FileNotFoundError whichever model
+    is loaded (an adapter folder raised ConfigError, an encoder folder FileNotFoundError)."""
+    from userfm.encoder import UserEncoder
+
+    with pytest.raises(FileNotFoundError, match="not a saved userfm encoder"):
+        UserEncoder.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not an adapter directory"):
+        UserConditionedLM.from_pretrained(tmp_path)
+    (tmp_path / "adapter_config.json").write_text("[1, 2]")
+    with pytest.raises(FileFormatError, match="not a JSON object"):
+        UserConditionedLM.from_pretrained(tmp_path)

@@ -128,6 +128,18 @@ def test_load_path_uses_no_pickle(model, tmp_path, monkeypatch):
     UserEncoder.from_pretrained(tmp_path / "enc")
 
 
+def test_the_card_carries_the_hubs_metadata(model, tmp_path):
+    """Issue 19 §4: the card is a `huggingface_hub.ModelCard` whose metadata the hub reads
+    (it was a template with a hand-written header)."""
+    from huggingface_hub import ModelCard
+
+    model.save_pretrained(tmp_path / "enc")
+    card = ModelCard.load(tmp_path / "enc" / "README.md")
+    assert card.data.library_name == "userfm" and card.data.pipeline_tag == "feature-extraction"
+    assert "user-embedding" in card.data.tags
+    assert "userfm behaviour encoder" in card.text and "$" not in card.text
+
+
 def test_untrained_card_says_so(model, tmp_path):
     model.save_pretrained(tmp_path / "enc", card_data={"trained": False})
     assert "untrained" in (tmp_path / "enc" / "README.md").read_text()

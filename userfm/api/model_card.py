@@ -1,4 +1,6 @@
-"""Model cards: every `save_pretrained` writes README.md filled from model_cards/template.md."""
+"""Model cards: every `save_pretrained` writes README.md, the card text filled from
+model_cards/<template> under the Hugging Face Hub's metadata header (`huggingface_hub`'s
+`ModelCard` / `ModelCardData`: library, tags, base model, metrics as the hub reads them)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import transformers
+from huggingface_hub import ModelCard, ModelCardData
 
 from userfm._version import __version__
 
@@ -24,9 +27,12 @@ def markdown_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
-def fill_card(template: str, values: dict[str, Any], card_data: dict[str, Any]) -> str:
+def fill_card(
+    template: str, values: dict[str, Any], card_data: dict[str, Any], metadata: ModelCardData
+) -> str:
     """Fill ``model_cards/<template>`` with ``values`` plus what every card carries: the
-    training-data and metrics tables from ``card_data`` and the version / date stamp."""
+    training-data and metrics tables from ``card_data`` and the version / date stamp; the
+    text goes under ``metadata`` as the hub's YAML header (`ModelCard`)."""
     training = card_data.get("training_data") or {}
     metrics = card_data.get("metrics") or {}
     values = {
@@ -43,7 +49,8 @@ def fill_card(template: str, values: dict[str, Any], card_data: dict[str, Any]) 
         "date": _dt.date.today().isoformat(),
     }
     text = resources.files("userfm.model_cards").joinpath(template).read_text(encoding="utf-8")
-    return Template(text).substitute(values)
+    body = Template(text).substitute(values)
+    return str(ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}"))
 
 
 def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = None) -> str:
@@ -85,4 +92,9 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         else "not used",
     }
     assert vocabs is None or len(vocabs.items) == cfg.num_items
-    return fill_card("template.md", values, card_data)
+    metadata = ModelCardData(
+        library_name="userfm",
+        pipeline_tag="feature-extraction",
+        tags=["user-embedding", "recommender-systems", "userfm"],
+    )
+    return fill_card("template.md", values, card_data, metadata)
