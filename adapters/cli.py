@@ -8,14 +8,15 @@ userfm adapters chat --adapter runs/adapters/soft_prompt/adapter --log runs/demo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from lightning.pytorch.cli import LightningCLI
 
 from userfm.adapters.data import QADataModule
 from userfm.adapters.module import AdapterModule
+from userfm.schema_flags import add_schema_args, schema_from_args
 from userfm.stage_cli import stage_cli
 
 
@@ -42,15 +43,14 @@ def chat(argv: Sequence[str]) -> int:
         "--log", required=True, help="event log: a file, a dataset folder or 'synthetic'"
     )
     p.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
-    p.add_argument(
-        "--log-schema",
-        default='{"action": "action", "category": "category", "title": "title"}',
-        help="JSON EventSchema fields for auto files (default: the synthetic log's columns)",
-    )
     p.add_argument("--max-new-tokens", type=int, default=32)
+    add_schema_args(p)
     args = p.parse_args(argv)
     model = UserConditionedLM.from_pretrained(args.adapter)
-    log = load_source(args.log, format=args.log_format, schema=json.loads(args.log_schema))
+    # the columns the encoder was trained with, as `userfm embed` reads them; flags override
+    trained = model.encoder.training_schema() if model.encoder is not None else None
+    schema = schema_from_args(args, trained)
+    log = load_source(args.log, format=args.log_format, schema=asdict(schema))
     history = log.history(args.user)
     answer = model.generate([history], [args.question], max_new_tokens=args.max_new_tokens)[0]
     print(f"user {args.user} ({len(history)} events): {answer}")

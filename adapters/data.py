@@ -32,6 +32,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from userfm.data.jsonl import read_jsonl
 from userfm.data.log import EventLog, UserHistory
+from userfm.data.schema import EventSchema, schema_dict
 from userfm.data.sources import load_source
 from userfm.errors import ConfigError, DataError
 from userfm.eval.uqa.evaluate import cloze_prompt, visible_history
@@ -132,7 +133,7 @@ class QADataModule(L.LightningDataModule):
         questions: str = "runs/qa",
         log: str = "synthetic",
         log_format: str = "auto",
-        log_schema: dict[str, Any] | None = None,
+        log_schema: EventSchema | None = None,
         synthetic: dict[str, Any] | None = None,
         tasks: list[str] | None = None,
         formats: list[str] | None = None,
@@ -146,6 +147,7 @@ class QADataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError("`batch_size` and `eval_batch_size` must be >= 1")
+        log_schema = schema_dict(log_schema)  # hyper-parameters hold plain values (weights_only)
         self.save_hyperparameters()
         self.datasets: dict[str, list[QAExample]] = {}  # a list is a map-style dataset
         self.log_: EventLog | None = None

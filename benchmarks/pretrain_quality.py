@@ -1,5 +1,6 @@
 """Pretraining quality on MovieLens-100K: our encoder vs SASRec (BCE / CE) and most-popular,
-an ablation of our objectives, the DRO head/tail check, and training throughput.
+an ablation of our objectives, the DRO head/tail check, and training throughput. The results
+and what they show: README, "Pretraining quality on MovieLens-100K".
 
 Protocol:
 
@@ -10,12 +11,11 @@ Protocol:
   CPU, ``seed_everything(seed)`` before every run (the rows the targets are judged on,
   SASRec-BCE / -CE, ours and ours + DRO, train once per seed, ``--seeds`` of them, and show
   the mean with its standard deviation; the other ablation rows train on the first seed),
-  no checkpoints / logger / progress bar, no
-  validation during training (``limit_val_batches=0``, ``num_sanity_val_steps=0``; the DRO
-  rows validate each epoch to measure their bucket losses, nothing else), no early
-  stopping: every model trains for the same number of epochs with the same batch size (128),
-  max_len 200, AdamW lr 5e-3 (``--lr``; one rate for every model, chosen on the validation
-  split: see README), weight decay 0.01, linear warmup then cosine decay to 0.
+  no checkpoints / logger / progress bar, no validation during training
+  (``limit_val_batches=0``, ``num_sanity_val_steps=0``; the DRO rows validate each epoch to
+  measure their bucket losses, nothing else), no early stopping: every model trains for the
+  same number of epochs with the same batch size (128), max_len 200, AdamW lr 5e-3 (``--lr``;
+  one rate for every model), weight decay 0.01, linear warmup then cosine decay to 0.
 - models (one shape for all, 2 blocks, hidden 50, 1 head, dropout 0.2, unless --hidden /
   --heads change ours):
     * SASRec-BCE: ``loss="bce"`` (one uniform negative per position, the SASRec paper's
@@ -24,30 +24,26 @@ Protocol:
     * MostPopular: training-event counts (`userfm.eval.baselines.MostPopular`);
     * ours: full softmax + side information (genres as categories, ratings as actions, time
       features in the input; each item scored with its genres too, ``output_features``) +
-      a future window (``future_window=2``: each position is trained on its next 2 items,
-      since half of MovieLens' consecutive ratings share a timestamp) + the items already
-      in the history left out of each position's training softmax (``mask_seen``: the
-      evaluation filters them): the best row of the ablation on the *validation* split
-      (diagnostic runs; contrastive and DRO both lowered validation NDCG@10 there, see
-      README);
+      a future window (``future_window=2``: each position is trained on its next 2 items) +
+      the items already in the history left out of each position's training softmax
+      (``mask_seen``);
     * ablation rows: + contrastive (CL4SRec InfoNCE, weight 0.1), + DRO (``dro="bucket"``:
       3 item-frequency buckets of equal item count, λ = --dro-temperature (3), the bucket
       losses measured on the validation split at the end of each epoch
       (``dro_losses_from="valid"``; the test split stays unseen) and applied as a logit
-      adjustment, ``dro_apply="logits"``; the only runs with validation on), + future
-      window, + seen items masked, + side information (input and output), all three
-      (= ours), all five.
+      adjustment, ``dro_apply="logits"``), + future window, + seen items masked, + side
+      information (input and output), all three (= ours), all five.
   With the default shape, "next-item only" in the ablation IS SASRec-CE (same run).
 - evaluation: every model by the same call, ``evaluate_retrieval(model, log, split="test")``:
   full ranking over all items with the user's seen items filtered (HR@K, NDCG@K, MRR, macro /
   weighted recall@K in 3 item-frequency buckets of equal item count: the most popular third
-  of the catalogue, the middle third, the rarest third), and the SASRec
-  paper's sampled protocol (target vs 100 uniformly sampled unseen items). The protocol
-  string of every metric is printed. Targets are judged on full-ranking NDCG@10; the sampled
-  ratios are shown for reference only (sampled metrics can reorder models).
-- DRO check: ours + DRO vs ours (everything else equal): macro_recall@10
-  ratio (target >= 1.2x) and the relative NDCG@10 change (target: no more than 3% lower),
-  both on the means over seeds.
+  of the catalogue, the middle third, the rarest third), and the SASRec paper's sampled
+  protocol (target vs 100 uniformly sampled unseen items). The protocol string of every
+  metric is printed. Targets are judged on full-ranking NDCG@10; the sampled ratios are
+  shown for reference only.
+- DRO check: ours + DRO vs ours (everything else equal): macro_recall@10 ratio (target >=
+  1.2x) and the relative NDCG@10 change (target: no more than 3% lower), both on the means
+  over seeds.
 - throughput: training events/s = next-item target positions processed per second of
   training wall time (equal to input events/s here: every training input position has
   one target), i.e. epochs x target positions per epoch / fit seconds (data preparation done
@@ -58,11 +54,9 @@ Protocol:
   Adam), on the same training examples with the same batch size and shape. Compared with it:
   userfm training the same model with the same loss (the SASRec-BCE run: "at the same
   shape"), with random batches as in the quality runs and with ``group_by_length=True``
-  (batches of users with similar history lengths: less padding), and ours, whose full
-  softmax and side features cost more per event.
-  Short fits of the three are interleaved a few times and the fastest of each is compared,
-  because this 2-core machine is shared and a fit's wall time varies several-fold with other
-  load; CPU seconds of this process are shown too, and the main runs' rates.
+  (batches of users with similar history lengths), and ours. Short fits of the three are
+  interleaved ``--throughput-repeats`` times and the fastest of each is compared; CPU seconds
+  of this process are shown too, and the main runs' rates.
 
 Run: python benchmarks/pretrain_quality.py [--quick] [--data PATH] [--epochs N] [--seeds N]
 [--out F] [--reuse F [--rows NAMES]]. ``--quick``: 6 epochs, one seed, the "+ contrastive",
@@ -75,9 +69,15 @@ SASRec paper's budget, about twice that). ``--reuse F --rows ours_dro,all``: ret
 the named rows (or ``throughput``) and read the others from an earlier ``--out F``; each
 saved row records its configuration (PretrainModule / EventDataModule arguments, epochs,
 seeds, batch size, max_len) and is refused if it differs from the current run's. The printed
-report and the JSON line (``"reused"``) are then those of the merged rows. Prints a table
-per section and ends with one JSON line {"benchmark": "pretrain_quality", ...}. Exits 0 with
-"skipped": true when the data is absent.
+report and the JSON line (``"reused"``) are then those of the merged rows.
+
+Output: a table per section (baselines, ablation, DRO check, throughput), then one JSON line
+{"benchmark": "pretrain_quality", ...}: the settings (epochs, hidden, heads, seeds), the mean
+full-ranking NDCG@10 of most-popular, SASRec-BCE / -CE and ours (and per seed for the judged
+rows), sampled-100 NDCG@10 of SASRec-BCE and ours, the three NDCG@10 ratios, the DRO macro
+recall@10 figures and NDCG@10 change, the paired throughput rates and ratios, "targets_met"
+(target -> bool), "seconds", "reused" (rows read from --reuse), "quick" and "machine".
+Exits 0 with "skipped": true when the data is absent.
 """
 
 from __future__ import annotations
@@ -652,38 +652,105 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Run:
+    """What main's sections share: the arguments, the settings derived from them, and the
+    state each section leaves for the next."""
+
+    args: argparse.Namespace
+    start: float  # perf_counter at start, for the total time
+    epochs: int
+    repeats: int  # interleaved timing fits per model
+    tp_epochs: int  # epochs per timing fit
+    seeds: list[int]  # for the JUDGED rows
+    machine: str
+    specs: list[Spec] = field(default_factory=list)
+    configs: dict[str, dict] = field(default_factory=dict)  # row name -> row_config
+    reused: dict[str, dict] = field(default_factory=dict)  # rows read from --reuse
+    met: dict[str, bool] = field(default_factory=dict)  # target -> met
+
+
+# the columns after the metrics in every quality table
+EXTRA_COLS = (("NDCG@10 sd", fmt_sd), ("seeds", fmt_seeds), ("fit s", fmt_s), ("loss", fmt_loss))
+
+
+def setup(argv: list[str] | None) -> Run:
+    """Parse the arguments, derive the budget, and check every configuration (no data read)."""
     args = parse_args(argv)
     quiet()
     start = time.perf_counter()
-    epochs = args.epochs or (6 if args.quick else 100)
-    repeats = args.throughput_repeats or (2 if args.quick else 3)
-    tp_epochs = args.throughput_epochs or (1 if args.quick else 2)
-    seeds = list(range(args.seed, args.seed + (args.seeds or (1 if args.quick else 3))))
-    machine = machine_description()
-    summary: dict[str, Any] = {"benchmark": "pretrain_quality"}
-
+    run = Run(
+        args,
+        start=start,
+        epochs=args.epochs or (6 if args.quick else 100),
+        repeats=args.throughput_repeats or (2 if args.quick else 3),
+        tp_epochs=args.throughput_epochs or (1 if args.quick else 2),
+        seeds=list(range(args.seed, args.seed + (args.seeds or (1 if args.quick else 3)))),
+        machine=machine_description(),
+    )
     validate(args, build_specs(args))
-    if not (args.data / "u.data").is_file() or not (args.data / "u.item").is_file():
-        print(
-            f"SKIP: MovieLens-100K not found at {args.data} (needs u.data and u.item; its "
-            "licence forbids copying it into the repository). Pass --data PATH."
-        )
-        summary.update(skipped=True, data=str(args.data), quick=args.quick, machine=machine)
-        print(json.dumps(summary))
-        return 0
+    return run
 
+
+def data_missing(run: Run) -> bool:
+    """When MovieLens-100K is absent: print the SKIP line and the JSON line, return True."""
+    args = run.args
+    if (args.data / "u.data").is_file() and (args.data / "u.item").is_file():
+        return False
+    print(
+        f"SKIP: MovieLens-100K not found at {args.data} (needs u.data and u.item; its "
+        "licence forbids copying it into the repository). Pass --data PATH."
+    )
+    summary = {"benchmark": "pretrain_quality"}
+    summary.update(skipped=True, data=str(args.data), quick=args.quick, machine=run.machine)
+    print(json.dumps(summary))
+    return True
+
+
+def plan(run: Run) -> list[Spec]:
+    """Cap the warmup, build the runs and their configurations, print the set-up; returns
+    the specs of the paired throughput fits."""
+    args = run.args
     probe = make_datamodule(args, dict(use_actions=False, use_categories=False))
     steps_per_epoch = -(-len(probe.datasets["train"]) // args.batch_size)
-    args.warmup = min(args.warmup, max(1, steps_per_epoch * epochs // 10))
-    specs = build_specs(args)
+    args.warmup = min(args.warmup, max(1, steps_per_epoch * run.epochs // 10))
+    run.specs = build_specs(args)
+    print_setup(run, probe.stats, steps_per_epoch)
+    by_name = {s.name: s for s in run.specs}
+    timed = [  # the paired throughput fits
+        by_name["sasrec_bce"],
+        Spec(
+            "sasrec_bce_grouped",
+            "SASRec-BCE, grouped",
+            by_name["sasrec_bce"].module,
+            dict(by_name["sasrec_bce"].data, group_by_length=True),
+        ),
+        by_name["ours"],
+    ]
+    run.configs = {
+        s.name: row_config(args, s, run.epochs, run.seeds if s.name in JUDGED else [args.seed])
+        for s in run.specs
+    }
+    run.configs["throughput"] = dict(
+        epochs=run.tp_epochs,
+        repeats=run.repeats,
+        batch_size=args.batch_size,
+        max_len=args.max_len,
+        seed=args.seed,
+        runs={s.name: dict(module=s.module, data=s.data) for s in timed},
+    )
+    return timed
 
-    print(f"machine: {machine}")
-    print(f"data: {probe.stats}")
+
+def print_setup(run: Run, stats: Any, steps_per_epoch: int) -> None:
+    """The machine, the data and the training budget and shapes."""
+    args = run.args
+    print(f"machine: {run.machine}")
+    print(f"data: {stats}")
     print(
-        f"budget: {epochs} epochs x {steps_per_epoch} steps, batch {args.batch_size}, "
+        f"budget: {run.epochs} epochs x {steps_per_epoch} steps, batch {args.batch_size}, "
         f"max_len {args.max_len}, AdamW lr {args.lr:g} (warmup {args.warmup} steps, cosine "
-        f"to 0); seeds {seeds} for {', '.join(JUDGED)} (rows show the mean), seed "
+        f"to 0); seeds {run.seeds} for {', '.join(JUDGED)} (rows show the mean), seed "
         f"{args.seed} for the other ablation rows; quick={args.quick}"
     )
     print(
@@ -697,48 +764,33 @@ def main(argv: list[str] | None = None) -> int:
         f"dropout 0.2, ids only"
     )
 
-    by_name = {s.name: s for s in specs}
-    timed = [  # the paired throughput fits
-        by_name["sasrec_bce"],
-        Spec(
-            "sasrec_bce_grouped",
-            "SASRec-BCE, grouped",
-            by_name["sasrec_bce"].module,
-            dict(by_name["sasrec_bce"].data, group_by_length=True),
-        ),
-        by_name["ours"],
-    ]
-    configs = {
-        s.name: row_config(args, s, epochs, seeds if s.name in JUDGED else [args.seed])
-        for s in specs
-    }
-    configs["throughput"] = dict(
-        epochs=tp_epochs,
-        repeats=repeats,
-        batch_size=args.batch_size,
-        max_len=args.max_len,
-        seed=args.seed,
-        runs={s.name: dict(module=s.module, data=s.data) for s in timed},
-    )
+
+def read_reused(run: Run) -> None:
+    """Read the rows not named by --rows from the --reuse file, checked before any training
+    so that a mismatch fails at once."""
+    args = run.args
     saved = json.loads(args.reuse.read_text()) if args.reuse else {}
-    reused = {  # checked before any training, so a mismatch fails at once
-        name: reuse_row(saved, args.reuse, name, configs[name])
-        for name in [s.name for s in specs if not s.alias_of] + ["throughput"]
+    run.reused = {
+        name: reuse_row(saved, args.reuse, name, run.configs[name])
+        for name in [s.name for s in run.specs if not s.alias_of] + ["throughput"]
         if args.reuse and name not in (args.rows or [])
     }
-    if reused:
-        print(f"read from {args.reuse}, not retrained: {', '.join(reused)}")
+    if run.reused:
+        print(f"read from {args.reuse}, not retrained: {', '.join(run.reused)}")
 
-    results: dict[str, Result] = {"most_popular": most_popular(args)}
-    for spec in specs:
+
+def train_rows(run: Run) -> dict[str, Result]:
+    """Every row: most-popular, then each spec trained (or aliased, or reused)."""
+    results: dict[str, Result] = {"most_popular": most_popular(run.args)}
+    for spec in run.specs:
         if spec.alias_of:
             results[spec.name] = results[spec.alias_of]
             print(f"[{spec.label}] same configuration as {spec.alias_of}: reusing that run")
             continue
-        if spec.name in reused:
-            results[spec.name] = row_from_dict(reused[spec.name])
+        if spec.name in run.reused:
+            results[spec.name] = row_from_dict(run.reused[spec.name])
             continue
-        res = train_and_evaluate(args, spec, epochs, configs[spec.name]["seeds"])
+        res = train_and_evaluate(run.args, spec, run.epochs, run.configs[spec.name]["seeds"])
         results[spec.name] = res
         per_seed = ", ".join(f"{x:.4f}" for x in res.per_seed("NDCG@10"))
         print(
@@ -748,57 +800,67 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not math.isfinite(res.train_loss):
             print(f"WARNING: {spec.label} ended with a non-finite training loss")
+    return results
 
+
+def report_baselines(run: Run, results: dict[str, Result]) -> dict[str, Any]:
+    """Section 1: the baselines vs ours table and the NDCG@10 targets; returns the JSON
+    line's fields for them."""
     pop, bce, ce, ours = (results[k] for k in ("most_popular", "sasrec_bce", "sasrec_ce", "ours"))
-    cols = (("NDCG@10 sd", fmt_sd), ("seeds", fmt_seeds), ("fit s", fmt_s), ("loss", fmt_loss))
-
-    # 1. baselines
     print_table(
-        f"Baselines vs ours, MovieLens-100K, test split, {epochs} epochs each",
+        f"Baselines vs ours, MovieLens-100K, test split, {run.epochs} epochs each",
         [
             ("MostPopular", pop, ""),
             ("SASRec-BCE", bce, ""),
             ("SASRec-CE", ce, ""),
-            (f"ours (hidden {args.hidden})", ours, ""),
+            (f"ours (hidden {run.args.hidden})", ours, ""),
         ],
-        cols,
+        EXTRA_COLS,
     )
     nd = ours.m("NDCG@10")
-    checks = {
-        "ndcg_vs_sasrec_bce": ratio(nd, bce.m("NDCG@10")),
-        "ndcg_vs_sasrec_ce": ratio(nd, ce.m("NDCG@10")),
-        "ndcg_vs_most_popular": ratio(nd, pop.m("NDCG@10")),
-    }
     names = {
         "ndcg_vs_sasrec_bce": ("SASRec-BCE", bce),
         "ndcg_vs_sasrec_ce": ("SASRec-CE", ce),
         "ndcg_vs_most_popular": ("MostPopular", pop),
     }
-    met: dict[str, bool] = {}
-    if args.quick:
+    checks = {key: ratio(nd, other.m("NDCG@10")) for key, (_, other) in names.items()}
+    if run.args.quick:
         print(
-            f"--quick: {epochs} epochs leave every model undertrained, so the verdicts below "
+            f"--quick: {run.epochs} epochs leave every model undertrained, so the verdicts below "
             "only show that the script works; they are not results"
         )
     for key, value in checks.items():
         who, other = names[key]
-        met[key] = value >= TARGETS[key]
+        run.met[key] = value >= TARGETS[key]
         sampled = ratio(ours.m("sampled_NDCG@10"), other.m("sampled_NDCG@10"))
         seeds_ratio = ", ".join(f"{x:.2f}" for x in per_seed_ratios(ours, other))
         print(
             f"full-ranking NDCG@10 ours / {who}: {value:.2f}x of the means (target >= "
-            f"{TARGETS[key]}x) {verdict(met[key])}   [per seed: {seeds_ratio}; sampled-100 "
+            f"{TARGETS[key]}x) {verdict(run.met[key])}   [per seed: {seeds_ratio}; sampled-100 "
             f"NDCG@10: {sampled:.2f}x, reference only]"
         )
+    return dict(
+        ndcg10_most_popular=round(pop.m("NDCG@10"), 4),
+        ndcg10_sasrec_bce=round(bce.m("NDCG@10"), 4),
+        ndcg10_sasrec_ce=round(ce.m("NDCG@10"), 4),
+        ndcg10_ours=round(nd, 4),
+        seeds=run.seeds,
+        ndcg10_per_seed={k: [round(x, 4) for x in results[k].per_seed("NDCG@10")] for k in JUDGED},
+        sampled_ndcg10_sasrec_bce=round(bce.m("sampled_NDCG@10"), 4),
+        sampled_ndcg10_ours=round(ours.m("sampled_NDCG@10"), 4),
+        **{k: round(v, 3) for k, v in checks.items()},
+    )
 
-    # 2. ablation
+
+def report_ablation(run: Run, results: dict[str, Result]) -> None:
+    """Section 2: the ablation table, each row against next-item only."""
     rows = []
     base = results["next_item"]
     for spec_name, label in (
         ("next_item", "next-item only"),
         ("plus_cl", "+ contrastive"),
         ("plus_dro", "+ DRO"),
-        ("plus_future", f"+ future window ({args.future_window})"),
+        ("plus_future", f"+ future window ({run.args.future_window})"),
         ("plus_masked", "+ seen masked"),
         ("plus_side", "+ side info"),
         ("ours", "ours: all three"),
@@ -806,30 +868,58 @@ def main(argv: list[str] | None = None) -> int:
     ):
         res = results.get(spec_name)
         note = ""
-        if spec_name == "next_item" and specs[2].alias_of:
+        if spec_name == "next_item" and run.specs[2].alias_of:
             note = "(= SASRec-CE run)"
         if res is not None and spec_name != "next_item":
             note = f"NDCG@10 {ratio(res.m('NDCG@10'), base.m('NDCG@10')):.2f}x next-item only"
         rows.append((label, res, note if res is not None else "skipped in --quick"))
-    print_table(f"Ablation (our shape, full softmax, {epochs} epochs each)", rows, cols)
-    if args.quick:
+    print_table(f"Ablation (our shape, full softmax, {run.epochs} epochs each)", rows, EXTRA_COLS)
+    if run.args.quick:
         print(
             "note: --quick skips the '+ contrastive', '+ DRO', '+ future window', '+ seen "
             "masked', '+ side info' and 'all' rows; "
             "run without it for all"
         )
 
-    # 3. DRO
+
+def report_dro(run: Run, results: dict[str, Result]) -> dict[str, Any]:
+    """Section 3: ours + DRO vs ours, per-bucket recall and the two DRO targets; returns the
+    JSON line's fields for them."""
     no_dro, with_dro = results["ours"], results["ours_dro"]
     macro = ratio(with_dro.m("macro_recall@10"), no_dro.m("macro_recall@10"))
     ndcg_change = ratio(with_dro.m("NDCG@10"), no_dro.m("NDCG@10")) - 1.0
-    met["dro_macro_recall"] = macro >= TARGETS["dro_macro_recall"]
-    met["dro_ndcg_within_3pct"] = ndcg_change >= -TARGETS["dro_ndcg_drop"]
+    run.met["dro_macro_recall"] = macro >= TARGETS["dro_macro_recall"]
+    run.met["dro_ndcg_within_3pct"] = ndcg_change >= -TARGETS["dro_ndcg_drop"]
     print_table(
         "DRO check: ours + DRO vs the same model without DRO (ours)",
         [("ours", no_dro, ""), ("ours + DRO", with_dro, "")],
-        cols,
+        EXTRA_COLS,
     )
+    print_dro_buckets(no_dro, with_dro)
+    macro_seeds = ", ".join(
+        f"{x:.2f}" for x in per_seed_ratios(with_dro, no_dro, "macro_recall@10")
+    )
+    ndcg_seeds = ", ".join(f"{x - 1:+.1%}" for x in per_seed_ratios(with_dro, no_dro))
+    print(
+        f"macro_recall@10 with / without DRO: {macro:.3f}x of the means (target >= "
+        f"{TARGETS['dro_macro_recall']}x) {verdict(run.met['dro_macro_recall'])}   [per seed: "
+        f"{macro_seeds}]"
+    )
+    print(
+        f"NDCG@10 change with DRO: {100 * ndcg_change:+.1f}% (target: no more than "
+        f"{100 * TARGETS['dro_ndcg_drop']:.0f}% lower) "
+        f"{verdict(run.met['dro_ndcg_within_3pct'])}   [per seed: {ndcg_seeds}]"
+    )
+    return dict(
+        macro_recall10_dro=round(with_dro.m("macro_recall@10"), 4),
+        macro_recall10_no_dro=round(no_dro.m("macro_recall@10"), 4),
+        dro_macro_recall_ratio=round(macro, 3),
+        dro_ndcg_rel_change=round(ndcg_change, 4),
+    )
+
+
+def print_dro_buckets(no_dro: Result, with_dro: Result) -> None:
+    """Recall@10 per item-frequency bucket without and with DRO, and DRO's final weights."""
     print(
         "recall@10 per item-frequency bucket (head -> tail, equal item counts; mean over "
         "seeds; targets per bucket):"
@@ -846,42 +936,37 @@ def main(argv: list[str] | None = None) -> int:
             f"  final DRO bucket weights {x['dro_weights']} vs prior {x['dro_prior']} (EMA "
             f"class losses on the validation split {x['dro_class_loss']})"
         )
-    macro_seeds = ", ".join(
-        f"{x:.2f}" for x in per_seed_ratios(with_dro, no_dro, "macro_recall@10")
-    )
-    ndcg_seeds = ", ".join(f"{x - 1:+.1%}" for x in per_seed_ratios(with_dro, no_dro))
-    print(
-        f"macro_recall@10 with / without DRO: {macro:.3f}x of the means (target >= "
-        f"{TARGETS['dro_macro_recall']}x) {verdict(met['dro_macro_recall'])}   [per seed: "
-        f"{macro_seeds}]"
-    )
-    print(
-        f"NDCG@10 change with DRO: {100 * ndcg_change:+.1f}% (target: no more than "
-        f"{100 * TARGETS['dro_ndcg_drop']:.0f}% lower) {verdict(met['dro_ndcg_within_3pct'])}"
-        f"   [per seed: {ndcg_seeds}]"
-    )
 
-    # 4. throughput
+
+def print_main_run_rates(run: Run, results: dict[str, Result]) -> None:
+    """Section 4a: the throughput header and the training rates of the quality runs."""
     print("\n== Training throughput (trainer.fit, validation off; events = target positions) ==")
     print("main runs (one fit each, at different times of a shared machine: noisy):")
     print(f"  {'model':<22}{'events':>12}{'fit s':>9}{'events/s':>11}{'CPU s':>9}{'ev/CPU s':>11}")
-    trained = [(s.label, results[s.name]) for s in specs if not s.alias_of]
+    trained = [(s.label, results[s.name]) for s in run.specs if not s.alias_of]
     for label, res in trained:
         print(
             f"  {label:<22}{res.events:>12,}{res.fit_s:>9.1f}{res.events_per_s:>11,.0f}"
             f"{res.fit_cpu_s:>9.1f}{res.events_per_cpu_s:>11,.0f}"
         )
+
+
+def report_paired_throughput(
+    run: Run, results: dict[str, Result], timed: list[Spec]
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Section 4b: the interleaved timing fits vs the SASRec reference and the throughput
+    target; returns (the JSON line's fields for them, the timings for --out)."""
     print(
-        f"paired timing: {repeats} x interleaved {tp_epochs}-epoch fits of the reference "
-        "SASRec (sasrec_reference.py), userfm's SASRec-BCE run and ours, same training "
-        "examples; fastest fit of each:",
+        f"paired timing: {run.repeats} x interleaved {run.tp_epochs}-epoch fits of the "
+        "reference SASRec (sasrec_reference.py), userfm's SASRec-BCE run and ours, same "
+        "training examples; fastest fit of each:",
         flush=True,
     )
-    if "throughput" in reused:
-        paired = reused["throughput"]["paired"]
-        print(f"  (read from {args.reuse})")
+    if "throughput" in run.reused:
+        paired = run.reused["throughput"]["paired"]
+        print(f"  (read from {run.args.reuse})")
     else:
-        paired = paired_throughput(args, timed, tp_epochs, repeats)
+        paired = paired_throughput(run.args, timed, run.tp_epochs, run.repeats)
     rate = {k: t["events"] / t["wall_s"] for k, t in paired.items()}
     rate_cpu = {k: t["events"] / t["cpu_s"] for k, t in paired.items()}
     for name, label in (
@@ -899,48 +984,22 @@ def main(argv: list[str] | None = None) -> int:
     tput_grouped = ratio(rate["sasrec_bce_grouped"], rate["reference"])
     tput_cpu = ratio(rate_cpu["sasrec_bce_grouped"], rate_cpu["reference"])
     tput_ours = ratio(rate["ours"], rate["reference"])
-    met["throughput_vs_sasrec"] = tput_grouped >= TARGETS["throughput_vs_sasrec"]
+    run.met["throughput_vs_sasrec"] = tput_grouped >= TARGETS["throughput_vs_sasrec"]
+    target = TARGETS["throughput_vs_sasrec"]
     print(
         f"training events/s, userfm / SASRec reference, same shape and loss: "
         f"{tput_grouped:.2f}x wall with length-grouped batches ({tput_cpu:.2f}x CPU time; "
-        f"target >= {TARGETS['throughput_vs_sasrec']}x) {verdict(met['throughput_vs_sasrec'])}; "
+        f"target >= {target}x) {verdict(run.met['throughput_vs_sasrec'])}; "
         f"{tput:.2f}x with random batches"
     )
+    ours, bce = results["ours"], results["sasrec_bce"]
     print(
         f"ours (full softmax, side information, future window, seen masked) / SASRec "
         f"reference: {tput_ours:.2f}x wall; "
         f"main runs ours / userfm SASRec-BCE: "
         f"{ratio(ours.events_per_s, bce.events_per_s):.2f}x wall"
     )
-
-    total_s = time.perf_counter() - start
-    print(f"\ntotal time {total_s:.0f}s")
-    if args.out:
-        dump = {  # most-popular (nothing trained) has no config
-            name: row_to_dict(res, configs.get(name)) for name, res in results.items()
-        }
-        dump["throughput"] = {"config": configs["throughput"], "paired": paired}
-        args.out.write_text(json.dumps(dump, indent=1, default=float))
-        print(f"reports written to {args.out}")
-
-    summary.update(
-        skipped=False,
-        epochs=epochs,
-        hidden=args.hidden,
-        heads=args.heads,
-        ndcg10_most_popular=round(pop.m("NDCG@10"), 4),
-        ndcg10_sasrec_bce=round(bce.m("NDCG@10"), 4),
-        ndcg10_sasrec_ce=round(ce.m("NDCG@10"), 4),
-        ndcg10_ours=round(nd, 4),
-        seeds=seeds,
-        ndcg10_per_seed={k: [round(x, 4) for x in results[k].per_seed("NDCG@10")] for k in JUDGED},
-        sampled_ndcg10_sasrec_bce=round(bce.m("sampled_NDCG@10"), 4),
-        sampled_ndcg10_ours=round(ours.m("sampled_NDCG@10"), 4),
-        **{k: round(v, 3) for k, v in checks.items()},
-        macro_recall10_dro=round(with_dro.m("macro_recall@10"), 4),
-        macro_recall10_no_dro=round(no_dro.m("macro_recall@10"), 4),
-        dro_macro_recall_ratio=round(macro, 3),
-        dro_ndcg_rel_change=round(ndcg_change, 4),
+    fields = dict(
         throughput_events_per_s_reference=round(rate["reference"], 1),
         throughput_events_per_s_sasrec_bce=round(rate["sasrec_bce"], 1),
         throughput_events_per_s_sasrec_bce_grouped=round(rate["sasrec_bce_grouped"], 1),
@@ -949,13 +1008,56 @@ def main(argv: list[str] | None = None) -> int:
         throughput_ratio_random_batches=round(tput, 3),
         throughput_ratio_cpu=round(tput_cpu, 3),
         throughput_ratio_ours=round(tput_ours, 3),
-        targets_met=met,
-        seconds=round(total_s, 1),
-        reused=sorted(reused),
-        quick=args.quick,
-        machine=machine,
     )
-    print(json.dumps(summary))
+    return fields, paired
+
+
+def finish(run: Run, results: dict[str, Result], paired: dict) -> float:
+    """Print the total time and write --out (every row with its configuration, and the
+    paired timings); returns the total seconds."""
+    total_s = time.perf_counter() - run.start
+    print(f"\ntotal time {total_s:.0f}s")
+    if run.args.out:
+        dump = {  # most-popular (nothing trained) has no config
+            name: row_to_dict(res, run.configs.get(name)) for name, res in results.items()
+        }
+        dump["throughput"] = {"config": run.configs["throughput"], "paired": paired}
+        run.args.out.write_text(json.dumps(dump, indent=1, default=float))
+        print(f"reports written to {run.args.out}")
+    return total_s
+
+
+def summary_line(run: Run, fields: dict[str, Any], total_s: float) -> str:
+    """The final JSON line: the settings, each section's fields, the verdicts, the time."""
+    args = run.args
+    summary: dict[str, Any] = {"benchmark": "pretrain_quality"}
+    summary.update(skipped=False, epochs=run.epochs, hidden=args.hidden, heads=args.heads)
+    summary.update(fields)
+    summary.update(
+        targets_met=run.met,
+        seconds=round(total_s, 1),
+        reused=sorted(run.reused),
+        quick=args.quick,
+        machine=run.machine,
+    )
+    return json.dumps(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    run = setup(argv)  # parse and validate
+    if data_missing(run):
+        return 0
+    timed = plan(run)
+    read_reused(run)
+    results = train_rows(run)
+    fields = report_baselines(run, results)  # 1. baselines
+    report_ablation(run, results)  # 2. ablation
+    fields.update(report_dro(run, results))  # 3. DRO
+    print_main_run_rates(run, results)  # 4. throughput
+    throughput, paired = report_paired_throughput(run, results, timed)
+    fields.update(throughput)
+    total_s = finish(run, results, paired)
+    print(summary_line(run, fields, total_s))
     return 0
 
 

@@ -32,6 +32,7 @@ from userfm.data.batch import Batch
 from userfm.data.collate import collate
 from userfm.data.features import EncodedHistory, Featurizer
 from userfm.data.log import EventLog, UserHistory
+from userfm.data.schema import EventSchema, schema_dict
 from userfm.data.sources import load_source
 from userfm.data.vocab import VocabSet, build_vocabs
 from userfm.errors import ConfigError
@@ -291,7 +292,7 @@ class EventDataModule(L.LightningDataModule):
         self,
         source: str = "synthetic",
         format: str = "auto",
-        schema: dict[str, Any] | None = None,
+        schema: EventSchema | None = None,
         synthetic: dict[str, Any] | None = None,
         max_len: int = 50,
         batch_size: int = 128,
@@ -319,6 +320,7 @@ class EventDataModule(L.LightningDataModule):
                 "`group_by_length` needs the map-style examples; it cannot be combined with "
                 "`streaming=True`"
             )
+        schema = schema_dict(schema)  # hyper-parameters hold plain values (weights_only)
         self.save_hyperparameters()
         self.log_: EventLog | None = None
         self.vocabs: VocabSet | None = None

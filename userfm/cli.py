@@ -15,47 +15,7 @@ from pathlib import Path
 
 from userfm._version import __version__
 from userfm.errors import ConfigError, UserfmError
-
-
-def _add_schema_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "input columns (the event schema; `embed` starts from the one the model was trained with)"
-    )
-    g.add_argument("--user-col", default=None, help="column with user ids (default: user)")
-    g.add_argument("--item-col", default=None, help="column with item ids (default: item)")
-    g.add_argument(
-        "--time-col",
-        default=None,
-        help="column with event times (default: timestamp); 'none' = rows already in time order",
-    )
-    g.add_argument("--time-unit", default=None, choices=["auto", "s", "ms", "us", "ns", "datetime"])
-    g.add_argument("--action-col", default=None, help="optional column with event types")
-    g.add_argument(
-        "--category-col", default=None, help="optional column with item categories ('|'-separated)"
-    )
-    g.add_argument("--title-col", default=None, help="optional column with item titles")
-
-
-def _schema(args: argparse.Namespace, base=None):
-    """The event schema of the flags given, over ``base`` (default `EventSchema()`)."""
-    from dataclasses import replace
-
-    from userfm.data.schema import EventSchema
-
-    schema = base if base is not None else EventSchema()
-    flags = {"user": args.user_col, "item": args.item_col, "action": args.action_col,
-             "category": args.category_col, "title": args.title_col}  # fmt: skip
-    given = {k: v for k, v in flags.items() if v is not None}
-    if args.time_col is not None and args.time_col.lower() == "none":
-        given.update(timestamp=None, timestamp_unit="order")
-    else:
-        if args.time_col is not None:
-            given["timestamp"] = args.time_col
-            if schema.timestamp_unit == "order":
-                given["timestamp_unit"] = "auto"
-        if args.time_unit is not None:
-            given["timestamp_unit"] = args.time_unit
-    return replace(schema, **given)
+from userfm.schema_flags import add_schema_args, schema_from_args
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -86,7 +46,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         check_output_dir(args.output, overwrite=args.overwrite, flag="--output")
     model = UserEncoder.from_pretrained(args.model)
     log = read_events(
-        args.input, _schema(args, model.training_schema()), min_events=args.min_events
+        args.input, schema_from_args(args, model.training_schema()), min_events=args.min_events
     )
     if args.devices > 1:
         from userfm.pretrain.predict import embed_sharded
@@ -234,7 +194,7 @@ def cmd_eval_questions(args: argparse.Namespace) -> int:
     from userfm.outputs import check_output_dir
 
     check_output_dir(args.out, overwrite=args.overwrite)  # before any work
-    log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
+    log = load_source(args.log, format=args.log_format, schema=asdict(schema_from_args(args)))
     overrides: dict = {"format": args.format, **_nouns(args)}
     if args.tasks:
         overrides["tasks"] = tuple(t.strip() for t in args.tasks.split(","))
@@ -284,7 +244,7 @@ def cmd_eval_descriptions(args: argparse.Namespace) -> int:
     from userfm.outputs import check_output_dir
 
     check_output_dir(args.out, overwrite=args.overwrite)  # before any work
-    log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
+    log = load_source(args.log, format=args.log_format, schema=asdict(schema_from_args(args)))
     config = QuestionConfig(format="free", **_nouns(args))
     records = build_descriptions(log, seed=args.seed, config=config, recent=args.recent)
     out = save_questions(records, args.out, config=config)
@@ -332,7 +292,7 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
         records = [r for r in records if r["task"] in tasks]
     records = ev.sample_per_task(records, args.max_per_task, seed=args.seed)
     train = list(questions["train"]) if "train" in questions else []
-    log = load_source(args.log, format=args.log_format, schema=asdict(_schema(args)))
+    log = load_source(args.log, format=args.log_format, schema=asdict(schema_from_args(args)))
     ev.check_users(records, log)
     results = ev.random_answers(records, seed=args.seed)
     results += ev.prior_answers(records, train)
@@ -444,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tasks", default=None, help="comma-separated sub-tasks (default: all seven)")
     q.add_argument("--seed", type=int, default=0)
     _add_noun_args(q)
-    _add_schema_args(q)
+    add_schema_args(q)
     q.set_defaults(func=cmd_eval_questions)
     d = ev_sub.add_parser(
         "descriptions",
@@ -457,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recent", type=int, default=3, help="recent items listed per user")
     d.add_argument("--seed", type=int, default=0, help="the question set's seed")
     _add_noun_args(d)
-    _add_schema_args(d)
+    add_schema_args(d)
     d.set_defaults(func=cmd_eval_descriptions)
     u = ev_sub.add_parser(
         "uqa",
@@ -523,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--max-new-tokens", type=int, default=24, help="free-form answer length")
     u.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     u.add_argument("--seed", type=int, default=0)
-    _add_schema_args(u)
+    add_schema_args(u)
     u.set_defaults(func=cmd_eval_uqa)
 
     s = sub.add_parser(
@@ -564,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output is then a folder of part-<rank>.parquet files",
     )
     e.add_argument("--no-progress", action="store_true")
-    _add_schema_args(e)
+    add_schema_args(e)
     e.set_defaults(func=cmd_embed)
 
     c = sub.add_parser(

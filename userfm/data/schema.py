@@ -17,8 +17,9 @@ title         string     optional: item title / text
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from userfm.errors import ConfigError
 
@@ -113,3 +114,15 @@ class EventSchema:
     @classmethod
     def from_dict(cls, d: dict) -> EventSchema:
         return cls(**{**d, "extra": tuple(d.get("extra", ()))})
+
+
+def schema_dict(schema: EventSchema | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``schema`` as the plain dict of its fields, checked (a dict is built into an
+    `EventSchema` first, so a bad field is a `ConfigError` now); None stays None. The data
+    modules keep their schema this way: Lightning saves hyper-parameters in checkpoints,
+    which are read back with ``weights_only``."""
+    if schema is None:
+        return None
+    if isinstance(schema, Mapping):
+        schema = EventSchema.from_dict(dict(schema))
+    return schema.to_dict()

@@ -18,7 +18,7 @@ from userfm.eval.uqa.encoder_answers import (
     next_item_answers,
     probe_answers,
 )
-from userfm.eval.uqa.tasks import QuestionConfig, _Events
+from userfm.eval.uqa.tasks import QuestionConfig, UserEvents
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ class FixedRanker:
     """Scores the gold next item (by title) highest for every question."""
 
     def __init__(self, log, records):
-        ev = _Events(log, QuestionConfig())
+        ev = UserEvents(log, QuestionConfig())
         self.items = sorted({str(i) for i in ev.items})
         title = {str(i): t for i, t in zip(ev.items, ev.titles)}
         self.gold_items = [[i for i in self.items if title[i] == r["answer"]] for r in records]
@@ -101,7 +101,7 @@ def test_next_item_scores_answer_with_the_top_scored_option(log, questions):
 def test_next_attribute_sums_the_probability_of_each_attributes_items(log, questions):
     """All mass on items of the gold attribute: every next_attribute answer is right."""
     test = [r for r in questions["test"] if r["task"] == "next_attribute"]
-    ev = _Events(log, QuestionConfig())
+    ev = UserEvents(log, QuestionConfig())
     attr = {str(i): a for i, a in zip(ev.items, ev.attrs)}
     items = sorted(attr)
 

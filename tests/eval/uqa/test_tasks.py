@@ -36,7 +36,7 @@ from userfm.eval.uqa import (
     score,
     split_users,
 )
-from userfm.eval.uqa.tasks import _Pool
+from userfm.eval.uqa.sampling import AnswerPool
 
 SCHEMA = EventSchema(category="category", title="title", extra=("year",))
 
@@ -294,7 +294,7 @@ def test_balance_cap():
 def test_distractor_design_leaves_only_chance_to_a_prior():
     # a skewed (but capped: max share .25) answer distribution
     counts = {"v1": 25, "v2": 25, "v3": 20, "v4": 10, "v5": 10, "v6": 6, "v7": 4}
-    pool = _Pool([k for k, c in counts.items() for _ in range(c)])
+    pool = AnswerPool([k for k, c in counts.items() for _ in range(c)])
     rng = np.random.default_rng(0)
     golds = rng.choice(list(counts), size=4000, p=np.array(list(counts.values())) / 100)
     hits, appear = 0, Counter()

@@ -48,6 +48,8 @@ from userfm.eval.uqa.scoring import (
 from userfm.eval.uqa.tasks import (
     READABLE_TASKS,
     QuestionConfig,
+    QuestionStats,
+    UserEvents,
     VisibleEvent,
     balance_cap,
     build_questions,
@@ -82,6 +84,8 @@ __all__ = [
     "DirectAnswerBaseline",
     "ItemPrior",
     "QuestionConfig",
+    "QuestionStats",
+    "UserEvents",
     "VisibleEvent",
     "accuracy_table",
     "balance_cap",

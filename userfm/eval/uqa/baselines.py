@@ -23,18 +23,11 @@ import pandas as pd
 
 from userfm.data.log import EventLog
 from userfm.errors import ConfigError
+from userfm.eval.uqa.config import QuestionConfig, resolve_config
+from userfm.eval.uqa.events import UserEvents, VisibleEvent, _ranked, _trajectory
 from userfm.eval.uqa.schema import LETTERS, TASKS
 from userfm.eval.uqa.scoring import normalise
-from userfm.eval.uqa.tasks import (
-    LONG_TERM_SEP,
-    TRAJECTORY_SEP,
-    QuestionConfig,
-    VisibleEvent,
-    _Events,
-    _ranked,
-    _resolve_config,
-    _trajectory,
-)
+from userfm.eval.uqa.wording import LONG_TERM_SEP, TRAJECTORY_SEP
 
 __all__ = [
     "AnswerPrior",
@@ -301,8 +294,8 @@ class DirectAnswerBaseline:
     """
 
     def __init__(self, log: EventLog, config: QuestionConfig | None = None, **overrides: Any):
-        self.config = _resolve_config(config, overrides)
-        self._events = _Events(log, self.config)
+        self.config = resolve_config(config, overrides)
+        self._events = UserEvents(log, self.config)
         self.item_prior = _item_prior(self._events)
 
     def events(self, user_id: str, context_end: int) -> list[VisibleEvent]:
@@ -323,7 +316,7 @@ class DirectAnswerBaseline:
         return [self.answer(r) for r in records]
 
 
-def _item_prior(ev: _Events) -> ItemPrior:
+def _item_prior(ev: UserEvents) -> ItemPrior:
     owner = np.repeat(np.arange(len(ev.offsets) - 1), np.diff(ev.offsets))
     visible = np.ones(len(owner), dtype=bool)
     visible[ev.offsets[1:] - 1] = False  # each user's last event is held out

@@ -25,17 +25,12 @@ import datasets
 import numpy as np
 
 from userfm.data.log import EventLog
+from userfm.eval.uqa.config import QuestionConfig, resolve_config
+from userfm.eval.uqa.events import UserEvents, _ranked
+from userfm.eval.uqa.io import _dataset
+from userfm.eval.uqa.sampling import split_users
 from userfm.eval.uqa.schema import SPLITS
-from userfm.eval.uqa.tasks import (
-    LONG_TERM_SEP,
-    QuestionConfig,
-    _dataset,
-    _Events,
-    _ranked,
-    _resolve_config,
-    _words,
-    split_users,
-)
+from userfm.eval.uqa.wording import LONG_TERM_SEP, _words
 
 __all__ = ["DESCRIBE_TASKS", "build_descriptions"]
 
@@ -71,8 +66,8 @@ def build_descriptions(
         ``DatasetDict`` with ``train`` / ``valid`` / ``test`` splits of question records
         (`userfm.eval.uqa.schema` fields; ``format`` "free", ``dimension`` "alignment").
     """
-    cfg = _resolve_config(config, overrides)
-    ev = _Events(log, cfg)
+    cfg = resolve_config(config, overrides)
+    ev = UserEvents(log, cfg)
     words = _words(cfg)
     split_of = {
         u: s

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from userfm.data.log import EventLog, UserHistory
+from userfm.eval.uqa.config import QuestionConfig, resolve_config
 from userfm.eval.uqa.evaluate import _as_letter, _result, visible_history
+from userfm.eval.uqa.events import UserEvents
 from userfm.eval.uqa.schema import LETTERS, TASKS
 from userfm.eval.uqa.scoring import normalise
-from userfm.eval.uqa.tasks import QuestionConfig, _Events, _resolve_config
 
 __all__ = ["NEXT_ITEM", "PROBE", "mean_state_features", "next_item_answers", "probe_answers"]
 
@@ -158,7 +159,7 @@ def next_item_answers(
     ]
     if not wanted:
         return []
-    ev = _Events(log, _resolve_config(config, {}))
+    ev = UserEvents(log, resolve_config(config, {}))
     title_of = {str(i): t for i, t in zip(ev.items, ev.titles, strict=True)}
     attr_of = {str(i): a for i, a in zip(ev.items, ev.attrs, strict=True)}
     ranking = model.recommend(
