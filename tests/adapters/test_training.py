@@ -28,7 +28,9 @@ def test_each_config_trains_and_exports(workspace, tmp_path, config):
     assert (adapter / "lora").is_dir() == config.endswith("_lora")
 
     trained = cli.model.model.eval()
-    loaded = UserConditionedLM.from_pretrained(adapter).eval()  # encoder + LLM from the recorded paths
+    loaded = UserConditionedLM.from_pretrained(
+        adapter
+    ).eval()  # encoder + LLM from the recorded paths
     examples = [cli.datamodule.datasets["valid"][i] for i in range(2)]
     args = ([e.history for e in examples], [e.prompt for e in examples])
     options = [[e.target, "comedy"] for e in examples]
