@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
@@ -71,13 +70,6 @@ def tiny_llm(tmp_path_factory) -> Path:
     return folder
 
 
-def _llm_flag(config: str) -> str:
-    """The `adapters fit` flag that sets the LLM: `model.adapter.llm` when the config nests the
-    AdapterConfig fields under `model.adapter`, else `model.llm`."""
-    model = yaml.safe_load(Path(config).read_text(encoding="utf-8")).get("model") or {}
-    return "--model.adapter.llm" if "adapter" in model else "--model.llm"
-
-
 def run_cli_lines(tmp_path: Path, llm: Path | None) -> None:
     """Run README's `userfm` lines in order in `tmp_path`; `llm`: the LLM folder to use in place
     of the README's (None: the README's own)."""
@@ -98,12 +90,14 @@ def run_cli_lines(tmp_path: Path, llm: Path | None) -> None:
     for cmd in commands:
         args = shlex.split(cmd)
         if args[1:3] == ["pretrain", "fit"]:
-            args += ["--trainer.max_epochs", "1"]  # the same run, one epoch, to keep CI short
+            # the same run, a few steps of one epoch, to keep CI short
+            args += ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+            args += ["--trainer.limit_val_batches", "2"]
         if args[1:3] == ["adapters", "fit"]:  # the same run, two steps on a few questions
             args += ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
             args += ["--data.max_train", "16", "--data.max_eval", "8"]
             if llm is not None:
-                args += [_llm_flag(str(tmp_path / args[args.index("--config") + 1])), str(llm)]
+                args += ["--model.adapter.llm", str(llm)]
         if args[1:3] == ["eval", "uqa"]:  # the same evaluation on two questions per sub-task
             args += ["--max-per-task", "2", "--text-tokens", "64"]
             if llm is not None:

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from userfm._version import __version__
@@ -577,42 +578,40 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv  # anywhere on the line, not only first
-    rest = [a for a in argv if a != "--debug"]
-    argv = ["--debug", *rest] if debug else rest
-    if rest and rest[0] in ("pretrain", "plot", "adapters"):
-        # each training stage has its own LightningCLI parser
-        if rest[0] == "adapters":
-            from userfm.adapters.cli import main as stage_main
-        else:
-            from userfm.pretrain.cli import main as stage_main
+#: commands with a LightningCLI parser of their own (`plot` is `pretrain plot`)
+STAGE_COMMANDS = ("pretrain", "plot", "adapters")
 
-        sub = rest if rest[0] == "plot" else rest[1:]
-        try:
-            return stage_main(sub)
-        except (UserfmError, FileNotFoundError) as exc:
-            if debug:
-                raise
-            print(f"userfm {rest[0]}: error: {exc}", file=sys.stderr)
-            return 2
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `userfm` command; a user error is exit status 2 and one line on stderr (the
+    traceback with ``--debug``, which may stand anywhere on the line)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    rest = [a for a in argv if a != "--debug"]
     # only userfm's own loggers: Lightning and transformers keep their handlers (no duplicates)
     root = logging.getLogger("userfm")
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         root.addHandler(_StderrHandler())
-    root.setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    try:
-        return args.func(args)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if rest and rest[0] in STAGE_COMMANDS:  # dispatched to the stage's own parser
+        if rest[0] == "adapters":
+            from userfm.adapters.cli import main as stage_main
+        else:
+            from userfm.pretrain.cli import main as stage_main
+        command, run = rest[0], partial(stage_main, rest if rest[0] == "plot" else rest[1:])
+    else:
+        parser = build_parser()
+        args = parser.parse_args(["--debug", *rest] if debug else rest)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        command, run = args.command, partial(args.func, args)
+    try:  # the one error handler of every command
+        return run()
     except (UserfmError, FileNotFoundError) as exc:
-        if args.debug:
+        if debug:
             raise
-        print(f"userfm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"userfm {command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -341,7 +341,7 @@ def test_adapter_weights_start_another_run(tmp_path, tiny_encoder, tiny_log, tok
     )
     with pytest.raises(ConfigError, match="does not match this adapter"):
         other.load_adapter_weights(tmp_path / "align")
-    with pytest.raises(ConfigError, match="not an adapter directory"):
+    with pytest.raises(FileNotFoundError, match="not an adapter directory"):
         other.load_adapter_weights(tmp_path)
 
 
