@@ -10,7 +10,7 @@ from typing import Any
 
 from userfm._version import __version__
 from userfm.adapters.text import USER_POSITIONS
-from userfm.errors import ConfigError, FileFormatError
+from userfm.errors import ConfigError, FileFormatError, check_int
 
 logger = logging.getLogger("userfm.adapters")
 
@@ -84,12 +84,8 @@ class AdapterConfig:
             "text_tokens",
             "lora_r",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"`{name}` must be an integer > 0, got {value!r}")
-        r = self.recent_events
-        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
-            raise ConfigError(f"`recent_events` must be an integer >= 0, got {r!r}")
+            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
+        r = self.recent_events = check_int("recent_events", self.recent_events, minimum=0)
         if r and not self.reads_encoder:
             raise ConfigError(
                 f"`recent_events` needs an encoder mode {ENCODER_MODES}, not {self.mode!r}: "

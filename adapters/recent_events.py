@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, check_int
 
 
 class RecentEvents(nn.Module):
@@ -35,9 +35,7 @@ class RecentEvents(nn.Module):
 
     def __init__(self, *, dim: int, out_dim: int, count: int):
         super().__init__()
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ConfigError(f"`count` must be an integer > 0, got {count!r}")
-        self.count = count
+        self.count = check_int("count", count, minimum=1)
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, out_dim)
         self.empty = nn.Parameter(torch.randn(out_dim) * out_dim**-0.5)

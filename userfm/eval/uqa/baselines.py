@@ -24,7 +24,7 @@ import pandas as pd
 from userfm.data.log import EventLog
 from userfm.errors import ConfigError
 from userfm.eval.uqa.config import QuestionConfig, resolve_config
-from userfm.eval.uqa.events import UserEvents, VisibleEvent, _ranked, _trajectory
+from userfm.eval.uqa.events import UserEvents, VisibleEvent, dominant_trajectory, ranked_values
 from userfm.eval.uqa.schema import LETTERS, TASKS
 from userfm.eval.uqa.scoring import normalise
 from userfm.eval.uqa.wording import LONG_TERM_SEP, TRAJECTORY_SEP
@@ -247,7 +247,7 @@ def direct_answer(
         if options:
             scores = _next_item_scores(options, events, prior)
             return options[int(np.argmax(scores))]
-        own = _ranked(e.title for e in events)  # most frequent own title, latest wins ties
+        own = ranked_values(e.title for e in events)  # most frequent own title, latest wins ties
         seen = {normalise(t) for t in own}
         new = next((t for t in prior.ranked_titles if normalise(t) not in seen), None)
         cands = ([own[0]] if own else []) + ([new] if new is not None else [])
@@ -257,15 +257,15 @@ def direct_answer(
     elif task == "next_attribute":
         answer = next((a for a in reversed(attrs) if a is not None), "")
         if options and normalise(answer) not in keys:
-            for k in (normalise(a) for a in _ranked(attrs)):
+            for k in (normalise(a) for a in ranked_values(attrs)):
                 if k in keys:
                     return options[keys.index(k)]
     elif task == "long_term":
-        answer = LONG_TERM_SEP.join(_ranked(attrs)[: int(p["top_k"])])
+        answer = LONG_TERM_SEP.join(ranked_values(attrs)[: int(p["top_k"])])
     elif task == "short_term":
-        answer = next(iter(_ranked(attrs[-int(p["window"]) :])), "")
+        answer = next(iter(ranked_values(attrs[-int(p["window"]) :])), "")
     elif task == "trajectory":
-        path = _trajectory(attrs, int(p["window"]), int(p["steps"]))
+        path = dominant_trajectory(attrs, int(p["window"]), int(p["steps"]))
         answer = TRAJECTORY_SEP.join(path) if path else ""
     else:
         raise ConfigError(f"unknown task {task!r}; known: {list(TASKS)}")

@@ -26,11 +26,11 @@ import numpy as np
 
 from userfm.data.log import EventLog
 from userfm.eval.uqa.config import QuestionConfig, resolve_config
-from userfm.eval.uqa.events import UserEvents, _ranked
-from userfm.eval.uqa.io import _dataset
+from userfm.eval.uqa.events import UserEvents, ranked_values
+from userfm.eval.uqa.io import records_dataset
 from userfm.eval.uqa.sampling import split_users
 from userfm.eval.uqa.schema import SPLITS
-from userfm.eval.uqa.wording import LONG_TERM_SEP, _words
+from userfm.eval.uqa.wording import LONG_TERM_SEP, noun_words
 
 __all__ = ["DESCRIBE_TASKS", "build_descriptions"]
 
@@ -68,7 +68,7 @@ def build_descriptions(
     """
     cfg = resolve_config(config, overrides)
     ev = UserEvents(log, cfg)
-    words = _words(cfg)
+    words = noun_words(cfg)
     split_of = {
         u: s
         for s, us in split_users(ev.user_ids, cfg.split_fractions, seed=seed).items()
@@ -82,8 +82,8 @@ def build_descriptions(
             continue
         events = ev.visible(u, context_end)
         attrs = [e.attribute for e in events]
-        ranked = _ranked(attrs)
-        lately = _ranked(attrs[-cfg.short_window :])
+        ranked = ranked_values(attrs)
+        lately = ranked_values(attrs[-cfg.short_window :])
         answers = {
             "describe_recent": "; ".join(
                 f"{e.title}" + (f" [{e.attribute}]" if e.attribute else "")
@@ -112,4 +112,4 @@ def build_descriptions(
                     "params": json.dumps({"recent": recent}),
                 }
             )
-    return datasets.DatasetDict({s: _dataset(rows[s]) for s in SPLITS})
+    return datasets.DatasetDict({s: records_dataset(rows[s]) for s in SPLITS})

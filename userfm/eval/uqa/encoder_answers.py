@@ -25,7 +25,7 @@ import torch
 
 from userfm.data.log import EventLog, UserHistory
 from userfm.eval.uqa.config import QuestionConfig, resolve_config
-from userfm.eval.uqa.evaluate import _as_letter, _result, visible_history
+from userfm.eval.uqa.evaluate import option_letter, result_record, visible_history
 from userfm.eval.uqa.events import UserEvents
 from userfm.eval.uqa.schema import LETTERS, TASKS
 from userfm.eval.uqa.scoring import normalise
@@ -107,7 +107,7 @@ def probe_answers(
         for r, p in zip(test, prob, strict=True):
             keys = [normalise(o) for o in r["options"]]
             scores = [float(p[index[k]]) if k in index else -1.0 for k in keys]
-            out.append(_result(PROBE, r, LETTERS[int(np.argmax(scores))]))
+            out.append(result_record(PROBE, r, LETTERS[int(np.argmax(scores))]))
     return out
 
 
@@ -182,5 +182,7 @@ def next_item_answers(
             best[key] = max(best.get(key, -np.inf), s) if r["task"] == "next_item" else (
                 best.get(key, 0.0) + p)  # fmt: skip
         values = [best.get(normalise(o), -np.inf) for o in r["options"]]
-        out.append(_result(NEXT_ITEM, r, _as_letter(r, r["options"][int(np.argmax(values))])))
+        out.append(
+            result_record(NEXT_ITEM, r, option_letter(r, r["options"][int(np.argmax(values))]))
+        )
     return out

@@ -104,7 +104,7 @@ def visible_history(log: EventLog, record: Record) -> UserHistory:
     return history if end is None else history[: int(end)]
 
 
-def _result(method: str, r: Record, prediction: str | None, **extra: Any) -> dict[str, Any]:
+def result_record(method: str, r: Record, prediction: str | None, **extra: Any) -> dict[str, Any]:
     return {
         "question_id": r["question_id"],
         "method": method,
@@ -219,12 +219,14 @@ def answer_questions(
                 extra["events_read"] = events_read(h)
             if shown is not None:
                 extra["prompt"] = shown(h, cloze_prompt(r))
-            out[method].append(_result(method, r, best, **extra))
+            out[method].append(result_record(method, r, best, **extra))
             if per_token:
-                out[method + PER_TOKEN].append(_result(method + PER_TOKEN, r, best_norm, **extra))
+                out[method + PER_TOKEN].append(
+                    result_record(method + PER_TOKEN, r, best_norm, **extra)
+                )
         if letters:
             for r, picked in zip(*_letters(model, chunk, histories), strict=True):
-                out[method + LETTER].append(_result(method + LETTER, r, picked))
+                out[method + LETTER].append(result_record(method + LETTER, r, picked))
         bar.update(len(chunk))
     bar.close()
     return [row for rows in out.values() for row in rows]
@@ -289,7 +291,7 @@ def random_answers(records: Iterable[Record], *, seed: int = 0) -> list[dict[str
     there is no option set to draw from)."""
     rng = np.random.default_rng(seed)
     return [
-        _result(RANDOM, r, LETTERS[int(rng.integers(len(r["options"])))])
+        result_record(RANDOM, r, LETTERS[int(rng.integers(len(r["options"])))])
         for r in records
         if r["format"] == "mc" and r["options"]
     ]
@@ -302,7 +304,7 @@ def prior_answers(
     most often right for that sub-task; for free form the sub-task's most common answer."""
     prior = AnswerPrior.fit(train_records)
     return [
-        _result(
+        result_record(
             PRIOR,
             r,
             prior.choose(r) if r["format"] == "mc" else (prior.majority(r["task"]) or ""),
@@ -318,10 +320,10 @@ def direct_answers(
     sequence understanding and interest perception, a popularity / last-attribute heuristic
     for action prediction."""
     base = DirectAnswerBaseline(log, config)
-    return [_result(DIRECT, r, _as_letter(r, base.answer(r))) for r in records]
+    return [result_record(DIRECT, r, option_letter(r, base.answer(r))) for r in records]
 
 
-def _as_letter(record: Record, answer: str) -> str:
+def option_letter(record: Record, answer: str) -> str:
     """A multiple-choice answer given as option text -> its letter (so that reports count
     the positions a method picks); free-form answers pass through."""
     if record["format"] != "mc" or answer not in record["options"]:

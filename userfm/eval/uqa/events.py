@@ -109,7 +109,7 @@ def _attribute_values(raw: Sequence[object], multi_value: str) -> np.ndarray:
     return out
 
 
-def _ranked(values: Iterable[str | None]) -> list[str]:
+def ranked_values(values: Iterable[str | None]) -> list[str]:
     """Distinct non-missing values by descending count; ties: the latest occurrence first."""
     count: Counter[str] = Counter()
     last: dict[str, int] = {}
@@ -120,12 +120,12 @@ def _ranked(values: Iterable[str | None]) -> list[str]:
     return sorted(count, key=lambda v: (-count[v], -last[v]))
 
 
-def _trajectory(ctx: Sequence[str | None], window: int, steps: int) -> list[str] | None:
+def dominant_trajectory(ctx: Sequence[str | None], window: int, steps: int) -> list[str] | None:
     """Dominant value of each of the last ``steps`` windows (oldest first); None if one is empty."""
     tail = list(ctx[len(ctx) - window * steps :])
     out = []
     for s in range(steps):
-        ranked = _ranked(tail[s * window : (s + 1) * window])
+        ranked = ranked_values(tail[s * window : (s + 1) * window])
         if not ranked:
             return None
         out.append(ranked[0])

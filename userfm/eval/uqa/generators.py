@@ -14,8 +14,13 @@ from typing import Any, Literal
 import numpy as np
 
 from userfm.eval.uqa.config import QuestionConfig
-from userfm.eval.uqa.events import VisibleEvent, _ranked, _trajectory
-from userfm.eval.uqa.wording import LONG_TERM_SEP, TRAJECTORY_SEP, _nth_recent, _phrase
+from userfm.eval.uqa.events import VisibleEvent, dominant_trajectory, ranked_values
+from userfm.eval.uqa.wording import (
+    LONG_TERM_SEP,
+    TRAJECTORY_SEP,
+    nth_recent_phrase,
+    phrase_question,
+)
 
 __all__ = [
     "GENERATORS",
@@ -49,7 +54,7 @@ class GenContext:
         rng: the generator's own stream, seeded by (seed, sub-task, user): which n / value is
             asked and which phrasing is used.
         config: the question config (window sizes, ``top_k``, ``questions_per_user``...).
-        words: the nouns of the templates (`userfm.eval.uqa.wording._words`).
+        words: the nouns of the templates (`userfm.eval.uqa.wording.noun_words`).
         values: every attribute value of the log, sorted (match_feature's absent values).
     """
 
@@ -91,7 +96,7 @@ def _direct_feature(g: GenContext) -> GenOutput:
     chosen = g.rng.choice(ns, size=min(cfg.questions_per_user, len(ns)), replace=False)
     return [
         Generated(
-            _phrase("direct_feature", g.rng, g.words, nth=_nth_recent(int(n))),
+            phrase_question("direct_feature", g.rng, g.words, nth=nth_recent_phrase(int(n))),
             ctx[-n],
             {"n": int(n)},
         )
@@ -114,7 +119,7 @@ def _match_feature(g: GenContext) -> GenOutput:
     for s in g.rng.choice(len(slots), size=min(cfg.questions_per_user, len(slots)), replace=False):
         value = slots[s] if slots[s] is not None else absent[int(g.rng.integers(len(absent)))]
         count = sum(v == value for v in win)
-        q = _phrase("match_feature", g.rng, g.words, k=cfg.window, value=value)
+        q = phrase_question("match_feature", g.rng, g.words, k=cfg.window, value=value)
         out.append(Generated(q, str(count), {"value": value, "window": cfg.window}))
     return out
 
@@ -125,7 +130,7 @@ def _next_item(g: GenContext) -> GenOutput:
     title = g.next_event.title
     if title is None:
         return MISSING
-    return [Generated(_phrase("next_item", g.rng, g.words), str(title), {})]
+    return [Generated(phrase_question("next_item", g.rng, g.words), str(title), {})]
 
 
 def _next_attribute(g: GenContext) -> GenOutput:
@@ -133,38 +138,40 @@ def _next_attribute(g: GenContext) -> GenOutput:
         return TOO_SHORT
     if g.next_event.attribute is None:
         return MISSING
-    return [Generated(_phrase("next_attribute", g.rng, g.words), g.next_event.attribute, {})]
+    return [
+        Generated(phrase_question("next_attribute", g.rng, g.words), g.next_event.attribute, {})
+    ]
 
 
 def _long_term(g: GenContext) -> GenOutput:
     k = g.config.top_k
     if len(g.attrs) < g.config.min_context:
         return TOO_SHORT
-    ranked = _ranked(g.attrs)
+    ranked = ranked_values(g.attrs)
     if len(ranked) < k:
         return TOO_FEW_DISTINCT
     answer = LONG_TERM_SEP.join(ranked[:k])
-    return [Generated(_phrase("long_term", g.rng, g.words, k=k), answer, {"top_k": k})]
+    return [Generated(phrase_question("long_term", g.rng, g.words, k=k), answer, {"top_k": k})]
 
 
 def _short_term(g: GenContext) -> GenOutput:
     w = g.config.short_window
     if len(g.attrs) < w:
         return TOO_SHORT
-    ranked = _ranked(g.attrs[-w:])
+    ranked = ranked_values(g.attrs[-w:])
     if not ranked:
         return MISSING
-    return [Generated(_phrase("short_term", g.rng, g.words, w=w), ranked[0], {"window": w})]
+    return [Generated(phrase_question("short_term", g.rng, g.words, w=w), ranked[0], {"window": w})]
 
 
 def _trajectory_of(g: GenContext) -> GenOutput:
     w, s = g.config.trajectory_window, g.config.trajectory_steps
     if len(g.attrs) < w * s:
         return TOO_SHORT
-    path = _trajectory(g.attrs, w, s)
+    path = dominant_trajectory(g.attrs, w, s)
     if path is None:
         return MISSING
-    q = _phrase("trajectory", g.rng, g.words, w=w, s=s, n=w * s)
+    q = phrase_question("trajectory", g.rng, g.words, w=w, s=s, n=w * s)
     return [Generated(q, TRAJECTORY_SEP.join(path), {"window": w, "steps": s})]
 
 

@@ -19,7 +19,7 @@ from userfm.eval.uqa.stats import question_stats
 __all__ = ["load_question_config", "load_questions", "save_questions"]
 
 
-def _dataset(rows: list[dict[str, Any]], description: str = "") -> datasets.Dataset:
+def records_dataset(rows: list[dict[str, Any]], description: str = "") -> datasets.Dataset:
     """A split of question records (`RECORD_FEATURES`) carrying ``description`` (the stats)."""
     # from_dict (not from_list) so that an empty split still gets its columns
     columns = {k: [r[k] for r in rows] for k in RECORD_FIELDS}
@@ -96,7 +96,7 @@ def load_questions(
             description = next(iter(dd.values())).info.description if len(dd) else ""
             order = manifest.get("splits", list(dd))
             return datasets.DatasetDict(
-                {s: dd[s] if s in dd else _dataset([], description) for s in order}
+                {s: dd[s] if s in dd else records_dataset([], description) for s in order}
             )
     files = sorted(p.glob("*.jsonl"), key=lambda f: (_split_rank(f.stem), f.stem))
     if not files:
@@ -107,7 +107,9 @@ def load_questions(
     stats_file = p / "stats.json"
     if stats_file.is_file():
         description = stats_file.read_text()
-        dd = datasets.DatasetDict({s: _dataset(list(ds), description) for s, ds in dd.items()})
+        dd = datasets.DatasetDict(
+            {s: records_dataset(list(ds), description) for s, ds in dd.items()}
+        )
     return dd
 
 
@@ -134,4 +136,4 @@ def _read_jsonl(path: Path) -> datasets.Dataset:
         if missing:
             raise DataError(f"{rec.where} lacks the question field(s) {missing}", column=missing[0])
         rows.append({k: rec.value[k] for k in RECORD_FIELDS})
-    return _dataset(rows)
+    return records_dataset(rows)

@@ -19,14 +19,13 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from numbers import Integral
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from userfm.errors import ConfigError, DataError
+from userfm.errors import ConfigError, DataError, check_int
 from userfm.eval.uqa.schema import DIMENSIONS, LETTERS, TASKS
 
 __all__ = [
@@ -216,11 +215,8 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     Raises:
         ConfigError: ``n < 1``, ``correct`` outside [0, n], or ``confidence`` outside (0, 1).
     """
-    for name, value in (("n", n), ("correct", correct)):
-        if isinstance(value, bool) or not isinstance(value, Integral):
-            raise ConfigError(f"`{name}` must be an integer, got {value!r}")
-    if n < 1:
-        raise ConfigError(f"`n` must be >= 1 (no questions, no interval), got {n}")
+    n = check_int("n", n, minimum=1, why="no questions, no interval")
+    correct = check_int("correct", correct, minimum=0)
     if not 0 <= correct <= n:
         raise ConfigError(f"`correct` must be in [0, n={n}], got {correct}")
     if not 0 < confidence < 1:

@@ -96,7 +96,7 @@ from userfm.eval.uqa.generators import (
     GenContext,
     GenOutput,
 )
-from userfm.eval.uqa.io import _dataset, load_question_config, load_questions, save_questions
+from userfm.eval.uqa.io import load_question_config, load_questions, records_dataset, save_questions
 from userfm.eval.uqa.sampling import AnswerPool, balance, balance_cap, split_users
 from userfm.eval.uqa.schema import DIMENSIONS, LETTERS, SPLITS, TASK_DIMENSION, TASKS
 from userfm.eval.uqa.scoring import normalise
@@ -106,8 +106,8 @@ from userfm.eval.uqa.wording import (
     LONG_TERM_SEP,
     TEMPLATES,
     TRAJECTORY_SEP,
-    _words,
     format_multiple_choice,
+    noun_words,
 )
 
 __all__ = [
@@ -215,7 +215,7 @@ def build_questions(
         stats.questions[split] = len({r["question_id"] for r in rows})
         rows_of[split] = rows
     description = stats.to_json()
-    dd = datasets.DatasetDict({s: _dataset(rows_of[s], description) for s in SPLITS})
+    dd = datasets.DatasetDict({s: records_dataset(rows_of[s], description) for s in SPLITS})
     logger.info("uqa questions: %s", stats.summary())
     return dd
 
@@ -232,7 +232,7 @@ def _candidates(
     A user with L events is asked about event L - 1 from the context ``[0, L - 1)``; each
     (sub-task, user) draws from its own stream ``(seed, sub-task index, user index)``.
     """
-    words = _words(cfg)
+    words = noun_words(cfg)
     split_of = {u: s for s, us in splits.items() for u in us}
     lengths = np.diff(ev.offsets)
     out: dict[str, dict[str, list[_Candidate]]] = {
@@ -294,7 +294,7 @@ def _split_records(
     splits, when the split has too few distinct answers); a candidate that gets none loses
     its multiple-choice record (counted) and keeps its free-form one, if any.
     """
-    words = _words(cfg)
+    words = noun_words(cfg)
     out: _Keyed = []
     n_questions = 0
     for c in kept:

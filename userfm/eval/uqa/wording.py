@@ -81,7 +81,7 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _nth_recent(n: int) -> str:
+def nth_recent_phrase(n: int) -> str:
     return "most recent" if n == 1 else f"{_ordinal(n)} most recent"
 
 
@@ -93,7 +93,7 @@ def _plural(noun: str) -> str:
     return noun + "s"
 
 
-def _words(cfg: QuestionConfig) -> dict[str, str]:
+def noun_words(cfg: QuestionConfig) -> dict[str, str]:
     """The nouns placeholders ``{item} {items} {attr} {attrs}`` of the templates stand for."""
     attr = cfg.attribute_noun or cfg.attribute.replace("_", " ")
     return {
@@ -104,7 +104,9 @@ def _words(cfg: QuestionConfig) -> dict[str, str]:
     }
 
 
-def _phrase(task: str, rng: np.random.Generator, words: Mapping[str, str], **kw: Any) -> str:
+def phrase_question(
+    task: str, rng: np.random.Generator, words: Mapping[str, str], **kw: Any
+) -> str:
     """One of ``task``'s phrasings, drawn with ``rng``, filled in."""
     templates = TEMPLATES[task]
     return templates[int(rng.integers(len(templates)))].format(**words, **kw)
