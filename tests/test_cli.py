@@ -88,49 +88,24 @@ def test_demo_synth_then_embed_end_to_end(tmp_path, capsys):
     assert len(emb) == 120 and emb.dim == 64
 
 
-def test_user_error_is_one_line_without_traceback(tmp_path):
+def test_user_error_is_one_line_without_traceback(tmp_path, capsys):
+    """In-process (issue 19 §6: a subprocess per error case paid the whole import each time);
+    the console entry point is `main`, so this is what the shell sees."""
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"uid": ["a"], "item": ["x"], "timestamp": [1]}).to_csv(bad, index=False)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "userfm.cli",
-            "embed",
-            "--model",
-            str(tmp_path),
-            "--input",
-            str(bad),
-            "--output",
-            str(tmp_path / "o.parquet"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "error:" in r.stderr
+    argv = ["embed", "--model", str(tmp_path), "--input", str(bad), "--output",
+            str(tmp_path / "o.parquet")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().count("\n") == 0 and err.startswith("userfm embed: error:")
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "userfm.cli",
-            "--debug",
-            "embed",
-            "--model",
-            str(tmp_path),
-            "--input",
-            "x.csv",
-            "--output",
-            "o.parquet",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode != 0 and "Traceback" in r.stderr
+    argv = ["--debug", "embed", "--model", str(tmp_path), "--input", "x.csv", "--output",
+            "o.parquet"]  # fmt: skip
+    with pytest.raises(FileNotFoundError):  # raised, so Python prints the traceback
+        main(argv)
 
 
 def test_debug_works_anywhere_on_the_line(tmp_path):
