@@ -19,7 +19,7 @@ from userfm._version import __version__
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.encoder import UserEncoder, UserEncoderConfig
 from userfm.encoder.model import decay_groups
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, check_int
 from userfm.eval.retrieval import BUCKET_BY, hit_rate, ndcg
 from userfm.pretrain.contrastive import augment, info_nce
 from userfm.pretrain.data import PretrainBatch
@@ -58,6 +58,10 @@ class PretrainModule(L.LightningModule):
         loss: next-item loss: ``full`` softmax, ``sampled`` softmax (logQ-corrected), or
             ``bce`` with one negative (the SASRec paper's loss).
         num_negatives: negatives per step for ``sampled``.
+        chunk_size: ``full`` softmax (training and validation) over blocks of this many items
+            (`userfm.pretrain.objectives.chunked_log_z`): memory grows with batch positions x
+            chunk_size rather than x catalogue size, at the cost of recomputing each block's
+            logits in the backward pass. None: all items at once.
         sampler: proposal of ``sampled``: ``uniform``, ``log_uniform``, ``in_batch``, ``mixed``.
         dro: DRO classes (None = plain mean): ``item`` (target item), ``bucket`` (item
             frequency bucket), ``action`` (target action type).
@@ -97,6 +101,7 @@ class PretrainModule(L.LightningModule):
         encoder: dict[str, Any] | None = None,
         loss: str = "full",
         num_negatives: int = 256,
+        chunk_size: int | None = None,
         sampler: str = "log_uniform",
         dro: str | None = None,
         dro_temperature: float = 1.0,
@@ -154,6 +159,10 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`mask_seen: true` needs `loss: full`, got loss={loss!r}")
         if contrastive_weight < 0:
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
+        if chunk_size is not None:
+            check_int("chunk_size", chunk_size, minimum=1)
+            if loss != "full":
+                raise ConfigError(f"`chunk_size` needs `loss: full`, got loss={loss!r}")
         if lr <= 0:
             raise ConfigError(f"`lr` must be > 0, got {lr}")
         self.save_hyperparameters()  # `encoder` as normalised above: a plain dict
@@ -251,6 +260,7 @@ class PretrainModule(L.LightningModule):
             item_log_q=log_q,
             exclude=exclude,
             logit_offset=self._logit_offset(),
+            chunk_size=hp.chunk_size,
         )
 
     def _logit_offset(self) -> torch.Tensor | None:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from userfm.data.vocab import NUM_SPECIALS
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, check_int
 
 Sampler = Literal["uniform", "log_uniform", "all", "in_batch", "mixed"]
 SAMPLERS = ("uniform", "log_uniform", "all", "in_batch", "mixed")
@@ -68,6 +68,7 @@ def full_softmax_loss(
     targets: torch.Tensor,
     exclude: torch.Tensor | None = None,
     logit_offset: torch.Tensor | None = None,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the target(s) over every real item.
 
@@ -83,6 +84,10 @@ def full_softmax_loss(
             DRO's ``-log(w_c / p_c)`` of each item's class: training under the adjusted
             logits fits the raw logits to the reweighted class distribution; Menon et al.
             2021, "Long-tail learning via logit adjustment").
+        chunk_size: compute the softmax over blocks of this many items (`chunked_log_z`):
+            the (N, V) logits are never held whole, in the forward or the backward pass, so
+            memory grows with N x chunk_size instead of N x V (issue 20: catalogues of 10^5
+            to 10^7 items). None, or a catalogue no larger than one block: one block.
 
     Returns:
         (N,) float32 ``-log softmax(h @ item_emb.T)[target]``, the specials (indices 0..2)
@@ -91,7 +96,6 @@ def full_softmax_loss(
     """
     multi = targets.dim() == 2
     _check_inputs(h, item_emb, targets[:, 0] if multi else targets)
-    logits = (h @ item_emb.T).float()  # (N, V); float32 even under bf16 autocast
     if logit_offset is not None:
         if logit_offset.shape != (item_emb.shape[0],):
             raise ConfigError(
@@ -99,23 +103,98 @@ def full_softmax_loss(
                 f"{tuple(logit_offset.shape)}"
             )
         logit_offset = logit_offset.float()
+    if exclude is not None and (exclude.dim() != 2 or exclude.shape[0] != len(h)):
+        raise ConfigError(
+            f"`exclude` must be (N, S) with N = {len(h)}, got shape {tuple(exclude.shape)}"
+        )
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+        if chunk_size < item_emb.shape[0]:
+            slots = targets if multi else targets[:, None]  # (N, K)
+            target_logits = torch.einsum("nd,nkd->nk", h, item_emb[slots]).float()  # (N, K)
+            if logit_offset is not None:
+                target_logits = target_logits + logit_offset[slots]
+            log_z = chunked_log_z(h, item_emb, slots, exclude, logit_offset, chunk_size)  # (N,)
+            loss = log_z[:, None] - target_logits  # (N, K)
+            return torch.where(slots > 0, loss, torch.zeros_like(loss)) if multi else loss[:, 0]
+    logits = (h @ item_emb.T).float()  # (N, V); float32 even under bf16 autocast
+    if logit_offset is not None:
         logits = logits + logit_offset
     if exclude is not None:
-        if exclude.dim() != 2 or exclude.shape[0] != len(h):
-            raise ConfigError(
-                f"`exclude` must be (N, S) with N = {len(h)}, got shape {tuple(exclude.shape)}"
-            )
+        # (N, V) masks, not a scatter of the target logits back into place: with a target
+        # repeated in a row (future window, repeat events) that scatter sent the target's
+        # gradient to each copy, doubling it (found by the chunked softmax's test, issue 20)
         slots = targets if multi else targets[:, None]  # (N, K)
-        target_logits = torch.einsum("nd,nkd->nk", h, item_emb[slots]).float()  # (N, K)
-        if logit_offset is not None:
-            target_logits = target_logits + logit_offset[slots]
-        logits.scatter_(1, exclude, -math.inf)
-        logits.scatter_(1, slots, target_logits)  # a target is never left out (repeat events)
+        left_out = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, exclude, True)
+        left_out.scatter_(1, slots, False)  # a target is never left out (repeat events)
+        logits = logits.masked_fill(left_out, -math.inf)
     logits[:, :NUM_SPECIALS] = -math.inf
     if not multi:
         return F.cross_entropy(logits, targets, reduction="none")  # (N,)
     log_p = logits.log_softmax(-1).gather(1, targets)  # (N, K); empty slots gather -inf
     return torch.where(targets > 0, -log_p, torch.zeros_like(log_p))  # (N, K)
+
+
+#: the logit of an item left out of a chunked softmax (exp() of it is exactly 0 in float32)
+LEFT_OUT = -1e30
+
+
+def chunked_log_z(
+    h: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    exclude: torch.Tensor | None,
+    logit_offset: torch.Tensor | None,
+    chunk_size: int,
+) -> torch.Tensor:
+    """``log sum_v exp(logit[n, v])`` over the real items, one block of ``chunk_size`` items
+    at a time: each block's (N, chunk) logits reduce to an (N,) log-sum-exp and are freed;
+    the backward pass recomputes them block by block (activation checkpointing), so neither
+    pass holds the (N, V) logits. Exactly the normaliser `full_softmax_loss` uses.
+
+    Args:
+        h: (N, D) states. item_emb: (V, D). targets: (N, K) items never excluded, 0 = none.
+        exclude: (N, S) items each row leaves out (0 = none), or None.
+        logit_offset: (V,) float32 added to the logits, or None.
+        chunk_size: items per block.
+
+    Returns:
+        (N,) float32.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    V = item_emb.shape[0]
+    parts = []
+    for lo in range(NUM_SPECIALS, V, chunk_size):  # the specials are never in the softmax
+        hi = min(lo + chunk_size, V)
+        offset = None if logit_offset is None else logit_offset[lo:hi]
+        skip = None
+        if exclude is not None:  # (N, S) in-block positions to leave out, hi - lo = none
+            local = exclude - lo
+            keep = (
+                (local < 0) | (local >= hi - lo) | (exclude[:, :, None] == targets[:, None]).any(-1)
+            )
+            skip = torch.where(keep, hi - lo, local)
+        parts.append(
+            checkpoint(_block_log_z, h, item_emb[lo:hi], offset, skip, use_reentrant=False)
+        )
+    return torch.logsumexp(torch.stack(parts, dim=1), dim=1)  # (N,)
+
+
+def _block_log_z(
+    h: torch.Tensor, block: torch.Tensor, offset: torch.Tensor | None, skip: torch.Tensor | None
+) -> torch.Tensor:
+    """(N,) log-sum-exp of one block's logits (N, b), the ``skip`` (N, S) positions (b =
+    none) left out. They get a huge finite negative logit rather than -inf: exp() gives them 0
+    all the same, and a block whose every item is left out still has a finite log-sum-exp,
+    whose gradient is 0 instead of NaN."""
+    logits = (h @ block.T).float()  # (N, b)
+    if offset is not None:
+        logits = logits + offset
+    if skip is not None:
+        pad = torch.zeros(len(h), 1, dtype=logits.dtype, device=logits.device)
+        logits = torch.cat([logits, pad], dim=1).scatter(1, skip, LEFT_OUT)[:, :-1]
+    return torch.logsumexp(logits, dim=1)
 
 
 def seen_items(items: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -516,20 +595,21 @@ def next_item_loss(
     in_batch: bool = False,
     exclude: torch.Tensor | Sequence[Collection[int]] | None = None,
     logit_offset: torch.Tensor | None = None,
+    chunk_size: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Per-example next-item losses (N,) of the chosen ``kind``; the one entry point the
     pretraining module calls.
 
     ``"full"``: :func:`full_softmax_loss` (``exclude`` (N, S) left out of each softmax,
-    ``logit_offset``; (N, K) ``targets`` give (N, K) losses); ``"sampled"``:
+    ``logit_offset``, ``chunk_size``; (N, K) ``targets`` give (N, K) losses); ``"sampled"``:
     :func:`sampled_softmax_loss` with ``num_negatives``, ``sampler``, ``item_log_q``,
     ``in_batch``; ``"bce"``: :func:`bce_loss` with one negative per row from
     :func:`sample_negatives` (``exclude``: items that are no negative of their row). Shapes
     as there.
     """
     if kind == "full":
-        return full_softmax_loss(h, item_emb, targets, exclude, logit_offset)
+        return full_softmax_loss(h, item_emb, targets, exclude, logit_offset, chunk_size)
     if kind == "sampled":
         return sampled_softmax_loss(
             h,

@@ -311,3 +311,60 @@ def test_proposal_log_q_matches_the_sampler():
     assert torch.isinf(mixed[:3]).all()
     with pytest.raises(ConfigError, match="counts"):
         proposal_log_q("in_batch", V)
+
+
+@pytest.mark.parametrize("multi", [False, True])
+@pytest.mark.parametrize("chunk", [1, 4, 7])
+def test_the_chunked_softmax_equals_the_full_one_with_its_gradients(multi, chunk):
+    """Issue 20: the softmax over item blocks (never the (N, V) logits at once) gives the
+    full softmax's losses and gradients, exclusions and a logit offset included; a block
+    whose items are all left out (chunk 1) stays finite."""
+    g = torch.Generator().manual_seed(0)
+    n, v, d = 6, 23, 8
+    h = torch.randn(n, d, generator=g, dtype=torch.float64).float()
+    emb = torch.randn(v, d, generator=g)
+    targets = torch.randint(3, v, (n, 2) if multi else (n,), generator=g)
+    if multi:
+        targets[0, 1] = 0  # an empty slot
+    exclude = torch.randint(0, v, (n, 5), generator=g)
+    exclude[:, 0] = targets if not multi else targets[:, 0]  # a target is never left out
+    offset = torch.randn(v, generator=g)
+    out = {}
+    for size in (None, chunk):
+        hh, ee = h.clone().requires_grad_(True), emb.clone().requires_grad_(True)
+        loss = full_softmax_loss(hh, ee, targets, exclude, offset, chunk_size=size)
+        (loss * torch.arange(1, loss.numel() + 1).reshape(loss.shape)).sum().backward()
+        out[size] = (loss.detach(), hh.grad, ee.grad)
+    for full, chunked in zip(out[None], out[chunk], strict=True):
+        assert torch.isfinite(chunked).all()
+        torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [None, 5])
+def test_a_target_repeated_in_a_window_gets_its_gradient_once(chunk):
+    """Regression (found by the chunked softmax, issue 20): with exclusions, the full softmax
+    wrote each slot's target logit back into the logits, so a target repeated in a row's
+    window (repeat events) received its gradient once per copy. Reference: a plain mask."""
+    g = torch.Generator().manual_seed(1)
+    n, v, d = 5, 17, 6
+    h, emb = torch.randn(n, d, generator=g), torch.randn(v, d, generator=g)
+    targets = torch.randint(3, v, (n, 3), generator=g)
+    targets[:, 1] = targets[:, 0]  # the same item twice in each window
+    targets[0, 2] = 0
+    exclude = torch.cat([targets[:, :1], torch.randint(0, v, (n, 4), generator=g)], dim=1)
+
+    def reference(hh, ee):
+        logits = hh @ ee.T
+        left_out = torch.zeros(n, v, dtype=torch.bool).scatter(1, exclude, True)
+        left_out &= ~torch.zeros(n, v, dtype=torch.bool).scatter(1, targets, True)
+        left_out[:, :3] = True
+        log_p = logits.masked_fill(left_out, -math.inf).log_softmax(-1).gather(1, targets)
+        return torch.where(targets > 0, -log_p, torch.zeros_like(log_p))
+
+    grads = []
+    for fn in (reference, lambda a, b: full_softmax_loss(a, b, targets, exclude, chunk_size=chunk)):
+        hh, ee = h.clone().requires_grad_(True), emb.clone().requires_grad_(True)
+        fn(hh, ee).sum().backward()
+        grads.append((hh.grad, ee.grad))
+    for want, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -143,6 +143,10 @@ def test_bad_hyperparameters_name_the_field():
         PretrainModule(future_window=2, loss="bce")
     with pytest.raises(ConfigError, match="mask_seen"):
         PretrainModule(mask_seen=True, loss="sampled")
+    with pytest.raises(ConfigError, match="chunk_size"):
+        PretrainModule(chunk_size=64, loss="sampled")
+    with pytest.raises(ConfigError, match="chunk_size"):
+        PretrainModule(chunk_size=0)
 
 
 @pytest.mark.parametrize("source", ["train", "valid"])
@@ -296,3 +300,25 @@ def test_mask_seen_leaves_each_positions_history_out_of_its_softmax(tmp_path, mo
     module.eval()
     module._step(batch, "valid")
     assert got["exclude"].shape[0] == int(valid.sum())
+
+
+def test_a_chunked_softmax_gives_the_training_step_the_same_gradients(tmp_path, monkeypatch):
+    """Issue 20: `chunk_size` changes the memory a training step needs, not its loss or
+    gradients (future window and seen items masked: every path of the full softmax)."""
+    _, module, dm = fit(tmp_path, steps=1, future_window=2, mask_seen=True)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)  # outside a Trainer loop
+    batch = next(iter(dm.train_dataloader()))
+    module.train()
+    results = []
+    for chunk in (None, 37):
+        module.hparams.chunk_size = chunk
+        module.zero_grad()
+        loss = module._step(batch, "train")
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+    assert grads_a.keys() == grads_b.keys() and "encoder.embeddings.item.weight" in grads_a
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
