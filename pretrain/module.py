@@ -7,7 +7,6 @@ restores a checkpoint, which makes resume exact.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from userfm.data.vocab import NUM_SPECIALS
 from userfm.encoder import UserEncoder, UserEncoderConfig
 from userfm.encoder.model import decay_groups
 from userfm.errors import ConfigError, check_int
+from userfm.eval.ranking import target_ranks
 from userfm.eval.retrieval import BUCKET_BY, hit_rate, ndcg
 from userfm.pretrain.contrastive import augment, info_nce
 from userfm.pretrain.data import PretrainBatch
@@ -341,13 +341,15 @@ class PretrainModule(L.LightningModule):
     ) -> None:
         """HR@K / NDCG@K of the held-out item, full ranking, the user's seen items filtered."""
         rows = valid.nonzero()[:, 0]  # (N,) batch row of each target
-        scores = self.encoder.item_scores(states[valid]).float()  # (N, V)
-        scores[:, :NUM_SPECIALS] = -math.inf
-        scores.scatter_(1, pb.batch.items[rows], -math.inf)  # seen inputs (and PAD) filtered
-        target = pb.targets[valid]
-        target_score = scores.gather(1, target[:, None])[:, 0]  # (N,); -inf if seen = miss
-        rank = ((scores > target_score[:, None]).sum(1) + 1).double()  # (N,) 1-based
-        rank = torch.where(torch.isfinite(target_score), rank, math.inf).cpu().numpy()
+        item_vectors = self.encoder.embeddings.item_vectors()  # (V, D)
+        block = self.hparams.chunk_size or len(item_vectors)  # bounded memory with chunk_size
+        rank = (
+            target_ranks(
+                states[valid], item_vectors, pb.targets[valid], pb.batch.items[rows], block=block
+            )
+            .cpu()
+            .numpy()
+        )  # (N,) 1-based, inf = miss (the target was among the seen inputs)
         k, n = self.hparams.eval_k, len(rank)
         # the metrics of userfm.eval.retrieval, as evaluate_retrieval reports them
         for name, value in ((f"hr@{k}", hit_rate(rank, k)), (f"ndcg@{k}", ndcg(rank, k))):
