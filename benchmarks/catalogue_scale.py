@@ -1,0 +1,222 @@
+"""Training cost against catalogue size: full softmax, chunked full softmax, sampled softmax.
+
+Issue 20 §1. For catalogues of 10^3 .. 10^6 items, one `UserEncoder` training step (forward,
+next-item loss, backward, AdamW) on the same batch shape (users x positions) is timed in a
+fresh process per configuration, which also reports its peak resident memory:
+
+- ``full``: `full_softmax_loss`, the (N, V) logits at once;
+- ``chunked``: the same loss over blocks of ``--chunk`` items (`chunked_log_z`): the (N, V)
+  logits never exist, each block's are recomputed in the backward pass;
+- ``sampled``: `sampled_softmax_loss`, ``--negatives`` uniform negatives shared by the batch,
+  logQ-corrected.
+
+Printed: a table of events/s (target positions per second) and peak RSS, each as a ratio to
+the same loss at the smallest catalogue, and a log-log chart (``--out``). A configuration
+whose (N, V) float32 logits would pass ``--max-logits-gib`` is skipped (named, not run): the
+full softmax at 10^6 items and 6,400 positions needs 24 GiB for its logits alone.
+
+Protocol: random histories (the step's cost does not depend on the ids), hidden size 64,
+2 blocks, 2 heads, SDPA; ``--warmup`` steps untimed, then ``--steps`` timed; torch threads as
+the machine gives them. Quality at a fixed budget (full-ranking NDCG@10 of sampled / chunked
+against full) is not measured here yet: the chunked loss equals the full one exactly
+(tests/pretrain/test_objectives.py), so only the sampled loss's quality is open.
+
+    python benchmarks/catalogue_scale.py --quick      # 10^3 .. 10^5 items, a few minutes
+    python benchmarks/catalogue_scale.py              # 10^3 .. 10^6 items
+
+The last line is one JSON object: per configuration events/s and peak RSS (MiB), and the
+headline ratios (events/s at the largest catalogue against 10^4 items, per loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOSSES = ("full", "chunked", "sampled")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="10^3 .. 10^5 items, fewer steps")
+    p.add_argument("--items", type=int, nargs="+", default=None, help="catalogue sizes")
+    p.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    p.add_argument("--batch", type=int, default=128, help="users per step")
+    p.add_argument("--max-len", type=int, default=50, help="positions per user")
+    p.add_argument("--chunk", type=int, default=8192, help="items per block of `chunked`")
+    p.add_argument("--negatives", type=int, default=1024, help="negatives of `sampled`")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 5, quick 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--max-logits-gib", type=float, default=6.0, help="skip larger (N, V)")
+    p.add_argument("--out", type=Path, default=None, help="PNG chart of the table")
+    p.add_argument("--child", nargs=2, metavar=("ITEMS", "LOSS"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.items = args.items or (
+        [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6]
+    )
+    args.steps = args.steps or (3 if args.quick else 5)
+    return args
+
+
+def child(args: argparse.Namespace) -> None:
+    """One configuration in this process: time the steps, print one JSON line."""
+    import torch
+
+    from userfm.data.batch import Batch
+    from userfm.encoder import UserEncoder, UserEncoderConfig
+    from userfm.pretrain.objectives import next_item_loss
+
+    items, loss = int(args.child[0]), args.child[1]
+    torch.manual_seed(0)
+    B, T = args.batch, args.max_len
+    config = UserEncoderConfig(num_items=items + 3, hidden_size=64, num_heads=2, max_len=T)
+    model = UserEncoder(config)
+    optimizer = torch.optim.AdamW(model.optimizer_groups(0.01), lr=1e-3)
+    ids = torch.randint(3, items + 3, (B, T + 1))
+    ones = torch.ones(B, T, dtype=torch.long)
+    batch = Batch(items=ids[:, :T], mask=ones.bool(), time_gaps=ones, hours=ones, weekdays=ones)
+    targets = ids[:, 1:].reshape(-1)  # (N,) every position's next item
+    kind = "full" if loss == "chunked" else loss
+    extra = {"chunk_size": args.chunk} if loss == "chunked" else {}
+    if loss == "sampled":
+        extra = {"num_negatives": args.negatives, "sampler": "uniform"}
+
+    def step() -> float:
+        states = model(batch).states.reshape(B * T, -1)  # (N, D)
+        value = next_item_loss(states, model.embeddings.item_vectors(), targets, kind=kind, **extra)
+        optimizer.zero_grad(set_to_none=True)
+        value.mean().backward()
+        optimizer.step()
+        return float(value.mean())
+
+    for _ in range(args.warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        last = step()
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    print(json.dumps({"items": items, "loss": loss, "events_per_s": B * T * args.steps / seconds,
+                      "peak_rss_mib": peak, "seconds_per_step": seconds / args.steps,
+                      "final_loss": last}))  # fmt: skip
+
+
+def run_all(args: argparse.Namespace) -> list[dict]:
+    """Every configuration in its own process (a clean peak-RSS reading each)."""
+    rows = []
+    positions = args.batch * args.max_len
+    for items in args.items:
+        for loss in args.losses:
+            gib = positions * (items + 3) * 4 / 2**30
+            if loss == "full" and gib > args.max_logits_gib:
+                rows.append({"items": items, "loss": loss, "skipped": f"logits need {gib:.0f} GiB"})
+                print(
+                    f"{items:>9,} {loss:<8} skipped: its (N, V) logits need {gib:.0f} GiB",
+                    flush=True,
+                )
+                continue
+            flags = ["--batch", str(args.batch), "--max-len", str(args.max_len), "--chunk",
+                     str(args.chunk), "--negatives", str(args.negatives), "--steps",
+                     str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
+            cmd = [sys.executable, __file__, "--child", str(items), loss, *flags]
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            if r.returncode != 0:
+                rows.append({"items": items, "loss": loss, "skipped": f"failed: {r.stderr[-300:]}"})
+                print(f"{items:>9,} {loss:<8} failed (exit {r.returncode})", flush=True)
+                continue
+            row = json.loads(r.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{items:>9,} {loss:<8} {row['events_per_s']:>10,.0f} events/s  "
+                  f"{row['peak_rss_mib']:>8,.0f} MiB peak", flush=True)  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict], losses: list[str]) -> list[str]:
+    """Markdown table: events/s and peak RSS per loss, ratios to the smallest catalogue."""
+    done = [r for r in rows if "skipped" not in r]
+    first = {loss: next((r for r in done if r["loss"] == loss), None) for loss in losses}
+    lines = ["| items | loss | events/s | x smallest | peak RSS MiB | x smallest |",
+             "|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['items']:,} | {r['loss']} | {r['skipped']} | | | |")
+            continue
+        base = first[r["loss"]]
+        lines.append(
+            f"| {r['items']:,} | {r['loss']} | {r['events_per_s']:,.0f} | "
+            f"{r['events_per_s'] / base['events_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
+            f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f} |"
+        )
+    return lines
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for loss in LOSSES:
+        done = [r for r in rows if r["loss"] == loss and "skipped" not in r]
+        if done:
+            x = [r["items"] for r in done]
+            a.plot(x, [r["events_per_s"] for r in done], marker="o", label=loss)
+            b.plot(x, [r["peak_rss_mib"] for r in done], marker="o", label=loss)
+    for ax, label in ((a, "events / s"), (b, "peak RSS (MiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("items in the catalogue")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summary(rows: list[dict], args: argparse.Namespace) -> dict:
+    done = {(r["items"], r["loss"]): r for r in rows if "skipped" not in r}
+    largest, ref = max(args.items), 10**4
+    ratios = {
+        f"events_per_s_{loss}_{largest}_vs_{ref}": round(
+            done[(largest, loss)]["events_per_s"] / done[(ref, loss)]["events_per_s"], 3
+        )
+        for loss in args.losses
+        if (largest, loss) in done and (ref, loss) in done
+    }
+    configs = {
+        f"{r['loss']}_{r['items']}": {"events_per_s": round(r["events_per_s"]),
+                                      "peak_rss_mib": round(r["peak_rss_mib"])}
+        for r in rows if "skipped" not in r
+    }  # fmt: skip
+    return {"benchmark": "catalogue_scale", "quick": args.quick, **ratios, "configs": configs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; batch {args.batch} users x "
+          f"{args.max_len} positions; chunk {args.chunk}; {args.negatives} sampled negatives; "
+          f"{args.steps} timed steps after {args.warmup}")  # fmt: skip
+    rows = run_all(args)
+    print("\n".join(["", *table(rows, args.losses)]))
+    if args.out is not None:
+        chart(rows, args.out)
+        print(f"chart: {args.out}")
+    print(json.dumps(summary(rows, args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
