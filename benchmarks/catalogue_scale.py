@@ -17,9 +17,12 @@ full softmax at 10^6 items and 6,400 positions needs 24 GiB for its logits alone
 
 Protocol: random histories (the step's cost does not depend on the ids), hidden size 64,
 2 blocks, 2 heads, SDPA; ``--warmup`` steps untimed, then ``--steps`` timed; torch threads as
-the machine gives them. Quality at a fixed budget (full-ranking NDCG@10 of sampled / chunked
-against full) is not measured here yet: the chunked loss equals the full one exactly
-(tests/pretrain/test_objectives.py), so only the sampled loss's quality is open.
+the machine gives them.
+
+``--quality``: each loss also trains a `PretrainModule` on a synthetic log (``--quality-users``
+users over ``--quality-items`` items, the same log for every loss) for ``--quality-epochs``
+epochs per seed, and reports validation full-ranking NDCG@10 (seen items filtered) against the
+full softmax's, the same budget for each: the quality a cheaper loss gives up.
 
     python benchmarks/catalogue_scale.py --quick      # 10^3 .. 10^5 items, a few minutes
     python benchmarks/catalogue_scale.py              # 10^3 .. 10^6 items
@@ -57,12 +60,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--max-logits-gib", type=float, default=6.0, help="skip larger (N, V)")
     p.add_argument("--out", type=Path, default=None, help="PNG chart of the table")
+    p.add_argument("--quality", action="store_true", help="also NDCG@10 at a fixed budget")
+    p.add_argument("--quality-users", type=int, default=3000)
+    p.add_argument("--quality-items", type=int, default=5000)
+    p.add_argument("--quality-epochs", type=int, default=None, help="default 10, quick 4")
+    p.add_argument("--seeds", type=int, default=None, help="quality seeds (default 3, quick 1)")
     p.add_argument("--child", nargs=2, metavar=("ITEMS", "LOSS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.items = args.items or (
         [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6]
     )
     args.steps = args.steps or (3 if args.quick else 5)
+    args.quality_epochs = args.quality_epochs or (4 if args.quick else 10)
+    args.seeds = args.seeds or (1 if args.quick else 3)
     return args
 
 
@@ -139,6 +149,38 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def quality(args: argparse.Namespace) -> dict[str, list[float]]:
+    """Validation NDCG@10 per loss and seed after the same training budget."""
+    import lightning as L
+
+    from userfm.pretrain.data import EventDataModule
+    from userfm.pretrain.module import PretrainModule
+    from userfm.quiet import quiet_library_noise
+
+    quiet_library_noise()
+    synthetic = {"num_users": args.quality_users, "num_items": args.quality_items, "seed": 0}
+    out: dict[str, list[float]] = {}
+    for loss in args.losses:
+        for seed in range(args.seeds):
+            L.seed_everything(seed, verbose=False)
+            dm = EventDataModule(source="synthetic", synthetic=synthetic, max_len=args.max_len,
+                                 batch_size=args.batch, seed=seed)  # fmt: skip
+            kind = {"chunked": {"chunk_size": args.chunk}, "sampled": {"loss": "sampled",
+                    "num_negatives": args.negatives, "sampler": "uniform"}}.get(loss, {})  # fmt: skip
+            module = PretrainModule(encoder={"hidden_size": 64, "num_heads": 2}, lr=2e-3,
+                                    warmup_steps=20, **kind)  # fmt: skip
+            trainer = L.Trainer(max_epochs=args.quality_epochs, accelerator="cpu", devices=1,
+                                logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False, num_sanity_val_steps=0,
+                                check_val_every_n_epoch=args.quality_epochs)  # fmt: skip
+            trainer.fit(module, dm)
+            value = float(trainer.callback_metrics["valid/ndcg@10"])
+            out.setdefault(loss, []).append(value)
+            print(f"quality: {loss:<8} seed {seed}: valid NDCG@10 {value:.4f} "
+                  f"({len(dm.vocabs.items) - 3:,} items in the log)", flush=True)  # fmt: skip
+    return out
+
+
 def table(rows: list[dict], losses: list[str]) -> list[str]:
     """Markdown table: events/s and peak RSS per loss, ratios to the smallest catalogue."""
     done = [r for r in rows if "skipped" not in r]
@@ -183,7 +225,7 @@ def chart(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def summary(rows: list[dict], args: argparse.Namespace) -> dict:
+def summary(rows: list[dict], args: argparse.Namespace, scores: dict | None = None) -> dict:
     done = {(r["items"], r["loss"]): r for r in rows if "skipped" not in r}
     largest, ref = max(args.items), 10**4
     ratios = {
@@ -198,7 +240,13 @@ def summary(rows: list[dict], args: argparse.Namespace) -> dict:
                                       "peak_rss_mib": round(r["peak_rss_mib"])}
         for r in rows if "skipped" not in r
     }  # fmt: skip
-    return {"benchmark": "catalogue_scale", "quick": args.quick, **ratios, "configs": configs}
+    out = {"benchmark": "catalogue_scale", "quick": args.quick, **ratios, "configs": configs}
+    if scores and "full" in scores:
+        full = sum(scores["full"]) / len(scores["full"])
+        for loss, values in scores.items():
+            out[f"ndcg10_{loss}"] = round(sum(values) / len(values), 4)
+            out[f"ndcg10_{loss}_vs_full"] = round(sum(values) / len(values) / full, 3)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         chart(rows, args.out)
         print(f"chart: {args.out}")
-    print(json.dumps(summary(rows, args)))
+    scores = quality(args) if args.quality else None
+    if scores:
+        full = scores.get("full")
+        for loss, values in scores.items():
+            mean = sum(values) / len(values)
+            ratio = f", {mean / (sum(full) / len(full)):.3f}x full" if full else ""
+            print(
+                f"quality: {loss:<8} mean valid NDCG@10 {mean:.4f} over {len(values)} seed(s){ratio}"
+            )
+    print(json.dumps(summary(rows, args, scores)))
     return 0
 
 
