@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from userfm.adapters.data import QADataModule
 from userfm.adapters.module import AdapterModule
+from userfm.data.schema import EventSchema
 from userfm.schema_flags import add_schema_args, schema_from_args
 from userfm.stage_cli import stage_cli
 
@@ -26,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return chat(argv[1:])
     make_cli(argv)
     return 0
+
+
+#: the synthetic / demo log's attribute columns, read when the adapter has no encoder
+DEMO_SCHEMA = EventSchema(action="action", category="category", title="title")
 
 
 def chat(argv: Sequence[str]) -> int:
@@ -47,9 +52,10 @@ def chat(argv: Sequence[str]) -> int:
     add_schema_args(p)
     args = p.parse_args(argv)
     model = UserConditionedLM.from_pretrained(args.adapter)
-    # the columns the encoder was trained with, as `userfm embed` reads them; flags override
+    # the columns the encoder was trained with, as `userfm embed` reads them; without an
+    # encoder ("text", "none"), the columns the question builder and the demo log use
     trained = model.encoder.training_schema() if model.encoder is not None else None
-    schema = schema_from_args(args, trained)
+    schema = schema_from_args(args, trained or DEMO_SCHEMA)
     log = load_source(args.log, format=args.log_format, schema=asdict(schema))
     history = log.history(args.user)
     answer = model.generate([history], [args.question], max_new_tokens=args.max_new_tokens)[0]

@@ -7,6 +7,7 @@ restores a checkpoint, which makes resume exact.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,12 @@ from userfm.pretrain.objectives import (
 #: `UserEncoderConfig` fields the data sets, never `PretrainModule(encoder=...)`
 FROM_DATA = ("num_items", "num_actions", "num_categories", "text_dim", "max_len",
              "max_categories", "event_schema", "userfm_version")  # fmt: skip
+#: every `UserEncoderConfig` field (its keyword-only constructor arguments)
+ENCODER_FIELDS = frozenset(
+    name
+    for name, p in inspect.signature(UserEncoderConfig.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
 DRO_LOSS_SOURCES = ("train", "valid")
 DRO_APPLY = ("weights", "logits")
 
@@ -130,7 +137,13 @@ class PretrainModule(L.LightningModule):
                 f"`encoder` sets {from_data}: these come from the data (the vocabularies, and "
                 "`data.max_len` / `data.max_categories`); remove them from `model.encoder`"
             )
-        UserEncoderConfig(num_items=NUM_SPECIALS + 1, **encoder)  # names a bad field now
+        unknown = sorted(set(encoder) - ENCODER_FIELDS)
+        if unknown:  # PretrainedConfig would keep a misspelt field as an attribute, unused
+            raise ConfigError(
+                f"`encoder` has no field(s) {unknown}; UserEncoderConfig's are "
+                f"{sorted(ENCODER_FIELDS - set(FROM_DATA))}"
+            )
+        UserEncoderConfig(num_items=NUM_SPECIALS + 1, **encoder)  # names a bad value now
         if loss not in LOSS_KINDS:
             raise ConfigError(f"`loss` must be one of {LOSS_KINDS}, got {loss!r}")
         if dro is not None and dro not in CLASS_KINDS:
@@ -181,7 +194,7 @@ class PretrainModule(L.LightningModule):
             dm.setup("fit")
             vocabs = dm.vocabs
         hp = self.hparams
-        fields = dict(hp.encoder)
+        fields = dict(hp.encoder or {})  # LightningCLI saves `encoder: null` as given
         fields["use_time"] = fields.get("use_time", True) and dm.log_.has_time
         self.encoder = UserEncoder.from_vocabs(
             vocabs,

@@ -115,6 +115,8 @@ def full_softmax_loss(
             if logit_offset is not None:
                 target_logits = target_logits + logit_offset[slots]
             log_z = chunked_log_z(h, item_emb, slots, exclude, logit_offset, chunk_size)  # (N,)
+            # a special target (OOV) is outside the softmax: an infinite loss, as unchunked
+            target_logits = target_logits.masked_fill(slots < NUM_SPECIALS, -math.inf)
             loss = log_z[:, None] - target_logits  # (N, K)
             return torch.where(slots > 0, loss, torch.zeros_like(loss)) if multi else loss[:, 0]
     logits = (h @ item_emb.T).float()  # (N, V); float32 even under bf16 autocast
@@ -163,21 +165,27 @@ def chunked_log_z(
     """
     from torch.utils.checkpoint import checkpoint
 
-    V = item_emb.shape[0]
-    parts = []
-    for lo in range(NUM_SPECIALS, V, chunk_size):  # the specials are never in the softmax
-        hi = min(lo + chunk_size, V)
-        offset = None if logit_offset is None else logit_offset[lo:hi]
-        skip = None
-        if exclude is not None:  # (N, S) in-block positions to leave out, hi - lo = none
+    # split once (the specials are never in the softmax): a slice per block would give each
+    # block's backward a zero (V, D) gradient of its own, O(V^2 D / chunk) work in all
+    blocks = item_emb[NUM_SPECIALS:].split(chunk_size)
+    offsets = (
+        [None] * len(blocks)
+        if logit_offset is None
+        else logit_offset[NUM_SPECIALS:].split(chunk_size)
+    )
+    a_target = None if exclude is None else (exclude[:, :, None] == targets[:, None]).any(-1)
+    parts, lo = [], NUM_SPECIALS
+    for block, offset in zip(blocks, offsets, strict=True):
+        size, skip = len(block), None
+        if exclude is not None:  # (N, S) in-block positions to leave out, size = none
             local = exclude - lo
-            keep = (
-                (local < 0) | (local >= hi - lo) | (exclude[:, :, None] == targets[:, None]).any(-1)
-            )
-            skip = torch.where(keep, hi - lo, local)
+            skip = torch.where((local < 0) | (local >= size) | a_target, size, local)
         parts.append(
-            checkpoint(_block_log_z, h, item_emb[lo:hi], offset, skip, use_reentrant=False)
+            checkpoint(
+                _block_log_z, h, block, offset, skip, use_reentrant=False, preserve_rng_state=False
+            )
         )
+        lo += size
     return torch.logsumexp(torch.stack(parts, dim=1), dim=1)  # (N,)
 
 

@@ -149,3 +149,20 @@ def test_folder_writing_commands_refuse_a_folder_in_use_before_any_work(tmp_path
         assert len(err) == 1 and ("--overwrite" in err[0] or ".png" in err[0]), (argv, err)
     assert (used / "notes.txt").read_text() == "mine" and png.read_text() == "keep me"
     assert sorted(p.name for p in used.iterdir()) == ["notes.txt"]
+
+
+def test_results_get_the_permissions_of_any_new_file(tmp_path):
+    """Review of issue 18: mkstemp / mkdtemp create 0600 / 0700 and a rename keeps that, so
+    every saved model and result was unreadable to other users."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "emb.parquet") as tmp:
+            tmp.write_text("x")
+        with staged_output_dir(tmp_path / "model") as stage:
+            (stage / "config.json").write_text("{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "emb.parquet").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755

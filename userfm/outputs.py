@@ -73,6 +73,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename
     try:
         yield tmp
         os.replace(tmp, out)
@@ -108,13 +109,14 @@ def staged_output_dir(path: str | Path) -> Iterator[Path]:
 
     When the block ends without an exception, the result moves to ``path``: in one rename
     when ``path`` does not exist or is empty; otherwise entry by entry, each replacing the
-    entry of the same name (other files in ``path`` are kept). On an exception the temporary
-    folder is deleted and ``path`` is untouched, so a kill or an error never leaves a
-    half-written result where the old one was.
+    entry of the same name whole (other files in ``path`` are kept), so only a kill between
+    two of those renames, not during the writing, can leave a mix of the old result and the
+    new. On an exception the temporary folder is deleted and ``path`` is untouched.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would outlive the rename
     try:
         yield tmp
         if out.is_dir() and not any(out.iterdir()):
@@ -129,11 +131,24 @@ def staged_output_dir(path: str | Path) -> Iterator[Path]:
 
 
 def _replace(new: Path, old: Path) -> None:
-    """Move ``new`` to ``old``'s name; an existing folder there is swapped out first."""
+    """Move ``new`` to ``old``'s name; an existing folder there is swapped out first (and put
+    back if the move fails)."""
     if old.is_dir() and not old.is_symlink():
         trash = Path(tempfile.mkdtemp(prefix=f".{old.name}.", suffix=".old", dir=old.parent))
         os.replace(old, trash / old.name)
-        os.replace(new, old)
-        shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.replace(new, old)
+        except BaseException:
+            os.replace(trash / old.name, old)
+            raise
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(new, old)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then setting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -31,6 +31,8 @@ class CheckedCheckpointIO(TorchCheckpointIO):
     naming the file, not a traceback from inside the trainer (issue 18)."""
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        if "://" in str(path):  # a remote (fsspec) path: Lightning's own reader
+            return super().load_checkpoint(path, map_location, weights_only)
         return load_checkpoint(
             path,
             map_location=map_location if map_location is not None else "cpu",

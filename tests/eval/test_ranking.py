@@ -33,3 +33,13 @@ def test_blockwise_ranks_equal_the_whole_matrix(block):
     got = target_ranks(q, items, targets, seen, block=block)
     assert torch.equal(got, want) and got[0] == math.inf
     assert torch.isfinite(got[1:]).all() and (got[1:] >= 1).all()
+
+
+def test_a_special_target_is_a_miss_not_a_rank():
+    """Review of issue 20: an OOV target (a rare item mapped away) was compared with an
+    uninitialised score; the whole-matrix computation counts it as a miss."""
+    g = torch.Generator().manual_seed(1)
+    q, items = torch.randn(4, 3, generator=g), torch.randn(10, 3, generator=g)
+    targets = torch.tensor([2, 5, 1, 9])
+    got = target_ranks(q, items, targets, block=4)
+    assert got[0] == math.inf and got[2] == math.inf and torch.isfinite(got[[1, 3]]).all()

@@ -176,3 +176,15 @@ def test_resuming_from_a_damaged_checkpoint_is_one_line_exit_2(tmp_path, capsys)
         assert code == 2
         assert err[-1].startswith("userfm pretrain: error: ") and str(bad) in err[-1]
         assert not any("Traceback" in line for line in err)
+
+
+def test_a_config_without_an_encoder_section_trains_with_the_encoders_defaults(tmp_path):
+    """Review of issue 19: under LightningCLI, `model.encoder` left out is saved as null, and
+    building the encoder from it raised a TypeError."""
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        CONFIG.format(root=tmp_path).replace("encoder: {hidden_size: 16, num_heads: 2}, ", "")
+    )
+    cli = make_cli(["--config", str(config), "--trainer.max_steps", "1"], run=False)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert cli.trainer.global_step == 1 and cli.model.encoder.config.hidden_size == 64

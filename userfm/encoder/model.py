@@ -765,7 +765,9 @@ class UserEncoder(PreTrainedModel):
         # transformers initialises what the file lacks at random: a silently different model
         wrong = {k: sorted(info[k]) for k in LOAD_PROBLEMS if info.get(k)}
         if wrong:
-            found = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v)}" for k, v in wrong.items())
+            found = "; ".join(
+                f"{k.replace('_', ' ')}: {', '.join(map(str, v))}" for k, v in wrong.items()
+            )
             raise FileFormatError(
                 f"{path / 'model.safetensors'} does not hold the weights {path / 'config.json'} "
                 f"describes ({found}); {damaged}"

@@ -36,15 +36,16 @@ def target_ranks(
         block: items scored at a time.
 
     Returns:
-        (N,) float64 ranks, ``inf`` for a miss: the number of unfiltered items scoring
-        strictly above the target, plus 1, as the (N, V) computation gives them.
+        (N,) float64 ranks, ``inf`` for a miss (a seen or special target): the number of
+        unfiltered items scoring strictly above the target, plus 1, as the (N, V)
+        computation gives them.
     """
     block = check_int("block", block, minimum=1)
     V = item_vectors.shape[0]
     spans = [(lo, min(lo + block, V)) for lo in range(NUM_SPECIALS, V, block)]
     # pass 1: each target's score, from the very matmul pass 2 repeats (same shapes, same
     # rounding), so an item's score is compared with the target's exactly as in one matrix
-    target_score = torch.empty(len(targets), device=queries.device)
+    target_score = torch.full((len(targets),), -math.inf, device=queries.device)
     for lo, hi in spans:
         inside = (targets >= lo) & (targets < hi)
         if inside.any():
@@ -60,6 +61,7 @@ def target_ranks(
             scores = torch.cat([scores, pad], 1).scatter(1, local, -math.inf)[:, :-1]
         above += (scores > target_score[:, None]).sum(1)
     rank = (above + 1).double()
+    rank[targets < NUM_SPECIALS] = math.inf  # OOV (a rare item mapped away): never ranked
     if seen is not None:
         rank[(seen == targets[:, None]).any(1)] = math.inf
     return rank
