@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import ConfigError, check_int
+from userfm.eval.ranking import block_positions, fill_positions
 
 Sampler = Literal["uniform", "log_uniform", "all", "in_batch", "mixed"]
 SAMPLERS = ("uniform", "log_uniform", "all", "in_batch", "mixed")
@@ -176,10 +177,9 @@ def chunked_log_z(
     a_target = None if exclude is None else (exclude[:, :, None] == targets[:, None]).any(-1)
     parts, lo = [], NUM_SPECIALS
     for block, offset in zip(blocks, offsets, strict=True):
-        size, skip = len(block), None
-        if exclude is not None:  # (N, S) in-block positions to leave out, size = none
-            local = exclude - lo
-            skip = torch.where((local < 0) | (local >= size) | a_target, size, local)
+        size = len(block)
+        # (N, S) in-block positions to leave out, size = none
+        skip = None if exclude is None else block_positions(exclude, lo, size, spare=a_target)
         parts.append(
             checkpoint(
                 _block_log_z, h, block, offset, skip, use_reentrant=False, preserve_rng_state=False
@@ -200,8 +200,7 @@ def _block_log_z(
     if offset is not None:
         logits = logits + offset
     if skip is not None:
-        pad = torch.zeros(len(h), 1, dtype=logits.dtype, device=logits.device)
-        logits = torch.cat([logits, pad], dim=1).scatter(1, skip, LEFT_OUT)[:, :-1]
+        logits = fill_positions(logits, skip, LEFT_OUT)
     return torch.logsumexp(logits, dim=1)
 
 

@@ -16,6 +16,23 @@ from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import check_int
 
 
+def block_positions(
+    items: torch.Tensor, lo: int, size: int, *, spare: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N, S) global item indices -> their positions inside the block of items
+    ``[lo, lo + size)``; ``size`` (one past the block) for those outside it or ``spare``."""
+    local = items - lo
+    outside = (local < 0) | (local >= size)
+    return torch.where(outside if spare is None else outside | spare, size, local)
+
+
+def fill_positions(scores: torch.Tensor, positions: torch.Tensor, value: float) -> torch.Tensor:
+    """(N, b) ``scores`` with the (N, S) ``positions`` (from `block_positions`; b = none) set
+    to ``value``, out of place (autograd-safe): through one spare column, so no (N, b) mask."""
+    pad = torch.zeros(len(scores), 1, dtype=scores.dtype, device=scores.device)
+    return torch.cat([scores, pad], dim=1).scatter(1, positions, value)[:, :-1]
+
+
 @torch.no_grad()
 def target_ranks(
     queries: torch.Tensor,
@@ -55,10 +72,7 @@ def target_ranks(
     for lo, hi in spans:  # pass 2: how many unfiltered items score above the target
         scores = (queries @ item_vectors[lo:hi].T).float()  # (N, b)
         if seen is not None:
-            local = seen - lo
-            local = torch.where((local >= 0) & (local < hi - lo), local, hi - lo)
-            pad = torch.zeros(len(scores), 1, device=scores.device)
-            scores = torch.cat([scores, pad], 1).scatter(1, local, -math.inf)[:, :-1]
+            scores = fill_positions(scores, block_positions(seen, lo, hi - lo), -math.inf)
         above += (scores > target_score[:, None]).sum(1)
     rank = (above + 1).double()
     rank[targets < NUM_SPECIALS] = math.inf  # OOV (a rare item mapped away): never ranked
