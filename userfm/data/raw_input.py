@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from datasets.table import InMemoryTable
 
 from userfm.data.log import take_rows
 from userfm.data.schema import OPTIONAL_COLUMNS, EventSchema
-from userfm.errors import DataError, EmptyLogError, FileFormatError, SchemaError
+from userfm.errors import DataError, EmptyLogError, FileFormatError, SchemaError, UserfmError
 
 __all__ = ["open_source", "read_table", "SUPPORTED_EXTENSIONS"]
 
@@ -256,13 +256,21 @@ def _read_csv(
                 str(p), features=features, na_values=[""], cache_dir=cache_dir, **opts
             )
     except Exception as e:
-        cause = _root_cause(e)
-        if isinstance(cause, UnicodeDecodeError):
-            raise _encoding_error(p, encoding, cause) from e
-        if "corresponds to no data" in str(cause):
-            raise EmptyLogError(f"{p} has no rows: no events to read") from e
-        raise FileFormatError(f"cannot parse {p} as {fmt}: {str(cause).strip()}") from e
+        raise _text_read_error(e, p, encoding, lambda cause: f"{fmt}: {str(cause).strip()}") from e
     return ds.select_columns(columns) if columns is not None else ds
+
+
+def _text_read_error(
+    e: Exception, p: Path, encoding: str, detail: Callable[[BaseException], str]
+) -> UserfmError:
+    """The typed error of a csv / json file `datasets` could not read: the text's encoding,
+    no rows, or unparsable (``detail(cause)`` says as what, and where)."""
+    cause = _root_cause(e)
+    if isinstance(cause, UnicodeDecodeError):
+        return _encoding_error(p, encoding, cause)
+    if "corresponds to no data" in str(cause):
+        return EmptyLogError(f"{p} has no rows: no events to read")
+    return FileFormatError(f"cannot parse {p} as {detail(cause)}")
 
 
 def _header_as_written(p: Path, opts: Mapping[str, Any]) -> list[str]:
@@ -282,14 +290,11 @@ def _read_json(
         with _no_datasets_error_log("json"):
             ds = datasets.Dataset.from_json(str(p), encoding=encoding, cache_dir=cache_dir)
     except Exception as e:
-        cause = _root_cause(e)
-        if isinstance(cause, UnicodeDecodeError):
-            raise _encoding_error(p, encoding, cause) from e
-        if "corresponds to no data" in str(cause):
-            raise EmptyLogError(f"{p} has no rows: no events to read") from e
-        raise FileFormatError(
-            f"cannot parse {p} as JSON lines: {_first_bad_line(p, encoding) or cause}"
-        ) from e
+
+        def detail(cause: BaseException) -> str:  # reads the file again: only on this path
+            return f"JSON lines: {_first_bad_line(p, encoding) or cause}"
+
+        raise _text_read_error(e, p, encoding, detail) from e
     if columns is not None:
         _check_columns(ds.column_names, columns, fields, str(p))
         ds = ds.select_columns(columns)
