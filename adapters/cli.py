@@ -7,17 +7,17 @@ userfm adapters chat --adapter runs/adapters/soft_prompt/adapter --log runs/demo
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningCLI
 
 from userfm.adapters.data import QADataModule
 from userfm.adapters.module import AdapterModule
+from userfm.cli_options import add_schema_args, schema_from_args
 from userfm.data.schema import EventSchema
-from userfm.schema_flags import add_schema_args, schema_from_args
 from userfm.stage_cli import stage_cli
 
 
@@ -38,17 +38,21 @@ def chat(argv: Sequence[str]) -> int:
     from userfm.adapters.model import UserConditionedLM
     from userfm.data.sources import load_source
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="userfm adapters chat", description="Ask a trained adapter about one user."
     )
-    p.add_argument("question", help="the question, e.g. 'What does this user watch most?'")
-    p.add_argument("--adapter", required=True, help="adapter directory (written by fit)")
-    p.add_argument("--user", required=True, help="user id in the log")
     p.add_argument(
-        "--log", required=True, help="event log: a file, a dataset folder or 'synthetic'"
+        "question", type=str, help="the question, e.g. 'What does this user watch most?'"
     )
-    p.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--adapter", type=str, required=True, help="adapter directory (written by fit)")
+    p.add_argument("--user", type=str, required=True, help="user id in the log")
+    p.add_argument(
+        "--log", type=str, required=True, help="event log: a file, a dataset folder or 'synthetic'"
+    )
+    p.add_argument(
+        "--log_format", type=str, default="auto", help="auto, movielens-100k, movielens-1m, ..."
+    )
+    p.add_argument("--max_new_tokens", type=int, default=32)
     add_schema_args(p)
     args = p.parse_args(argv)
     model = UserConditionedLM.from_pretrained(args.adapter)

@@ -164,7 +164,7 @@ class AdapterModule(L.LightningModule):
         if not groups:
             raise ConfigError(
                 f"nothing to train: mode {self.adapter_config.mode!r} without LoRA has no trainable parameters; "
-                "set `lora: true`, or evaluate the frozen LLM as it is (userfm eval uqa --zero-shot)"
+                "set `lora: true`, or evaluate the frozen LLM as it is (userfm eval uqa --zero_shot)"
             )
         opt = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)

@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     encoder = pretrain(out, data, epochs, timings) if args.encoder is None else args.encoder
     encoder = str(Path(encoder).resolve())
-    ml = ["--log", data, "--log-format", "movielens-100k"]
-    nouns = ["--item-noun", "movie", "--attribute-noun", "genre"]
+    ml = ["--log", data, "--log_format", "movielens-100k"]
+    nouns = ["--item_noun", "movie", "--attribute_noun", "genre"]
     cli(["eval", "questions", *ml, *nouns, "--out", str(out / "qa"), "--overwrite"])
     cli(["eval", "descriptions", *ml, *nouns, "--out", str(out / "describe"), "--overwrite"])
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
@@ -195,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     report = out / "report"
     cli(["eval", "uqa", "--questions", str(out / "qa"), *ml, "--out", str(report), "--overwrite", *adapters,
-         "--zero-shot", "--text-tokens", *map(str, budgets[: 2 if args.long_text else 1]),
+         "--zero_shot", "--text_tokens", *map(str, budgets[: 2 if args.long_text else 1]),
          "--encoder", encoder,
          "--swapped", "--letters", *(f"--include={p}" for p in args.include),
-         *(["--max-per-task", str(per_task)] if per_task else []),
+         *(["--max_per_task", str(per_task)] if per_task else []),
          *(["--tasks", args.tasks] if tasks else [])])  # fmt: skip
     timings["evaluate s"] = time.perf_counter() - t
     timings["total s"] = time.perf_counter() - start

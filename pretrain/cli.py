@@ -7,13 +7,14 @@ userfm pretrain plot runs/pretrain/synthetic-tiny
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 
+from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningCLI
 
+from userfm.cli_options import add_switch
 from userfm.pretrain.data import EventDataModule
 from userfm.pretrain.module import PretrainModule
 from userfm.stage_cli import stage_cli
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from userfm.outputs import check_output_dir
         from userfm.pretrain.export import export_checkpoint
 
-        p = argparse.ArgumentParser(
+        p = ArgumentParser(
             prog="userfm pretrain export", description="Checkpoint -> save_pretrained directory."
         )
         p.add_argument(
@@ -33,11 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             help="a .ckpt written by `userfm pretrain fit`, or a run folder (its newest last.ckpt)",
         )
         p.add_argument("out_dir", help="output folder (loadable by UserEncoder.from_pretrained)")
-        p.add_argument("--name", default=None, help="model name for the card")
-        p.add_argument(
-            "--overwrite",
-            action="store_true",
-            help="write into an OUT_DIR that already holds files (config.json, ... replaced)",
+        p.add_argument("--name", type=str | None, default=None, help="model name for the card")
+        add_switch(
+            p,
+            "overwrite",
+            "write into an OUT_DIR that already holds files (config.json, ... replaced)",
         )
         args = p.parse_args(argv[1:])
         check_output_dir(args.out_dir, overwrite=args.overwrite, flag="OUT_DIR")
@@ -50,12 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from userfm.outputs import check_output
         from userfm.pretrain.plot import plot_run
 
-        p = argparse.ArgumentParser(
+        p = ArgumentParser(
             prog="userfm pretrain plot", description="Training curves of a run to PNG."
         )
         p.add_argument("run_dir", help="a run folder (holding metrics.csv somewhere below)")
-        p.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/curves.png)")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+        p.add_argument(
+            "--out", type=str | None, default=None, help="PNG path (default: RUN_DIR/curves.png)"
+        )
+        add_switch(p, "overwrite", "replace an existing PNG")
         args = p.parse_args(argv[1:])
         out = args.out or os.path.join(args.run_dir, "curves.png")
         check_output(out, overwrite=args.overwrite, suffixes=[".png"], flag="--out")

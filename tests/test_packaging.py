@@ -114,7 +114,7 @@ def test_a_fresh_venv_with_the_wheel_runs_the_demo_and_a_named_config_anywhere(w
     assert where.stdout.startswith(str(purelib)), where
     assert "synthetic-tiny" in run("configs", "list")
     assert run("configs", "show", "ml100k").startswith("# Purpose:")
-    out = run("demo", "--out", "demo", "--users", "120", "--epochs", "1", "--no-progress")
+    out = run("demo", "--out", "demo", "--users", "120", "--epochs", "1", "--no_progress")
     assert "[5/5] next-item retrieval" in out
     run("pretrain", "fit", "--config", "synthetic-tiny", "--trainer.max_steps", "2",
         "--data.synthetic.num_users", "60", "--trainer.enable_progress_bar", "false")  # fmt: skip

@@ -1,10 +1,8 @@
 """Every snippet in README.md runs: the Python blocks, and the `userfm ...` command lines."""
 
-import os
 import re
 import shlex
 import string
-import subprocess
 import sys
 from pathlib import Path
 
@@ -70,9 +68,13 @@ def tiny_llm(tmp_path_factory) -> Path:
     return folder
 
 
-def run_cli_lines(tmp_path: Path, llm: Path | None) -> None:
-    """Run README's `userfm` lines in order in `tmp_path`; `llm`: the LLM folder to use in place
-    of the README's (None: the README's own)."""
+def run_cli_lines(tmp_path: Path, llm: Path | None, monkeypatch) -> None:
+    """Run README's `userfm` lines in order in `tmp_path`, in this process through
+    `userfm.cli.main` (what the `userfm` script calls; tests/test_packaging.py runs the
+    installed script itself); `llm`: the LLM folder to use in place of the README's (None: the
+    README's own)."""
+    from userfm.cli import main
+
     commands = [
         line.split("#")[0].strip()
         for block in blocks("bash")
@@ -80,12 +82,11 @@ def run_cli_lines(tmp_path: Path, llm: Path | None) -> None:
         if line.strip().startswith("userfm ")
     ]
     assert commands, "README shows no userfm commands"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    monkeypatch.chdir(tmp_path)
     # the README's commands use the model that `make demo` writes; build a small one first
     config = README.parent / "configs" / "pretrain" / "synthetic-tiny.yaml"
-    setup = ["userfm", "demo", "--out", "runs/demo", "--epochs", "1"]
-    setup += ["--config", str(config), "--no-progress"]
-    subprocess.run(setup, cwd=tmp_path, env=env, check=True, capture_output=True)
+    setup = ["demo", "--out", "runs/demo", "--epochs", "1"]
+    assert main([*setup, "--pretrain_config", str(config), "--no_progress"]) == 0
     (tmp_path / "configs").symlink_to(README.parent / "configs")
     for cmd in commands:
         args = shlex.split(cmd)
@@ -99,19 +100,22 @@ def run_cli_lines(tmp_path: Path, llm: Path | None) -> None:
             if llm is not None:
                 args += ["--model.adapter.llm", str(llm)]
         if args[1:3] == ["eval", "uqa"]:  # the same evaluation on two questions per sub-task
-            args += ["--max-per-task", "2", "--text-tokens", "64"]
+            args += ["--max_per_task", "2", "--text_tokens", "64"]
             if llm is not None:
                 args += ["--llm", str(llm)]
-        r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert r.returncode == 0, f"{cmd}\n{r.stderr}"
+        try:
+            status = main(args[1:])
+        except SystemExit as e:  # --version, --help
+            status = e.code
+        assert status == 0, cmd
 
 
-def test_cli_lines_run(tmp_path, tiny_llm):
+def test_cli_lines_run(tmp_path, tiny_llm, monkeypatch):
     """README's command lines, with a tiny random LLM in place of SmolLM2 (fast)."""
-    run_cli_lines(tmp_path, tiny_llm)
+    run_cli_lines(tmp_path, tiny_llm, monkeypatch)
 
 
 @pytest.mark.slow
-def test_cli_lines_run_real_llm(tmp_path):
+def test_cli_lines_run_real_llm(tmp_path, monkeypatch):
     """README's command lines as written, on the real LLM (SmolLM2-135M-Instruct)."""
-    run_cli_lines(tmp_path, None)
+    run_cli_lines(tmp_path, None, monkeypatch)

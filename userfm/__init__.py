@@ -7,9 +7,9 @@ The public names load on first use (PEP 562), so ``import userfm`` and ``userfm 
 do not pull in torch, transformers or datasets.
 """
 
-import importlib as _importlib
 from typing import TYPE_CHECKING
 
+from userfm._lazy import lazy_exports
 from userfm._version import __version__
 
 if TYPE_CHECKING:
@@ -42,15 +42,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    # the public names (loaded or not) and the module's own dunders; no helpers
-    return sorted(set(__all__) | {n for n in globals() if n.startswith("__")})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,31 +6,34 @@ User errors (bad input, bad flags) exit with status 2 and one line on stderr, no
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import Any, Literal
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from userfm._version import __version__
+from userfm.cli_options import add_progress, add_schema_args, add_switch, schema_from_args
 from userfm.errors import ConfigError, UserfmError
-from userfm.schema_flags import add_schema_args, schema_from_args
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
+def cmd_synth(args: Namespace) -> int:
     from userfm.data.synthetic import SyntheticConfig, write_synthetic_log
     from userfm.outputs import check_output
 
-    cfg = SyntheticConfig(num_users=args.users, num_items=args.items, seed=args.seed)
+    # `args.items` is the namespace's own method (jsonargparse): the option by key
+    cfg = SyntheticConfig(num_users=args.users, num_items=args["items"], seed=args.seed)
     target = check_output(Path(args.out) / "events.parquet", overwrite=args.overwrite, flag="--out")
     path = write_synthetic_log(target, cfg)
     print(f"wrote {path} ({cfg.num_users:,} users, {cfg.num_items:,} items, seed {cfg.seed})")
     return 0
 
 
-def cmd_embed(args: argparse.Namespace) -> int:
+def cmd_embed(args: Namespace) -> int:
     import pyarrow.parquet as pq
 
     from userfm.api.embed import resolve_device
@@ -58,7 +61,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             args.output,
             devices=args.devices,
             batch_size=args.batch_size,
-            progress=False if args.no_progress else None,
+            progress=args.progress,
         )
         # one line per rank: the ranks print into the same stream
         print(
@@ -80,7 +83,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 log,
                 batch_size=args.batch_size,
                 device=args.device,
-                progress=False if args.no_progress else None,
+                progress=args.progress,
             ):
                 table = part.to_arrow()
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
@@ -101,7 +104,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_configs(args: argparse.Namespace) -> int:
+def cmd_configs(args: Namespace) -> int:
     """List the shipped configs, or print one (to copy and edit)."""
     from userfm import configs
 
@@ -119,7 +122,7 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: Namespace) -> int:
     """The whole path on the embedded synthetic log, each step with its own command."""
     import json
 
@@ -134,12 +137,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from userfm.pretrain.export import export_checkpoint
 
     out = check_output_dir(args.out, overwrite=args.overwrite)  # an earlier demo, or your files
-    config = Path(args.config)
+    config = Path(args.pretrain_config)
     if not config.is_file():  # a shipped config's name: the packaged file, from any folder
-        config = configs.find(args.config, "pretrain")
+        config = configs.find(args.pretrain_config, "pretrain")
         if config is None:
             names = ", ".join(n for _, n in configs.available("pretrain"))
-            raise FileNotFoundError(f"no pretraining config {args.config} (shipped: {names})")
+            raise FileNotFoundError(
+                f"no pretraining config {args.pretrain_config} (shipped: {names})"
+            )
     events = write_synthetic_log(
         out / "events.parquet", SyntheticConfig(num_users=args.users, seed=args.seed)
     )
@@ -166,7 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = UserEncoder.from_pretrained(encoder_dir)
     schema = EventSchema(**columns)
     log = read_events(events, schema)
-    emb = model.embed(log, progress=False if args.no_progress else None)
+    emb = model.embed(log, progress=args.progress)
     emb_path = emb.to_parquet(out / "embeddings.parquet")
     print(f"[4/5] embedded {len(emb):,} users, dim {emb.dim} -> {emb_path}   (userfm embed ...)")
     ours = evaluate_retrieval(model, log)
@@ -189,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval_questions(args: argparse.Namespace) -> int:
+def cmd_eval_questions(args: Namespace) -> int:
     from userfm.data.sources import load_source
     from userfm.eval.uqa import QuestionConfig, build_questions, save_questions
     from userfm.outputs import check_output_dir
@@ -207,38 +212,44 @@ def cmd_eval_questions(args: argparse.Namespace) -> int:
 
 
 def _add_log_args(
-    p: argparse.ArgumentParser,
+    p: ArgumentParser,
     *,
     log_help: str = "event log: a file, a dataset folder, or 'synthetic'",
     out_help: str,
 ) -> None:
-    """``--log``, ``--log-format``, ``--out`` and ``--overwrite``, as every `eval` command
+    """``--log``, ``--log_format``, ``--out`` and ``--overwrite``, as every `eval` command
     reads them."""
-    p.add_argument("--log", required=True, help=log_help)
-    p.add_argument("--log-format", default="auto", help="auto, movielens-100k, movielens-1m, ...")
-    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--log", type=str, required=True, help=log_help)
     p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="write into a folder that already holds files (the files of the same names are "
-        "replaced)",
+        "--log_format", type=str, default="auto", help="auto, movielens-100k, movielens-1m, ..."
+    )
+    p.add_argument("--out", type=str, required=True, help=out_help)
+    add_switch(
+        p,
+        "overwrite",
+        "write into a folder that already holds files (the files of the same names are replaced)",
     )
 
 
-def _nouns(args: argparse.Namespace) -> dict[str, str]:
+def _nouns(args: Namespace) -> dict[str, str]:
     """The `QuestionConfig` nouns given on the command line."""
     nouns = {"item_noun": args.item_noun, "attribute_noun": args.attribute_noun}
     return {k: v for k, v in nouns.items() if v}
 
 
-def _add_noun_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--item-noun", default=None, help="what an item is called (default 'item')")
+def _add_noun_args(p: ArgumentParser) -> None:
     p.add_argument(
-        "--attribute-noun", default=None, help="what the attribute is called (default its column)"
+        "--item_noun", type=str | None, default=None, help="what an item is called (default 'item')"
+    )
+    p.add_argument(
+        "--attribute_noun",
+        type=str | None,
+        default=None,
+        help="what the attribute is called (default its column)",
     )
 
 
-def cmd_eval_descriptions(args: argparse.Namespace) -> int:
+def cmd_eval_descriptions(args: Namespace) -> int:
     from userfm.data.sources import load_source
     from userfm.eval.uqa import QuestionConfig, save_questions
     from userfm.eval.uqa.describe import build_descriptions
@@ -263,7 +274,7 @@ def _method_dir(spec: str) -> tuple[str, Path]:
     return name, folder
 
 
-def cmd_eval_uqa(args: argparse.Namespace) -> int:
+def cmd_eval_uqa(args: Namespace) -> int:
 
     from userfm.adapters.config import AdapterConfig
     from userfm.adapters.model import UserConditionedLM
@@ -372,28 +383,34 @@ def cmd_eval_uqa(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _command(sub: Any, name: str, *, help: str, description: str | None = None) -> ArgumentParser:
+    """A sub-command's parser: typed options, ``--config FILE`` (YAML/JSON of the same options)
+    and ``--print_config``, as the LightningCLI stages have."""
+    p = ArgumentParser(description=description or help)
+    p.add_argument("--config", action=ActionConfigFile, help="a YAML/JSON file of these options")
+    sub.add_subcommand(name, p, help=help)
+    return p
+
+
+def build_parser() -> ArgumentParser:
+    """The parser of every command but the LightningCLI stages (which `main` dispatches to
+    their own jsonargparse parsers): one style, one schema group (`userfm.cli_options`)."""
+    p = ArgumentParser(
         prog="userfm",
         description="Foundation user-embedding models: embed users from their event histories.",
+        exit_on_error=True,
     )
     p.add_argument("--version", action="version", version=f"userfm {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
-        "pretrain",
-        help="pretrain an encoder (LightningCLI: fit / validate / test), export, plot",
-        add_help=False,
-    )
-    sub.add_parser("plot", help="training curves of a run folder to PNG", add_help=False)
-    sub.add_parser(
-        "adapters",
-        help="fine-tune an LLM adapter (LightningCLI: fit / validate / test), chat",
-        add_help=False,
-    )
-    ev = sub.add_parser("eval", help="evaluation: build UQA question sets, evaluate adapters")
-    ev_sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
-    q = ev_sub.add_parser(
+    add_switch(p, "debug", "show tracebacks and debug logs")
+    sub = p.add_subcommands(dest="command", required=False)
+    for name, help in STAGE_HELP.items():  # listed in --help; parsed by the stages themselves
+        sub.add_subcommand(name, ArgumentParser(add_help=False), help=help)
+
+    ev = ArgumentParser(description="Evaluation: build UQA question sets, evaluate adapters.")
+    sub.add_subcommand("eval", ev, help="evaluation: build UQA question sets, evaluate adapters")
+    ev_sub = ev.add_subcommands(dest="eval_command", required=True)
+    q = _command(
+        ev_sub,
         "questions",
         help="build UQABench-style questions about users from an event log",
         description="Build personalised questions (seven sub-tasks in three dimensions) from "
@@ -401,13 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
         "unseen in training) and the dataset.",
     )
     _add_log_args(q, out_help="output folder")
-    q.add_argument("--format", default="mc", choices=["mc", "free", "both"])
-    q.add_argument("--tasks", default=None, help="comma-separated sub-tasks (default: all seven)")
+    q.add_argument("--format", type=Literal["mc", "free", "both"], default="mc")
+    q.add_argument(
+        "--tasks",
+        type=str | None,
+        default=None,
+        help="comma-separated sub-tasks (default: all seven)",
+    )
     q.add_argument("--seed", type=int, default=0)
     _add_noun_args(q)
     add_schema_args(q)
-    q.set_defaults(func=cmd_eval_questions)
-    d = ev_sub.add_parser(
+    d = _command(
+        ev_sub,
         "descriptions",
         help="build history descriptions for the adapters' alignment stage",
         description="Write free-form records whose answers describe each user's visible "
@@ -419,15 +441,112 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="the question set's seed")
     _add_noun_args(d)
     add_schema_args(d)
-    d.set_defaults(func=cmd_eval_descriptions)
-    u = ev_sub.add_parser(
-        "uqa",
-        help="answer a UQA question set with adapters and baselines; write report.md, charts",
-        description="Evaluate adapters (and the random, prior-only, direct-computation and, "
-        "with --zero-shot, untrained no-user / text-prompt baselines) on UQA questions; writes "
-        "report.md, results.jsonl, accuracy.csv and PNG charts.",
+    _add_uqa_args(
+        _command(
+            ev_sub,
+            "uqa",
+            help="answer a UQA question set with adapters and baselines; write report.md, charts",
+            description="Evaluate adapters (and the random, prior-only, direct-computation and, "
+            "with --zero_shot, untrained no-user / text-prompt baselines) on UQA questions; "
+            "writes report.md, results.jsonl, accuracy.csv and PNG charts.",
+        )
     )
-    u.add_argument("--questions", required=True, help="folder written by `userfm eval questions`")
+
+    s = _command(
+        sub,
+        "synth",
+        help="write a synthetic event log (parquet)",
+        description="Write a synthetic event log: users with latent interests, Zipf "
+        "popularity, sessions, drift.",
+    )
+    s.add_argument(
+        "--out", type=str, required=True, help="output folder (events.parquet is written there)"
+    )
+    s.add_argument("--users", type=int, default=2000)
+    s.add_argument("--items", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    add_switch(s, "overwrite", "replace an existing events.parquet")
+
+    e = _command(
+        sub,
+        "embed",
+        help="embed every user of an event log",
+        description="Embed every user of an event log with a saved encoder; writes parquet "
+        "(user, embedding).",
+    )
+    e.add_argument(
+        "--model",
+        type=str,
+        required=True,
+        help="folder written by save_pretrained / userfm pretrain export",
+    )
+    e.add_argument(
+        "--input", type=str, required=True, help="event log: .parquet, .csv, .tsv, .jsonl"
+    )
+    e.add_argument("--output", type=str, required=True, help="output .parquet (never the input)")
+    add_switch(e, "overwrite", "replace an existing --output")
+    e.add_argument("--batch_size", type=int, default=256)
+    e.add_argument(
+        "--device",
+        type=str | None,
+        default=None,
+        help="cpu, cuda, cuda:1 ... (default: cuda if available)",
+    )
+    e.add_argument(
+        "--min_events", type=int, default=1, help="drop (and count) users with fewer events"
+    )
+    e.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="> 1: shard users over this many processes/GPUs (Lightning Fabric launches them; "
+        "each runs the same loop as one process); --output is then a folder of "
+        "part-<rank>.parquet files",
+    )
+    add_progress(e)
+    add_schema_args(e)
+
+    c = _command(
+        sub,
+        "configs",
+        help="list the shipped configs, or print one to copy and edit",
+        description="The configs installed with userfm; any command's --config also takes "
+        "their names (e.g. `userfm pretrain fit --config synthetic-tiny`).",
+    )
+    c.add_argument("action", choices=["list", "show"])
+    c.add_argument("name", nargs="?", default=None, help="with show: a config's name")
+
+    d = _command(
+        sub,
+        "demo",
+        help="the README demo: synthetic log -> pretrain -> export -> embed -> evaluate",
+        description="The whole path on the embedded synthetic log: write it, pretrain an "
+        "encoder (configs/pretrain/synthetic-tiny.yaml), export it, embed every user, compare "
+        "next-item retrieval with most-popular, and show one user's history, next items and "
+        "neighbours.",
+    )
+    d.add_argument("--out", type=str, default="runs/demo")
+    add_switch(d, "overwrite", "write into a --out that already holds files")
+    d.add_argument(
+        "--pretrain_config",
+        type=str,
+        default="synthetic-tiny",
+        help="pretraining config: a YAML file or a shipped config's name (default: synthetic-tiny)",
+    )
+    d.add_argument("--users", type=int, default=2000)
+    d.add_argument(
+        "--epochs", type=int | None, default=None, help="override the config's max_epochs"
+    )
+    d.add_argument("--seed", type=int, default=0)
+    add_progress(d)
+    return p
+
+
+def _add_uqa_args(u: ArgumentParser) -> None:
+    """The options of `userfm eval uqa`."""
+    u.add_argument(
+        "--questions", type=str, required=True, help="folder written by `userfm eval questions`"
+    )
     _add_log_args(
         u, log_help="the event log the questions were built from", out_help="report folder"
     )
@@ -438,13 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[NAME=]DIR",
         help="an adapter directory (repeat for several); named after its folder unless NAME=",
     )
-    u.add_argument(
-        "--zero-shot",
-        action="store_true",
-        help="also evaluate the frozen LLM with no user context and with the history as text",
+    add_switch(
+        u,
+        "zero_shot",
+        "also evaluate the frozen LLM with no user context and with the history as text",
     )
     u.add_argument(
-        "--text-tokens",
+        "--text_tokens",
         type=int,
         nargs="+",
         default=[256, 1024],
@@ -452,20 +571,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     u.add_argument(
         "--encoder",
+        type=str | None,
         default=None,
         metavar="DIR",
         help="a saved encoder: add its linear probe and its next-item scores as references",
     )
-    u.add_argument(
-        "--swapped",
-        action="store_true",
-        help="also answer with another user's context (the user-specific part of the signal): "
+    add_switch(
+        u,
+        "swapped",
+        "also answer with another user's context (the user-specific part of the signal): "
         "soft-prompt and cross-attention adapters",
     )
-    u.add_argument(
-        "--letters",
-        action="store_true",
-        help="with --zero-shot: also score the option letter the frozen LLM ranks first (a "
+    add_switch(
+        u,
+        "letters",
+        "with --zero_shot: also score the option letter the frozen LLM ranks first (a "
         "diagnostic of position bias)",
     )
     u.add_argument(
@@ -476,90 +596,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="results.jsonl (or report folder) of an earlier run on the same questions: its "
         "methods that this run does not score join the report (repeat; the last file wins)",
     )
-    u.add_argument("--llm", default=None, help="LLM of the zero-shot methods (default: adapters')")
-    u.add_argument("--split", default="test")
-    u.add_argument("--tasks", default=None, help="comma-separated sub-tasks (default: all)")
-    u.add_argument("--max-per-task", type=int, default=None, help="sample this many per sub-task")
-    u.add_argument("--batch-size", type=int, default=16)
-    u.add_argument("--max-new-tokens", type=int, default=24, help="free-form answer length")
-    u.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    u.add_argument(
+        "--llm",
+        type=str | None,
+        default=None,
+        help="LLM of the zero-shot methods (default: adapters')",
+    )
+    u.add_argument("--split", type=str, default="test")
+    u.add_argument(
+        "--tasks", type=str | None, default=None, help="comma-separated sub-tasks (default: all)"
+    )
+    u.add_argument(
+        "--max_per_task", type=int | None, default=None, help="sample this many per sub-task"
+    )
+    u.add_argument("--batch_size", type=int, default=16)
+    u.add_argument("--max_new_tokens", type=int, default=24, help="free-form answer length")
+    u.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
     u.add_argument("--seed", type=int, default=0)
     add_schema_args(u)
-    u.set_defaults(func=cmd_eval_uqa)
-
-    s = sub.add_parser(
-        "synth",
-        help="write a synthetic event log (parquet)",
-        description="Write a synthetic event log: users with latent interests, Zipf popularity, sessions, drift.",
-    )
-    s.add_argument("--out", required=True, help="output folder (events.parquet is written there)")
-    s.add_argument("--users", type=int, default=2000)
-    s.add_argument("--items", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--overwrite", action="store_true", help="replace an existing events.parquet")
-    s.set_defaults(func=cmd_synth)
-
-    e = sub.add_parser(
-        "embed",
-        help="embed every user of an event log",
-        description="Embed every user of an event log with a saved encoder; writes parquet (user, embedding).",
-    )
-    e.add_argument(
-        "--model", required=True, help="folder written by save_pretrained / userfm pretrain export"
-    )
-    e.add_argument("--input", required=True, help="event log: .parquet, .csv, .tsv, .jsonl")
-    e.add_argument("--output", required=True, help="output .parquet (never the input)")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"
-    )
-    e.add_argument(
-        "--min-events", type=int, default=1, help="drop (and count) users with fewer events"
-    )
-    e.add_argument(
-        "--devices",
-        type=int,
-        default=1,
-        help="> 1: shard users over this many processes/GPUs (Lightning Fabric launches them; each runs the same loop as one process); "
-        "--output is then a folder of part-<rank>.parquet files",
-    )
-    e.add_argument("--no-progress", action="store_true")
-    add_schema_args(e)
-    e.set_defaults(func=cmd_embed)
-
-    c = sub.add_parser(
-        "configs",
-        help="list the shipped configs, or print one to copy and edit",
-        description="The configs installed with userfm; any command's --config also takes "
-        "their names (e.g. `userfm pretrain fit --config synthetic-tiny`).",
-    )
-    c.add_argument("action", choices=["list", "show"])
-    c.add_argument("name", nargs="?", default=None, help="with show: a config's name")
-    c.set_defaults(func=cmd_configs)
-
-    d = sub.add_parser(
-        "demo",
-        help="the README demo: synthetic log -> pretrain -> export -> embed -> evaluate",
-        description="The whole path on the embedded synthetic log: write it, pretrain an encoder "
-        "(configs/pretrain/synthetic-tiny.yaml), export it, embed every user, compare next-item "
-        "retrieval with most-popular, and show one user's history, next items and neighbours.",
-    )
-    d.add_argument("--out", default="runs/demo")
-    d.add_argument(
-        "--overwrite", action="store_true", help="write into a --out that already holds files"
-    )
-    d.add_argument(
-        "--config",
-        default="synthetic-tiny",
-        help="pretraining config: a YAML file or a shipped config's name (default: synthetic-tiny)",
-    )
-    d.add_argument("--users", type=int, default=2000)
-    d.add_argument("--epochs", type=int, default=None, help="override the config's max_epochs")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--no-progress", action="store_true")
-    d.set_defaults(func=cmd_demo)
-    return p
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -579,7 +633,22 @@ class _StderrHandler(logging.StreamHandler):
 
 
 #: commands with a LightningCLI parser of their own (`plot` is `pretrain plot`)
-STAGE_COMMANDS = ("pretrain", "plot", "adapters")
+STAGE_HELP = {
+    "pretrain": "pretrain an encoder (LightningCLI: fit / validate / test), export, plot",
+    "plot": "training curves of a run folder to PNG",
+    "adapters": "fine-tune an LLM adapter (LightningCLI: fit / validate / test), chat",
+}
+
+#: the function of each command `build_parser` parses (``eval`` names its sub-commands)
+COMMANDS = {
+    "synth": cmd_synth,
+    "embed": cmd_embed,
+    "configs": cmd_configs,
+    "demo": cmd_demo,
+    "eval questions": cmd_eval_questions,
+    "eval descriptions": cmd_eval_descriptions,
+    "eval uqa": cmd_eval_uqa,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -593,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         root.addHandler(_StderrHandler())
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    if rest and rest[0] in STAGE_COMMANDS:  # dispatched to the stage's own parser
+    if rest and rest[0] in STAGE_HELP:  # dispatched to the stage's own parser
         if rest[0] == "adapters":
             from userfm.adapters.cli import main as stage_main
         else:
@@ -601,11 +670,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         command, run = rest[0], partial(stage_main, rest if rest[0] == "plot" else rest[1:])
     else:
         parser = build_parser()
-        args = parser.parse_args(["--debug", *rest] if debug else rest)
+        args = parser.parse_args(rest)
         if args.command is None:
             parser.print_help()
             return 2
-        command, run = args.command, partial(args.func, args)
+        args, command = args[args.command], args.command
+        if command == "eval":
+            args, command = args[args.eval_command], f"eval {args.eval_command}"
+        run = partial(COMMANDS[command], args)
     try:  # the one error handler of every command
         return run()
     except (UserfmError, FileNotFoundError) as exc:

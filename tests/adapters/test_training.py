@@ -92,7 +92,7 @@ def test_chat_answers_for_one_user(workspace, tmp_path, capsys):
             str(workspace / "events.parquet"),
             "--user",
             "u00",
-            "--max-new-tokens",
+            "--max_new_tokens",
             "3",
             "what genre ?",
         ]  # fmt: skip

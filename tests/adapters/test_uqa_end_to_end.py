@@ -46,11 +46,11 @@ def test_every_method_trains_and_lands_in_one_report(workspace, tmp_path, capsys
             "eval", "uqa",
             "--questions", str(workspace / "qa"),
             "--log", str(workspace / "events.parquet"),
-            "--action-col", "action", "--category-col", "category", "--title-col", "title",
+            "--schema.action", "action", "--schema.category", "category", "--schema.title", "title",
             "--out", str(report),
             *adapters,
-            "--zero-shot", "--llm", str(workspace / "llm"), "--text-tokens", "12", "24",
-            "--max-per-task", "4", "--swapped", "--letters",
+            "--zero_shot", "--llm", str(workspace / "llm"), "--text_tokens", "12", "24",
+            "--max_per_task", "4", "--swapped", "--letters",
             "--encoder", str(workspace / "encoder"),
         ]
     )  # fmt: skip

@@ -218,7 +218,7 @@ def test_through_the_cli_an_error_is_one_line(case: Case, tmp_path, model_dir, c
             pytest.skip("not representable as parquet")
         source = path
     argv = ["embed", "--model", str(model_dir), "--input", str(source), "--output",
-            str(tmp_path / "out.parquet"), "--no-progress"]  # fmt: skip
+            str(tmp_path / "out.parquet"), "--no_progress"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("userfm embed: error:")]

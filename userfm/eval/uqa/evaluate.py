@@ -47,7 +47,7 @@ Record = Mapping[str, Any]
 
 #: names of the non-learned methods, as they appear in reports
 RANDOM, PRIOR, DIRECT = "random", "prior-only", "direct (from history)"
-#: the frozen LLM with no user context (`userfm eval uqa --zero-shot`)
+#: the frozen LLM with no user context (`userfm eval uqa --zero_shot`)
 ZERO_SHOT_NONE = "none (zero-shot)"
 
 

@@ -170,7 +170,7 @@ def include_results(
                 f"{file} answers {len(seen):,} questions, this run has {len(expected):,} of "
                 f"its formats ({len(seen - expected):,} not in this run, "
                 f"{len(expected - seen):,} missing); include results of the same question set, "
-                "split, --tasks and --max-per-task"
+                "split, --tasks and --max_per_task"
             )
         for method, got in rows.items():
             if len({(r["question_id"], r["format"]) for r in got}) < len(got):
