@@ -8,7 +8,9 @@ fresh process per configuration, which also reports its peak resident memory:
 - ``chunked``: the same loss over blocks of ``--chunk`` items (`chunked_log_z`): the (N, V)
   logits never exist, each block's are recomputed in the backward pass;
 - ``sampled``: `sampled_softmax_loss`, ``--negatives`` uniform negatives shared by the batch,
-  logQ-corrected.
+  logQ-corrected; the item table gets a dense (V, D) gradient and a dense AdamW step;
+- ``sparse``: the same loss with the item table's gradient sparse (the rows the step read) and
+  `LazyAdamW` moving those rows only (``PretrainModule(sparse_items=True)``).
 
 Printed: a table of events/s (target positions per second) and peak RSS, each as a ratio to
 the same loss at the smallest catalogue, and a log-log chart (``--out``). A configuration
@@ -22,7 +24,9 @@ the machine gives them.
 ``--quality``: each loss also trains a `PretrainModule` on a synthetic log (``--quality-users``
 users over ``--quality-items`` items, the same log for every loss) for ``--quality-epochs``
 epochs per seed, and reports validation full-ranking NDCG@10 (seen items filtered) against the
-full softmax's, the same budget for each: the quality a cheaper loss gives up.
+full softmax's, the same budget for each: the quality a cheaper loss gives up. Most popular
+(training counts; `evaluate_retrieval` on the same log's validation split) is printed beside
+them: what a model that never reads the history scores.
 
     python benchmarks/catalogue_scale.py --quick      # 10^3 .. 10^5 items, a few minutes
     python benchmarks/catalogue_scale.py              # 10^3 .. 10^6 items
@@ -38,13 +42,14 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LOSSES = ("full", "chunked", "sampled")
+LOSSES = ("full", "chunked", "sampled", "sparse")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,6 +87,7 @@ def child(args: argparse.Namespace) -> None:
 
     from userfm.data.batch import Batch
     from userfm.encoder import UserEncoder, UserEncoderConfig
+    from userfm.pretrain.lazy_adamw import LazyAdamW
     from userfm.pretrain.objectives import next_item_loss
 
     items, loss = int(args.child[0]), args.child[1]
@@ -89,15 +95,17 @@ def child(args: argparse.Namespace) -> None:
     B, T = args.batch, args.max_len
     config = UserEncoderConfig(num_items=items + 3, hidden_size=64, num_heads=2, max_len=T)
     model = UserEncoder(config)
-    optimizer = torch.optim.AdamW(model.optimizer_groups(0.01), lr=1e-3)
+    sparse = loss == "sparse"
+    model.embeddings.item.sparse = sparse
+    optimizer = (LazyAdamW if sparse else torch.optim.AdamW)(model.optimizer_groups(0.01), lr=1e-3)
     ids = torch.randint(3, items + 3, (B, T + 1))
     ones = torch.ones(B, T, dtype=torch.long)
     batch = Batch(items=ids[:, :T], mask=ones.bool(), time_gaps=ones, hours=ones, weekdays=ones)
     targets = ids[:, 1:].reshape(-1)  # (N,) every position's next item
-    kind = "full" if loss == "chunked" else loss
+    kind = {"chunked": "full", "sparse": "sampled"}.get(loss, loss)
     extra = {"chunk_size": args.chunk} if loss == "chunked" else {}
-    if loss == "sampled":
-        extra = {"num_negatives": args.negatives, "sampler": "uniform"}
+    if kind == "sampled":
+        extra = {"num_negatives": args.negatives, "sampler": "uniform", "sparse_grad": sparse}
 
     def step() -> float:
         states = model(batch).states.reshape(B * T, -1)  # (N, D)
@@ -153,6 +161,8 @@ def quality(args: argparse.Namespace) -> dict[str, list[float]]:
     """Validation NDCG@10 per loss and seed after the same training budget."""
     import lightning as L
 
+    from userfm.eval.baselines import MostPopular
+    from userfm.eval.retrieval import evaluate_retrieval
     from userfm.pretrain.data import EventDataModule
     from userfm.pretrain.module import PretrainModule
     from userfm.quiet import quiet_library_noise
@@ -165,8 +175,9 @@ def quality(args: argparse.Namespace) -> dict[str, list[float]]:
             L.seed_everything(seed, verbose=False)
             dm = EventDataModule(source="synthetic", synthetic=synthetic, max_len=args.max_len,
                                  batch_size=args.batch, seed=seed)  # fmt: skip
-            kind = {"chunked": {"chunk_size": args.chunk}, "sampled": {"loss": "sampled",
-                    "num_negatives": args.negatives, "sampler": "uniform"}}.get(loss, {})  # fmt: skip
+            sampled = {"loss": "sampled", "num_negatives": args.negatives, "sampler": "uniform"}
+            kind = {"chunked": {"chunk_size": args.chunk}, "sampled": sampled,
+                    "sparse": {**sampled, "sparse_items": True}}.get(loss, {})  # fmt: skip
             module = PretrainModule(encoder={"hidden_size": 64, "num_heads": 2}, lr=2e-3,
                                     warmup_steps=20, **kind)  # fmt: skip
             trainer = L.Trainer(max_epochs=args.quality_epochs, accelerator="cpu", devices=1,
@@ -178,6 +189,9 @@ def quality(args: argparse.Namespace) -> dict[str, list[float]]:
             out.setdefault(loss, []).append(value)
             print(f"quality: {loss:<8} seed {seed}: valid NDCG@10 {value:.4f} "
                   f"({len(dm.vocabs.items) - 3:,} items in the log)", flush=True)  # fmt: skip
+    log = dm.log_  # the same synthetic log for every loss and seed
+    popular = evaluate_retrieval(MostPopular().fit(log, split="valid"), log, split="valid")
+    out["most_popular"] = [popular.metrics["NDCG@10"]]
     return out
 
 
@@ -266,11 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     if scores:
         full = scores.get("full")
         for loss, values in scores.items():
-            mean = sum(values) / len(values)
-            ratio = f", {mean / (sum(full) / len(full)):.3f}x full" if full else ""
-            print(
-                f"quality: {loss:<8} mean valid NDCG@10 {mean:.4f} over {len(values)} seed(s){ratio}"
-            )
+            mean, sd = statistics.fmean(values), statistics.pstdev(values)
+            ratio = f", {mean / statistics.fmean(full):.3f}x full" if full else ""
+            runs = "no model" if loss == "most_popular" else f"{len(values)} seed(s)"
+            print(f"quality: {loss:<12} valid NDCG@10 {mean:.4f} ± {sd:.4f} ({runs}){ratio}")
     print(json.dumps(summary(rows, args, scores)))
     return 0
 

@@ -31,6 +31,7 @@ from userfm.pretrain.dro import (
     event_classes,
     frequency_buckets,
 )
+from userfm.pretrain.lazy_adamw import LazyAdamW
 from userfm.pretrain.objectives import (
     LOSS_KINDS,
     future_targets,
@@ -69,6 +70,12 @@ class PretrainModule(L.LightningModule):
             (`userfm.pretrain.objectives.chunked_log_z`): memory grows with batch positions x
             chunk_size rather than x catalogue size, at the cost of recomputing each block's
             logits in the backward pass. None: all items at once.
+        sparse_items: with ``sampled`` or ``bce``, which read a few rows of the item table per
+            step: its gradient is a sparse tensor of those rows and the optimizer is
+            `userfm.pretrain.lazy_adamw.LazyAdamW`, which moves those rows only, so a step's
+            cost follows the rows it reads rather than the catalogue size (issue 20 §1). A
+            row's Adam moments then decay only in the steps that read it. Needs an encoder
+            without ``output_features`` and one process (no DDP).
         sampler: proposal of ``sampled``: ``uniform``, ``log_uniform``, ``in_batch``, ``mixed``.
         dro: DRO classes (None = plain mean): ``item`` (target item), ``bucket`` (item
             frequency bucket), ``action`` (target action type).
@@ -109,6 +116,7 @@ class PretrainModule(L.LightningModule):
         loss: str = "full",
         num_negatives: int = 256,
         chunk_size: int | None = None,
+        sparse_items: bool = False,
         sampler: str = "log_uniform",
         dro: str | None = None,
         dro_temperature: float = 1.0,
@@ -176,6 +184,16 @@ class PretrainModule(L.LightningModule):
             check_int("chunk_size", chunk_size, minimum=1)
             if loss != "full":
                 raise ConfigError(f"`chunk_size` needs `loss: full`, got loss={loss!r}")
+        if sparse_items and loss not in ("sampled", "bce"):
+            raise ConfigError(
+                f"`sparse_items: true` needs `loss: sampled` or `bce` (a loss that reads some "
+                f"rows of the item table), got loss={loss!r}"
+            )
+        if sparse_items and encoder.get("output_features"):
+            raise ConfigError(
+                "`sparse_items: true` needs `output_features: false`: the output vectors add "
+                "every item's attribute features, a dense use of the whole table"
+            )
         if lr <= 0:
             raise ConfigError(f"`lr` must be > 0, got {lr}")
         self.save_hyperparameters()  # `encoder` as normalised above: a plain dict
@@ -203,6 +221,8 @@ class PretrainModule(L.LightningModule):
             event_schema=None if dm.log_.schema is None else dm.log_.schema.to_dict(),
             **fields,
         )
+        # the input lookup's gradient is sparse too (the loss's own read: `sparse_grad`)
+        self.encoder.embeddings.item.sparse = hp.sparse_items
         if self.encoder.embeddings.item_categories is not None:
             self.encoder.set_item_categories(self.encoder.featurizer().item_category_table(dm.log_))
         if hp.contrastive_weight > 0:  # training only: not exported with the encoder
@@ -274,6 +294,7 @@ class PretrainModule(L.LightningModule):
             exclude=exclude,
             logit_offset=self._logit_offset(),
             chunk_size=hp.chunk_size,
+            sparse_grad=hp.sparse_items and self.training,
         )
 
     def _logit_offset(self) -> torch.Tensor | None:
@@ -385,6 +406,17 @@ class PretrainModule(L.LightningModule):
                 "loop, which this trainer skips (limit_val_batches=0): run validation or "
                 "set `dro_losses_from: train`"
             )
+        if hp.sparse_items and self.trainer.world_size > 1:
+            raise ConfigError(
+                "`sparse_items: true` runs in one process for now (DDP would all-reduce the "
+                f"sparse item gradients; {self.trainer.world_size} processes here): drop it or "
+                "train on one device"
+            )
+        if hp.sparse_items and self.trainer.gradient_clip_val:
+            raise ConfigError(
+                "`sparse_items: true` and `trainer.gradient_clip_val` do not mix (clipping "
+                "reads dense gradients): drop one"
+            )
 
     def on_train_epoch_start(self) -> None:
         dataset = getattr(self.trainer.train_dataloader, "dataset", None)
@@ -404,7 +436,7 @@ class PretrainModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         groups = decay_groups(self, hp.weight_decay)  # encoder, then the contrastive head
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr)
+        optimizer = (LazyAdamW if hp.sparse_items else torch.optim.AdamW)(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = get_cosine_schedule_with_warmup(optimizer, min(hp.warmup_steps, total), total)
         return {

@@ -63,6 +63,13 @@ def _num_real(num_items: int) -> int:
 
 
 # ---- exact softmax -------------------------------------------------------------------------
+def item_rows(item_emb: torch.Tensor, index: torch.Tensor, sparse_grad: bool) -> torch.Tensor:
+    """``item_emb[index]`` (index shape + (D,)); with ``sparse_grad`` the gradient that reaches
+    ``item_emb`` is a sparse tensor of the rows read, not a dense (V, D) one (a step at 10^6
+    items then costs the rows it reads; see `userfm.pretrain.lazy_adamw`)."""
+    return F.embedding(index, item_emb, sparse=sparse_grad)
+
+
 def full_softmax_loss(
     h: torch.Tensor,
     item_emb: torch.Tensor,
@@ -391,6 +398,7 @@ def candidate_softmax_loss(
     negatives: torch.Tensor,
     *,
     item_log_q: torch.Tensor | None = None,
+    sparse_grad: bool = False,
 ) -> torch.Tensor:
     """Softmax over each row's target and a set of negatives shared by all rows.
 
@@ -406,6 +414,8 @@ def candidate_softmax_loss(
         negatives: (M,) int64 item indices (>= 3), shared by all rows; duplicates allowed.
         item_log_q: (V,) log-probability of drawing each item as a negative, or None (no
             correction).
+        sparse_grad: ``item_emb``'s gradient as a sparse tensor of the rows read
+            (`item_rows`; for `userfm.pretrain.lazy_adamw.LazyAdamW`).
 
     Returns:
         (N,) float32 ``-log softmax([s_target, s_neg_1, ..., s_neg_M])[0]``.
@@ -413,8 +423,8 @@ def candidate_softmax_loss(
     _check_inputs(h, item_emb, targets)
     if negatives.dim() != 1:
         raise ConfigError(f"`negatives` must be (M,), got shape {tuple(negatives.shape)}")
-    pos = (h * item_emb[targets]).sum(-1).float()  # (N,)
-    neg = (h @ item_emb[negatives].T).float()  # (N, M)
+    pos = (h * item_rows(item_emb, targets, sparse_grad)).sum(-1).float()  # (N,)
+    neg = (h @ item_rows(item_emb, negatives, sparse_grad).T).float()  # (N, M)
     if item_log_q is not None:
         if item_log_q.shape != item_emb.shape[:1]:
             raise ConfigError(
@@ -439,6 +449,7 @@ def sampled_softmax_loss(
     item_log_q: torch.Tensor | None = None,
     in_batch: bool = False,
     generator: torch.Generator | None = None,
+    sparse_grad: bool = False,
 ) -> torch.Tensor:
     """Sampled softmax with negatives shared across the batch.
 
@@ -462,6 +473,7 @@ def sampled_softmax_loss(
         item_log_q: (V,) log q for the logQ correction, or None (no correction).
         in_batch: also use the batch's targets as negatives.
         generator: random generator on ``h.device`` (None: torch's default one).
+        sparse_grad: ``item_emb``'s gradient as a sparse tensor of the rows read.
 
     Returns:
         (N,) float32 per-example losses.
@@ -484,7 +496,9 @@ def sampled_softmax_loss(
     if in_batch or sampler in ("in_batch", "mixed"):
         parts.append(targets)
     negatives = torch.cat(parts) if len(parts) > 1 else parts[0]  # (M,)
-    return candidate_softmax_loss(h, item_emb, targets, negatives, item_log_q=item_log_q)
+    return candidate_softmax_loss(
+        h, item_emb, targets, negatives, item_log_q=item_log_q, sparse_grad=sparse_grad
+    )
 
 
 # ---- binary cross-entropy (SASRec) ----------------------------------------------------------
@@ -562,7 +576,12 @@ def sample_negatives(
 
 
 def bce_loss(
-    h: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+    h: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    *,
+    sparse_grad: bool = False,
 ) -> torch.Tensor:
     """SASRec's loss: ``-log σ(s_pos) - log(1 - σ(s_neg))`` (Kang & McAuley, 2018).
 
@@ -572,6 +591,7 @@ def bce_loss(
         targets: (N,) int64 target item indices (>= 3).
         negatives: (N,) one negative per row (see :func:`sample_negatives`), or (N, K): the
             K negative terms are summed.
+        sparse_grad: ``item_emb``'s gradient as a sparse tensor of the rows read.
 
     Returns:
         (N,) float32 per-example losses (computed with softplus, stable for any score).
@@ -582,9 +602,9 @@ def bce_loss(
             f"`negatives` must be (N,) or (N, K) with N = {targets.shape[0]}, "
             f"got shape {tuple(negatives.shape)}"
         )
-    s_pos = (h * item_emb[targets]).sum(-1).float()  # (N,)
+    s_pos = (h * item_rows(item_emb, targets, sparse_grad)).sum(-1).float()  # (N,)
     neg = negatives if negatives.dim() == 2 else negatives[:, None]  # (N, K)
-    s_neg = torch.einsum("nd,nkd->nk", h, item_emb[neg]).float()  # (N, K)
+    s_neg = torch.einsum("nd,nkd->nk", h, item_rows(item_emb, neg, sparse_grad)).float()
     # -log σ(x) = softplus(-x); -log(1 - σ(x)) = softplus(x)
     return F.softplus(-s_pos) + F.softplus(s_neg).sum(dim=1)
 
@@ -604,6 +624,7 @@ def next_item_loss(
     logit_offset: torch.Tensor | None = None,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    sparse_grad: bool = False,
 ) -> torch.Tensor:
     """Per-example next-item losses (N,) of the chosen ``kind``; the one entry point the
     pretraining module calls.
@@ -613,9 +634,12 @@ def next_item_loss(
     :func:`sampled_softmax_loss` with ``num_negatives``, ``sampler``, ``item_log_q``,
     ``in_batch``; ``"bce"``: :func:`bce_loss` with one negative per row from
     :func:`sample_negatives` (``exclude``: items that are no negative of their row). Shapes
-    as there.
+    as there. ``sparse_grad`` (``sampled`` / ``bce``, which read a few rows of ``item_emb``):
+    its gradient as a sparse tensor of those rows (`item_rows`).
     """
     if kind == "full":
+        if sparse_grad:
+            raise ConfigError("`sparse_grad` needs a loss that reads some rows: sampled or bce")
         return full_softmax_loss(h, item_emb, targets, exclude, logit_offset, chunk_size)
     if kind == "sampled":
         return sampled_softmax_loss(
@@ -627,10 +651,11 @@ def next_item_loss(
             item_log_q=item_log_q,
             in_batch=in_batch,
             generator=generator,
+            sparse_grad=sparse_grad,
         )
     if kind == "bce":
         negatives = sample_negatives(
             targets, item_emb.shape[0], exclude=exclude, generator=generator
         )
-        return bce_loss(h, item_emb, targets, negatives)
+        return bce_loss(h, item_emb, targets, negatives, sparse_grad=sparse_grad)
     raise ConfigError(f"`kind` must be one of {LOSS_KINDS}, got {kind!r}")

@@ -181,3 +181,24 @@ def test_k_is_keyword_only_and_a_model_without_vocabularies_raises_one_config_er
     ):
         with pytest.raises(ConfigError, match="no vocabularies; build it with UserEncoder"):
             call()
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_items_scored_block_by_block_give_the_same_top_k_ties_and_seen_items_included(log, k):
+    """Issue 20 §1: `recommend` scores (batch, item_block) at a time and merges a running
+    top-k, with the same result as scoring every item at once: ties in item order, seen items
+    excluded, empty slots where fewer than k remain."""
+    # ties across block borders: a = c = e, b = d, f = g = h
+    scores = {"a": 3.0, "b": 2.0, "c": 3.0, "d": 2.0, "e": 3.0, "f": 1.0, "g": 1.0, "h": 1.0}
+    model = controlled_model(log, scores)
+    whole = model.recommend(log, k=k, item_block=len(ITEMS), progress=False)
+    for block in (1, 2, 3, 5):
+        part = model.recommend(log, k=k, item_block=block, progress=False)
+        assert part.user_ids == whole.user_ids
+        np.testing.assert_array_equal(part.item_ids, whole.item_ids)
+        np.testing.assert_array_equal(part.scores, whole.scores)
+    index = {t: i for i, t in enumerate(model.vocabs.items.tokens)}
+    unseen = sorted(ITEMS[1:], key=lambda i: (-scores[i], index[i]))  # u7 saw a only
+    assert whole.user_ids[-1] == "u7" and list(whole["u7"]) == unseen[:k]
+    with pytest.raises(ConfigError, match="item_block"):
+        model.recommend(log, k=k, item_block=0, progress=False)

@@ -21,6 +21,25 @@ def test_a_chunked_step_trains_and_reports_events_and_memory(capsys):
     assert row["events_per_s"] > 0 and row["peak_rss_mib"] > 0 and row["final_loss"] > 0
 
 
+def test_a_sparse_step_moves_only_the_rows_it_read(capsys, monkeypatch):
+    from userfm.pretrain.lazy_adamw import LazyAdamW
+
+    moved: list[int] = []
+    row_step = LazyAdamW._row_step
+
+    def spy(self, p, group):
+        moved.append(p.grad.coalesce().indices().shape[1])
+        row_step(self, p, group)
+
+    monkeypatch.setattr(LazyAdamW, "_row_step", spy)
+    args = cs.parse_args(["--child", "5000", "sparse", "--batch", "4", "--max-len", "6",
+                          "--negatives", "16", "--steps", "1", "--warmup", "0"])  # fmt: skip
+    cs.child(args)
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["loss"] == "sparse" and row["final_loss"] > 0
+    assert moved and max(moved) <= 4 * 7 + 16  # the batch's items and negatives, of 5,003
+
+
 def test_the_table_and_summary_compare_each_loss_with_its_smallest_catalogue():
     args = cs.parse_args(["--items", "1000", "10000", "100000", "--losses", "full", "sampled"])
     rows = [

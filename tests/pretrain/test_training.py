@@ -14,6 +14,7 @@ from userfm.errors import ConfigError
 from userfm.pretrain import module as module_lib
 from userfm.pretrain.data import EventDataModule
 from userfm.pretrain.export import export_checkpoint
+from userfm.pretrain.lazy_adamw import LazyAdamW
 from userfm.pretrain.module import PretrainModule
 from userfm.pretrain.objectives import full_softmax_loss
 from userfm.pretrain.plot import plot_run
@@ -61,11 +62,21 @@ def fixed_batch_loss(module: PretrainModule, dm: EventDataModule) -> float:
         {"loss": "sampled", "num_negatives": 32, "dro": "bucket"},
         {"loss": "bce", "contrastive_weight": 0.5, "dro": "action"},
         {"loss": "full", "future_window": 3, "dro": "bucket"},
+        {"loss": "sampled", "num_negatives": 32, "sparse_items": True},
     ],
-    ids=["full", "sampled+dro", "bce+contrastive+dro-action", "future-window+dro"],
+    ids=["full", "sampled+dro", "bce+contrastive+dro-action", "future-window+dro", "sparse"],
 )
 def test_training_lowers_the_next_item_loss(tmp_path, kwargs):
     trainer, module, dm = fit(tmp_path, steps=1, **kwargs)
+    if kwargs.get("sparse_items"):  # the item table's gradient holds the rows read, no more
+        assert isinstance(trainer.optimizers[0], LazyAdamW)
+        batch = next(iter(dm.train_dataloader()))
+        module.train()
+        valid = batch.targets > 0
+        states = module.encoder(batch.batch).states[valid]
+        module._next_item_losses(states, batch.targets[valid]).mean().backward()
+        grad = module.encoder.embeddings.item.weight.grad
+        assert grad.is_sparse and grad.coalesce().indices().shape[1] < len(dm.vocabs.items)
     before = fixed_batch_loss(module, dm)
     trainer, module, dm = fit(tmp_path / "long", steps=40, **kwargs)
     after = fixed_batch_loss(module, dm)
@@ -149,6 +160,10 @@ def test_bad_hyperparameters_name_the_field():
         PretrainModule(chunk_size=64, loss="sampled")
     with pytest.raises(ConfigError, match="chunk_size"):
         PretrainModule(chunk_size=0)
+    with pytest.raises(ConfigError, match="sparse_items"):
+        PretrainModule(sparse_items=True)  # the full softmax reads every row
+    with pytest.raises(ConfigError, match="output_features"):
+        PretrainModule(sparse_items=True, loss="sampled", encoder={"output_features": True})
 
 
 @pytest.mark.parametrize("source", ["train", "valid"])

@@ -19,13 +19,16 @@ from userfm.api.embed import HistoriesLike, run_chunks
 from userfm.api.embeddings import sum_stats
 from userfm.data.log import UserHistory
 from userfm.data.schema import EventSchema
-from userfm.data.vocab import NUM_SPECIALS
-from userfm.errors import ConfigError, DataError, check_k
+from userfm.data.vocab import NUM_SPECIALS, Vocab
+from userfm.errors import ConfigError, DataError, check_int, check_k
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from userfm.encoder.model import UserEncoder
+
+#: items `recommend` scores at a time (a (256, 65,536) float32 block is 64 MiB)
+ITEM_BLOCK = 65_536
 
 
 @dataclass
@@ -141,6 +144,18 @@ def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     return values, cols
 
 
+def _seen_positions(
+    batch: list[UserHistory], vocab: Vocab, num_real: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, real-item columns) of every known item in each user's full history (not only the
+    ``max_len`` the encoder reads); unknown items (OOV / hash buckets) are left out."""
+    codes = [vocab.encode(h.items)[0] for h in batch]
+    rows = np.repeat(np.arange(len(batch)), [len(c) for c in codes])
+    cols = np.concatenate(codes) - NUM_SPECIALS
+    real = (cols >= 0) & (cols < num_real)
+    return torch.from_numpy(rows[real]).to(device), torch.from_numpy(cols[real]).to(device)
+
+
 def recommend(
     model: UserEncoder,
     histories: HistoriesLike,
@@ -152,6 +167,7 @@ def recommend(
     progress: bool | None = None,
     chunk_size: int | None = None,
     schema: EventSchema | None = None,
+    item_block: int | None = None,
 ) -> Recommendations:
     """Recommend the k highest-scoring items to each user.
 
@@ -173,12 +189,16 @@ def recommend(
         chunk_size: users read and length-sorted together (default 32 batches).
         schema: column mapping for DataFrame / file / event-dict inputs (default: the
             model's `UserEncoder.training_schema`, else `EventSchema()`).
+        item_block: items scored at a time (default `ITEM_BLOCK`, 65,536): memory holds (batch_size, item_block + k) scores,
+            not (batch_size, num_items), and a running top-k is merged block by block (the
+            same result, ties included). ``k=None`` (the full ranking) scores every item at once.
 
     Returns:
         `Recommendations`: N user ids in input order, (N, k) item ids and scores.
 
     Raises:
-        ConfigError: ``k`` < 1, the model has no vocabularies or no real items.
+        ConfigError: ``k`` < 1, ``item_block`` < 1, the model has no vocabularies or no
+            real items.
     """
     k = check_k(k, allow_none=True)
     vocab = model._require_vocabs().items
@@ -187,22 +207,38 @@ def recommend(
         raise ConfigError("the item vocabulary has no items to recommend")
     k_eff = num_real if k is None else min(k, num_real)
 
+    block = (
+        num_real
+        if k is None
+        else max(
+            check_int("item_block", ITEM_BLOCK if item_block is None else item_block, minimum=1),
+            k_eff,
+        )
+    )
     item_vectors: list[torch.Tensor] = []  # built by the first batch, reused by the rest
 
     def head(emb: torch.Tensor, batch: list[UserHistory]) -> tuple[np.ndarray, np.ndarray]:
-        if not item_vectors:
-            item_vectors.append(model.embeddings.item_vectors())  # (V, D)
-        scores = model.item_scores(emb, item_vectors[0]).float()  # (B, V)
-        scores = scores[:, NUM_SPECIALS : NUM_SPECIALS + num_real].clone()  # (B, num_real)
-        if exclude_seen:
-            codes = [vocab.encode(h.items)[0] for h in batch]  # full history, not max_len
-            rows = np.repeat(np.arange(len(batch)), [len(c) for c in codes])
-            cols = np.concatenate(codes) - NUM_SPECIALS
-            real = (cols >= 0) & (cols < num_real)  # unknown items map to OOV / hash buckets
-            r, c = (torch.from_numpy(a[real]).to(scores.device) for a in (rows, cols))
-            scores[r, c] = -torch.inf
-        values, cols = stable_topk(scores, k_eff)  # (B, k_eff)
-        return cols.cpu().numpy(), values.cpu().numpy()
+        if not item_vectors:  # the real items' output vectors
+            item_vectors.append(
+                model.embeddings.item_vectors()[NUM_SPECIALS : NUM_SPECIALS + num_real]
+            )
+        seen = _seen_positions(batch, vocab, num_real, emb.device) if exclude_seen else None
+        best: tuple[torch.Tensor, torch.Tensor] | None = None  # (B, k_eff) values, columns
+        for start in range(0, num_real, block):  # (B, block) scores at a time, not (B, V)
+            stop = min(start + block, num_real)
+            scores = model.item_scores(emb, item_vectors[0][start:stop]).float()  # (B, n)
+            if seen is not None:
+                rows, cols = seen
+                inside = (cols >= start) & (cols < stop)
+                scores[rows[inside], cols[inside] - start] = -torch.inf
+            cols = torch.arange(start, stop, device=scores.device).expand_as(scores)
+            if best is not None:  # earlier blocks first: ties keep ascending item order
+                scores = torch.cat([best[0], scores], dim=1)
+                cols = torch.cat([best[1], cols], dim=1)
+            values, pick = stable_topk(scores, min(k_eff, scores.shape[1]))
+            best = values, cols.gather(1, pick)
+        assert best is not None
+        return best[1].cpu().numpy(), best[0].cpu().numpy()
 
     tokens = np.asarray(vocab.tokens, dtype=object)
     parts = []

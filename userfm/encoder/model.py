@@ -662,6 +662,7 @@ class UserEncoder(PreTrainedModel):
         progress: bool | None = None,
         chunk_size: int | None = None,
         schema: EventSchema | None = None,
+        item_block: int | None = None,
     ) -> Recommendations:
         """Top-k items per user by embedding · item embedding (`userfm.api.recommend`).
 
@@ -676,6 +677,8 @@ class UserEncoder(PreTrainedModel):
             chunk_size: users read and length-sorted together (default 32 batches).
             schema: column mapping for DataFrame / file / event-dict inputs (default:
                 `training_schema`, else `EventSchema()`).
+            item_block: items scored at a time (default 65,536): memory holds
+                (batch_size, item_block + k) scores, not (batch_size, num_items).
 
         Returns:
             `Recommendations`: N user ids in input order, (N, k) item ids and scores.
@@ -692,6 +695,7 @@ class UserEncoder(PreTrainedModel):
             progress=progress,
             chunk_size=chunk_size,
             schema=schema,
+            item_block=item_block,
         )
 
     def save_pretrained(
