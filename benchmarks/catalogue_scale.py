@@ -17,6 +17,12 @@ the same loss at the smallest catalogue, and a log-log chart (``--out``). A conf
 whose (N, V) float32 logits would pass ``--max-logits-gib`` is skipped (named, not run): the
 full softmax at 10^6 items and 6,400 positions needs 24 GiB for its logits alone.
 
+History length: the ``sparse`` step over ``--length-items`` items (10^4) at ``--lengths``
+positions per user (50, 200, 1,000), with fewer users per step as histories grow, so that every
+step holds the same 6,400 positions: what the length itself costs. Attention runs through
+PyTorch's SDPA, whose CPU kernels are the flash / math ones; on a GPU, SDPA picks its
+memory-efficient or FlashAttention kernel and ``attn_backend="xformers"`` packs the histories.
+
 Protocol: random histories (the step's cost does not depend on the ids), hidden size 64,
 2 blocks, 2 heads, SDPA; ``--warmup`` steps untimed, then ``--steps`` timed; torch threads as
 the machine gives them.
@@ -70,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quality-items", type=int, default=5000)
     p.add_argument("--quality-epochs", type=int, default=None, help="default 10, quick 4")
     p.add_argument("--seeds", type=int, default=None, help="quality seeds (default 3, quick 1)")
+    p.add_argument("--lengths", type=int, nargs="*", default=None,
+                   help="history lengths to time (default 50 200 1000; none: skip)")  # fmt: skip
+    p.add_argument("--length-items", type=int, default=10**4, help="catalogue of --lengths")
     p.add_argument("--child", nargs=2, metavar=("ITEMS", "LOSS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.items = args.items or (
@@ -78,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.steps = args.steps or (3 if args.quick else 5)
     args.quality_epochs = args.quality_epochs or (4 if args.quick else 10)
     args.seeds = args.seeds or (1 if args.quick else 3)
+    args.lengths = [50, 200, 1000] if args.lengths is None else args.lengths
     return args
 
 
@@ -122,7 +132,8 @@ def child(args: argparse.Namespace) -> None:
         last = step()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    print(json.dumps({"items": items, "loss": loss, "events_per_s": B * T * args.steps / seconds,
+    print(json.dumps({"items": items, "loss": loss, "max_len": T, "batch": B,
+                      "events_per_s": B * T * args.steps / seconds,
                       "peak_rss_mib": peak, "seconds_per_step": seconds / args.steps,
                       "final_loss": last}))  # fmt: skip
 
@@ -141,20 +152,63 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                     flush=True,
                 )
                 continue
-            flags = ["--batch", str(args.batch), "--max-len", str(args.max_len), "--chunk",
-                     str(args.chunk), "--negatives", str(args.negatives), "--steps",
-                     str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
-            cmd = [sys.executable, __file__, "--child", str(items), loss, *flags]
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            if r.returncode != 0:
-                rows.append({"items": items, "loss": loss, "skipped": f"failed: {r.stderr[-300:]}"})
-                print(f"{items:>9,} {loss:<8} failed (exit {r.returncode})", flush=True)
-                continue
-            row = json.loads(r.stdout.strip().splitlines()[-1])
+            row = run_one(args, items, loss, args.batch, args.max_len)
             rows.append(row)
+            if "skipped" in row:
+                print(f"{items:>9,} {loss:<8} {row['skipped']}", flush=True)
+                continue
             print(f"{items:>9,} {loss:<8} {row['events_per_s']:>10,.0f} events/s  "
                   f"{row['peak_rss_mib']:>8,.0f} MiB peak", flush=True)  # fmt: skip
     return rows
+
+
+def run_one(args: argparse.Namespace, items: int, loss: str, batch: int, max_len: int) -> dict:
+    """One configuration in a fresh process (a clean peak-RSS reading): its JSON row, or a
+    row with ``skipped`` naming the failure."""
+    flags = ["--batch", str(batch), "--max-len", str(max_len), "--chunk", str(args.chunk),
+             "--negatives", str(args.negatives), "--steps", str(args.steps), "--warmup",
+             str(args.warmup)]  # fmt: skip
+    cmd = [sys.executable, __file__, "--child", str(items), loss, *flags]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        return {"items": items, "loss": loss, "max_len": max_len,
+                "skipped": f"failed (exit {r.returncode}): {r.stderr[-300:]}"}  # fmt: skip
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_lengths(args: argparse.Namespace) -> list[dict]:
+    """The ``sparse`` step at ``--lengths`` positions per user over ``--length-items`` items,
+    with users per step cut so every step holds the same positions (``--batch`` x 50): the
+    events/s and memory the history length itself costs (attention grows with its square)."""
+    positions = args.batch * 50
+    rows = []
+    for length in args.lengths:
+        row = run_one(args, args.length_items, "sparse", max(1, positions // length), length)
+        rows.append(row)
+        if "skipped" not in row:
+            print(f"max_len {length:>5,} ({row['batch']} users/step) {row['events_per_s']:>10,.0f}"
+                  f" events/s  {row['peak_rss_mib']:>8,.0f} MiB peak", flush=True)  # fmt: skip
+    return rows
+
+
+def length_table(rows: list[dict]) -> list[str]:
+    """Markdown table of `run_lengths`: events/s and peak RSS, ratios to the shortest."""
+    done = [r for r in rows if "skipped" not in r]
+    if not done:
+        return []
+    base = done[0]
+    lines = ["| max_len | users / step | events/s | x shortest | peak RSS MiB | x shortest |",
+             "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['max_len']:,} | | {r['skipped']} | | | |")
+            continue
+        lines.append(
+            f"| {r['max_len']:,} | {r['batch']} | {r['events_per_s']:,.0f} | "
+            f"{r['events_per_s'] / base['events_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
+            f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f} |"
+        )
+    return lines
 
 
 def quality(args: argparse.Namespace) -> dict[str, list[float]]:
@@ -273,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.steps} timed steps after {args.warmup}")  # fmt: skip
     rows = run_all(args)
     print("\n".join(["", *table(rows, args.losses)]))
+    lengths = run_lengths(args)
+    if lengths:
+        print("\n".join(["", *length_table(lengths)]))
     if args.out is not None:
         chart(rows, args.out)
         print(f"chart: {args.out}")
@@ -284,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f", {mean / statistics.fmean(full):.3f}x full" if full else ""
             runs = "no model" if loss == "most_popular" else f"{len(values)} seed(s)"
             print(f"quality: {loss:<12} valid NDCG@10 {mean:.4f} ± {sd:.4f} ({runs}){ratio}")
-    print(json.dumps(summary(rows, args, scores)))
+    out = summary(rows, args, scores)
+    done = [r for r in lengths if "skipped" not in r]
+    for r in done[1:]:
+        out[f"events_per_s_len{r['max_len']}_vs_len{done[0]['max_len']}"] = round(
+            r["events_per_s"] / done[0]["events_per_s"], 3
+        )
+    print(json.dumps(out))
     return 0
 
 

@@ -8,8 +8,9 @@ restores a checkpoint, which makes resume exact.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -40,6 +41,8 @@ from userfm.pretrain.objectives import (
     seen_items,
 )
 
+logger = logging.getLogger(__name__)
+
 #: `UserEncoderConfig` fields the data sets, never `PretrainModule(encoder=...)`
 FROM_DATA = ("num_items", "num_actions", "num_categories", "text_dim", "max_len",
              "max_categories", "event_schema", "userfm_version")  # fmt: skip
@@ -50,6 +53,10 @@ ENCODER_FIELDS = frozenset(
     if p.kind is inspect.Parameter.KEYWORD_ONLY
 )
 DRO_LOSS_SOURCES = ("train", "valid")
+#: above this many items the full softmax trains ~100x slower than the sampled one (a warning)
+FULL_SOFTMAX_ITEMS = 100_000
+#: ``chunk_size="auto"``: blocks of this many items once a step's logits pass LOGITS_BUDGET bytes
+AUTO_CHUNK, LOGITS_BUDGET = 8192, 2**30
 DRO_APPLY = ("weights", "logits")
 
 
@@ -69,7 +76,11 @@ class PretrainModule(L.LightningModule):
         chunk_size: ``full`` softmax (training and validation) over blocks of this many items
             (`userfm.pretrain.objectives.chunked_log_z`): memory grows with batch positions x
             chunk_size rather than x catalogue size, at the cost of recomputing each block's
-            logits in the backward pass. None: all items at once.
+            logits in the backward pass; the losses and gradients are the same. ``"auto"``
+            (default): blocks of `AUTO_CHUNK` items when a step's (positions, items) float32
+            logits would pass `LOGITS_BUDGET` (1 GiB: 10^5 items x 6,400 positions needed 7.9
+            GiB at once, 1.6 GiB in blocks, at the same speed; below, one block is faster:
+            benchmarks/catalogue_scale.py). None: all items at once.
         sparse_items: with ``sampled`` or ``bce``, which read a few rows of the item table per
             step: its gradient is a sparse tensor of those rows and the optimizer is
             `userfm.pretrain.lazy_adamw.LazyAdamW`, which moves those rows only, so a step's
@@ -115,7 +126,7 @@ class PretrainModule(L.LightningModule):
         encoder: dict[str, Any] | None = None,
         loss: str = "full",
         num_negatives: int = 256,
-        chunk_size: int | None = None,
+        chunk_size: int | Literal["auto"] | None = "auto",
         sparse_items: bool = False,
         sampler: str = "log_uniform",
         dro: str | None = None,
@@ -180,8 +191,8 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`mask_seen: true` needs `loss: full`, got loss={loss!r}")
         if contrastive_weight < 0:
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
-        if chunk_size is not None:
-            check_int("chunk_size", chunk_size, minimum=1)
+        if chunk_size not in (None, "auto"):
+            check_int("chunk_size", chunk_size, minimum=1, why='or "auto", or None')
             if loss != "full":
                 raise ConfigError(f"`chunk_size` needs `loss: full`, got loss={loss!r}")
         if sparse_items and loss not in ("sampled", "bce"):
@@ -293,9 +304,17 @@ class PretrainModule(L.LightningModule):
             item_log_q=log_q,
             exclude=exclude,
             logit_offset=self._logit_offset(),
-            chunk_size=hp.chunk_size,
+            chunk_size=self._chunk(len(h), item_emb.shape[0]),
             sparse_grad=hp.sparse_items and self.training,
         )
+
+    def _chunk(self, rows: int, items: int) -> int | None:
+        """Items per block of the full softmax / ranking over ``rows`` x ``items`` logits (None:
+        all at once), as ``chunk_size`` says."""
+        chunk = self.hparams.chunk_size
+        if chunk == "auto":
+            return AUTO_CHUNK if rows * items * 4 > LOGITS_BUDGET else None
+        return chunk
 
     def _logit_offset(self) -> torch.Tensor | None:
         """(V,) DRO logit adjustment ``-log(w_c / p_c)`` of each item's class while training
@@ -376,7 +395,7 @@ class PretrainModule(L.LightningModule):
         """HR@K / NDCG@K of the held-out item, full ranking, the user's seen items filtered."""
         rows = valid.nonzero()[:, 0]  # (N,) batch row of each target
         item_vectors = self.encoder.embeddings.item_vectors()  # (V, D)
-        block = self.hparams.chunk_size or len(item_vectors)  # bounded memory with chunk_size
+        block = self._chunk(len(rows), len(item_vectors)) or len(item_vectors)
         rank = (
             target_ranks(
                 states[valid], item_vectors, pb.targets[valid], pb.batch.items[rows], block=block
@@ -405,6 +424,15 @@ class PretrainModule(L.LightningModule):
                 "`dro_losses_from: valid` takes the DRO class losses from the validation "
                 "loop, which this trainer skips (limit_val_batches=0): run validation or "
                 "set `dro_losses_from: train`"
+            )
+        num_items = self.encoder.config.num_items
+        if hp.loss == "full" and num_items > FULL_SOFTMAX_ITEMS and self.trainer.is_global_zero:
+            logger.warning(
+                "the full softmax over an item table of %s rows scores every item at every position: on 2 CPU "
+                "cores it trained ~100x slower than `loss: sampled` at 10^5 items and ~700x "
+                "slower than `loss: sampled` + `sparse_items: true` at 10^6 "
+                "(benchmarks/catalogue_scale.py); consider those two",
+                f"{num_items:,}",
             )
         if hp.sparse_items and self.trainer.world_size > 1:
             raise ConfigError(

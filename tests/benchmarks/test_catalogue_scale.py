@@ -56,3 +56,14 @@ def test_the_table_and_summary_compare_each_loss_with_its_smallest_catalogue():
     out = cs.summary(rows, args)
     assert out["events_per_s_sampled_100000_vs_10000"] == 0.5
     assert "events_per_s_full_100000_vs_10000" not in out  # skipped: no ratio
+
+
+def test_the_length_table_compares_with_the_shortest_history():
+    rows = [
+        {"items": 10000, "loss": "sparse", "max_len": 50, "batch": 128, "events_per_s": 400.0, "peak_rss_mib": 800.0},
+        {"items": 10000, "loss": "sparse", "max_len": 200, "batch": 32, "events_per_s": 200.0, "peak_rss_mib": 1200.0},
+        {"items": 10000, "loss": "sparse", "max_len": 1000, "skipped": "failed (exit 137)"},
+    ]  # fmt: skip
+    lines = cs.length_table(rows)
+    assert "| 200 | 32 | 200 | 0.50 | 1,200 | 1.50 |" in lines
+    assert any("exit 137" in line for line in lines)

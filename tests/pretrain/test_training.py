@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from userfm import UserEncoder
 from userfm.data.vocab import NUM_SPECIALS
+from userfm.encoder import UserEncoderConfig
 from userfm.errors import ConfigError
 from userfm.pretrain import module as module_lib
 from userfm.pretrain.data import EventDataModule
@@ -160,6 +161,8 @@ def test_bad_hyperparameters_name_the_field():
         PretrainModule(chunk_size=64, loss="sampled")
     with pytest.raises(ConfigError, match="chunk_size"):
         PretrainModule(chunk_size=0)
+    with pytest.raises(ConfigError, match="chunk_size"):
+        PretrainModule(chunk_size="big")
     with pytest.raises(ConfigError, match="sparse_items"):
         PretrainModule(sparse_items=True)  # the full softmax reads every row
     with pytest.raises(ConfigError, match="output_features"):
@@ -339,3 +342,41 @@ def test_a_chunked_softmax_gives_the_training_step_the_same_gradients(tmp_path, 
     assert grads_a.keys() == grads_b.keys() and "encoder.embeddings.item.weight" in grads_a
     for name, grad in grads_a.items():
         torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_auto_chunks_the_full_softmax_once_its_logits_pass_the_budget(monkeypatch):
+    """Issue 20 §1: the default follows the measurement: one block while a step's logits fit
+    in LOGITS_BUDGET (faster there), blocks of AUTO_CHUNK items past it (7.9 -> 1.6 GiB at
+    10^5 items, same speed); an explicit size or None is kept."""
+    module = PretrainModule()
+    assert module.hparams.chunk_size == "auto"
+    fits = module_lib.LOGITS_BUDGET // 4 // 6400  # items whose 6,400-row logits fit
+    assert module._chunk(6400, fits) is None
+    assert module._chunk(6400, 100_003) == module_lib.AUTO_CHUNK
+    assert PretrainModule(chunk_size=None)._chunk(6400, 10**6) is None
+    assert PretrainModule(chunk_size=512)._chunk(10, 100) == 512
+    seen = []
+    full = module_lib.next_item_loss
+    monkeypatch.setattr(module_lib, "LOGITS_BUDGET", 4 * 5 * 53)  # 5 rows of 53 items fit
+    monkeypatch.setattr(
+        module_lib, "next_item_loss", lambda *a, **k: seen.append(k["chunk_size"]) or full(*a, **k)
+    )
+    module.encoder = UserEncoder(UserEncoderConfig(num_items=53, hidden_size=8, num_heads=2))
+    module.item_counts = torch.ones(53)
+    h = torch.randn(6, 8)
+    module._next_item_losses(h[:5], torch.full((5,), 4))
+    module._next_item_losses(h, torch.full((6,), 4))
+    assert seen == [None, module_lib.AUTO_CHUNK]
+
+
+def test_a_full_softmax_over_a_large_catalogue_points_to_the_sampled_one(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(module_lib, "FULL_SOFTMAX_ITEMS", 50)  # the tiny log has 80 items
+    with caplog.at_level("WARNING", logger="userfm.pretrain.module"):
+        fit(tmp_path, steps=1)
+    assert "sparse_items: true" in caplog.text and "table of 83 rows" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="userfm.pretrain.module"):
+        fit(tmp_path / "sampled", steps=1, loss="sampled", num_negatives=8)
+    assert "full softmax" not in caplog.text
