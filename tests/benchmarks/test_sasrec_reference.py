@@ -29,3 +29,36 @@ def test_training_lowers_the_loss():
     later = sasrec_reference.train(seqs, targets, num_items=30, max_len=12, hidden=16, epochs=30)
     assert later["events"] == 30 * first["events"] == 30 * 64 * 12
     assert later["loss"] < first["loss"] - 0.5, (first, later)
+
+
+def test_the_reference_recipe_keeps_its_best_validation_checkpoint_and_ranks_every_item():
+    """Issue 20 §2: the reference code trained for quality, scored by evaluate_retrieval on
+    the same protocol as the other rows (every real item ranked, the user's own left out)."""
+    from userfm.eval.retrieval import evaluate_retrieval
+    from userfm.pretrain.data import EventDataModule
+
+    dm = EventDataModule(synthetic={"num_users": 60, "num_items": 40, "seed": 0}, max_len=12,
+                         batch_size=16, use_actions=False, use_categories=False)  # fmt: skip
+    dm.setup("fit")
+    scores = iter([0.2, 0.5, 0.1])  # the second evaluation is the best
+    r = sasrec_reference.train(
+        [e.inputs.items for e in dm.datasets["train"].examples],
+        [e.targets for e in dm.datasets["train"].examples],
+        num_items=len(dm.vocabs.items), max_len=12, hidden=16, epochs=3,
+        evaluate=lambda model: next(scores), eval_every=1,
+    )  # fmt: skip
+    assert r["best_epoch"] == 2 and [e for e, _ in r["curve"]] == [1, 2, 3]
+    rec = sasrec_reference.ReferenceRecommender(r["model"], dm.vocabs.items, max_len=12)
+    history = dm.log_.history_at(0)
+    out = rec.recommend([history], k=None)
+    ranked = [i for i in out.item_ids[0] if i is not None]
+    assert set(ranked) == set(dm.vocabs.items.tokens) - set(history.items)
+    assert np.all(np.diff(out.scores[0][: len(ranked)]) <= 0)
+    r = sasrec_reference.reference_quality(dm, seed=0, epochs=2, eval_every=1, hidden=16)
+    assert r["valid"] == max(s for _, s in r["curve"]) and 0 <= r["valid"] <= 1
+    assert (
+        r["test"].metrics
+        == evaluate_retrieval(
+            sasrec_reference.ReferenceRecommender(r["model"], dm.vocabs.items, 12), dm.log_
+        ).metrics
+    )
