@@ -81,3 +81,32 @@ def test_rows_are_checked_before_training(tmp_path):
     with pytest.raises(SystemExit, match=r"unknown row\(s\) \['oops'\].*throughput") as e:
         pq.validate(args, pq.build_specs(args))
     assert "no such file" in str(e.value)
+
+
+def full_report(ndcg: float) -> RetrievalReport:
+    return RetrievalReport(
+        metrics={m: ndcg for m in pq.TABLE_METRICS}, protocol="full ranking", num_users=3
+    )
+
+
+@pytest.mark.parametrize(
+    "reference, judged_against", [(0.10, "reference code"), (0.07, "SASRec-BCE")]
+)
+def test_the_bce_target_is_judged_against_the_stronger_sasrec(reference, judged_against, capsys):
+    """Issue 20 §2: a re-implemented baseline below its reference code's own result would
+    overstate our gain; the ratio is taken against whichever SASRec-BCE scores higher."""
+    args = pq.parse_args(["--quick"])
+    run = pq.Run(args, start=0.0, epochs=6, repeats=1, tp_epochs=1, seeds=[0, 1], machine="m")
+    rows = {"most_popular": 0.05, "sasrec_bce": 0.08, "sasrec_reference": reference,
+            "sasrec_ce": 0.09, "ours": 0.13, "ours_dro": 0.12}  # fmt: skip
+    results = {
+        k: pq.Result(k, full_report(v), seed_reports=[full_report(v)] * 2) for k, v in rows.items()
+    }
+    fields = pq.report_baselines(run, results)
+    assert judged_against in fields["bce_baseline"]
+    assert fields["ndcg_vs_sasrec_bce"] == round(0.13 / max(0.08, reference), 3)
+    assert fields["ndcg_vs_sasrec_ce"] == round(0.13 / 0.09, 3)
+    assert run.met["ndcg_vs_sasrec_bce"] == (0.13 / max(0.08, reference) >= 1.3)
+    assert "ndcg_vs_most_popular" not in run.met  # reported, no target
+    out = capsys.readouterr().out
+    assert "SASRec (reference code)" in out and "MostPopular: 2.60x (reported, no target)" in out
