@@ -187,6 +187,19 @@ class Result:
 
 
 # ---- configuration ----------------------------------------------------------------------------
+def dro_recipe(temperature: float) -> dict[str, Any]:
+    """The DRO settings of every DRO row (here and in dro_frontier.py): 3 item-frequency
+    buckets of equal item count, class losses from the validation split, applied as a logit
+    adjustment (see `PretrainModule.dro_apply`), at λ = ``temperature``."""
+    return dict(
+        dro="bucket",
+        dro_temperature=temperature,
+        dro_buckets=3,
+        dro_losses_from="valid",
+        dro_apply="logits",
+    )
+
+
 def build_specs(args: argparse.Namespace) -> list[Spec]:
     """Every training run of the benchmark (ablation rows skipped in --quick are left out)."""
     common = dict(lr=args.lr, weight_decay=0.01, warmup_steps=args.warmup)
@@ -209,13 +222,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
     recipe = dict(future_window=args.future_window, mask_seen=args.mask_seen)  # ours' losses
     cl = dict(contrastive_weight=args.contrastive_weight)
     # held-out class losses, applied as a logit adjustment (see PretrainModule.dro_apply)
-    dro = dict(
-        dro="bucket",
-        dro_temperature=args.dro_temperature,
-        dro_buckets=3,
-        dro_losses_from="valid",
-        dro_apply="logits",
-    )
+    dro = dro_recipe(args.dro_temperature)
     same_shape = args.hidden == SASREC_SHAPE["hidden"] and args.heads == 1
     specs = [
         Spec("sasrec_bce", "SASRec-BCE", dict(sasrec, loss="bce"), no_side),

@@ -16,6 +16,11 @@ The generative story (all vectorised numpy, deterministic given ``seed``):
 * **series**: with probability ``series_prob`` the next event in a session continues a series:
   the item after the previous one in the same category (item ``k`` -> ``k + 1``, wrapping).
 * **actions**: ``view`` / ``click`` / ``buy`` with probabilities ``action_probs``.
+* **explorers** (``niche_users``, 0 by default): this fraction of users draws items inside a
+  category uniformly rather than by popularity, so the catalogue's tail has regular users of
+  its own (their series, item ``k`` -> ``k + 1``, run through tail items too):
+  `SyntheticConfig.long_tail` is such a log, made to measure head/tail trade-offs (DRO), with
+  hundreds of test targets among the least popular third of the items.
 
 So the next item depends on the user's current interest and on the previous item: a sequence
 model clearly beats most-popular, yet the task is far from deterministic.
@@ -99,6 +104,8 @@ class SyntheticConfig:
         action_probs: probabilities of view, click, buy (sum to 1).
         start_time: unix time of the earliest possible first event.
         start_spread_days: first events are spread uniformly over this many days.
+        niche_users: fraction of users who draw items inside a category uniformly rather than
+            by popularity (explorers of the tail), in [0, 1].
         seed: random seed; equal configs give identical logs.
     """
 
@@ -120,6 +127,7 @@ class SyntheticConfig:
     action_probs: tuple[float, float, float] = (0.75, 0.2, 0.05)
     start_time: int = _EPOCH_2023
     start_spread_days: float = 180.0
+    niche_users: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -180,7 +188,7 @@ class SyntheticConfig:
             raise field_error(
                 "SyntheticConfig.mean_session_length", self.mean_session_length, "a number >= 1"
             )
-        for name in ("session_focus", "series_prob", "drift"):
+        for name in ("session_focus", "series_prob", "drift", "niche_users"):
             value = getattr(self, name)
             if not is_number(value) or not 0 <= value <= 1:
                 raise field_error(f"SyntheticConfig.{name}", value, "a probability in [0, 1]")
@@ -196,6 +204,15 @@ class SyntheticConfig:
         d = asdict(self)
         d["action_probs"] = list(self.action_probs)
         return d
+
+    @classmethod
+    def long_tail(cls, **overrides: object) -> SyntheticConfig:
+        """A log made for head/tail trade-offs (issue 20 §3): 6,000 users over 3,000 items, a
+        steep popularity law (``zipf_a`` 1.3) for half of the users and uniform draws inside
+        their categories for the other half, so that the least popular third of the
+        catalogue holds ~600 of the 6,000 leave-one-out test targets (tested: >= 500)."""
+        preset = dict(num_users=6000, num_items=3000, zipf_a=1.3, niche_users=0.5)
+        return cls(**{**preset, **overrides})
 
     @classmethod
     def from_dict(cls, d: dict) -> SyntheticConfig:
@@ -295,6 +312,11 @@ def generate_synthetic_log(config: SyntheticConfig | None = None) -> pd.DataFram
     # ---- items: Zipf draw, or the next item of the running series ----
     drawn = np.searchsorted(global_cdf, event_cat + (1.0 - rng.random(N)), side="left")
     drawn = np.minimum(drawn, cat_start[event_cat] + cat_size[event_cat] - 1)
+    # explorers draw from streams of their own: with niche_users = 0 the log is as it was
+    explore = np.random.default_rng([cfg.seed, 1])
+    niche = explore.random(U) < cfg.niche_users  # (U,)
+    uniform = cat_start[event_cat] + (explore.random(N) * cat_size[event_cat]).astype(np.int64)
+    drawn = np.where(niche[owner], uniform, drawn)
     cont = (rng.random(N) < cfg.series_prob) & ~session_start
     run_start = np.maximum.accumulate(np.where(cont, 0, np.arange(N)))
     offset = np.arange(N) - run_start

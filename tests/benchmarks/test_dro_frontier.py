@@ -1,0 +1,35 @@
+"""benchmarks/dro_frontier.py: the frontier is judged against λ = inf, the best λ is the one
+with the most macro recall within the NDCG budget, and λ = inf is required."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import dro_frontier as df  # noqa: E402
+
+
+def test_the_best_lambda_is_the_most_macro_recall_within_three_percent_ndcg():
+    points = [
+        df.Point(math.inf, ndcg=[0.100, 0.102], macro=[0.050, 0.052]),
+        df.Point(4.0, ndcg=[0.099, 0.100], macro=[0.058, 0.060]),  # -1.5% NDCG, 1.157x
+        df.Point(1.0, ndcg=[0.090, 0.092], macro=[0.070, 0.072]),  # -9.9%: over budget
+    ]
+    verdict = df.judge(points)
+    assert verdict["best_lambda"] == "4" and verdict["met"]
+    assert verdict["points"]["1"]["macro_vs_plain"] == round(0.071 / 0.051, 3)
+    lines = df.table("long-tail", points, verdict, tail=612)
+    assert "612 test targets in the tail bucket" in lines[0]
+    assert any(line.startswith("| 4 | 0.0995 ± 0.0007") for line in lines)
+    points[1].macro = [0.052, 0.053]  # within budget but not 1.15x
+    assert not df.judge(points)["met"]
+
+
+def test_lambda_inf_is_required(capsys):
+    with pytest.raises(SystemExit):
+        df.parse_args(["--lambdas", "4", "2"])
+    assert "inf" in capsys.readouterr().err
