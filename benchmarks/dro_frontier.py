@@ -64,6 +64,11 @@ class Point:
         values = getattr(self, name)
         return statistics.stdev(values) if len(values) > 1 else math.nan
 
+    def show(self, name: str) -> str:
+        """``mean ± sd`` (the mean alone for one seed)."""
+        sd = self.sd(name)
+        return f"{self.mean(name):.4f}" + ("" if math.isnan(sd) else f" ± {sd:.4f}")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -159,9 +164,8 @@ def table(log: str, points: list[Point], verdict: dict[str, Any], tail: int) -> 
     for p in points:
         r = verdict["points"][f"{p.temperature:g}"]
         lines.append(
-            f"| {p.temperature:g} | {p.mean('ndcg'):.4f} ± {p.sd('ndcg'):.4f} | "
-            f"{p.mean('macro'):.4f} ± {p.sd('macro'):.4f} | {r['macro_vs_plain']:.3f} | "
-            f"{-100 * r['ndcg_drop']:+.1f}% |"
+            f"| {p.temperature:g} | {p.show('ndcg')} | {p.show('macro')} | "
+            f"{r['macro_vs_plain']:.3f} | {-100 * r['ndcg_drop']:+.1f}% |"
         )
     lines.append(f"best λ within a {TARGET_NDCG_DROP:.0%} NDCG loss: {verdict['best_lambda']} "
                  f"({verdict['best_macro_vs_plain']:.3f}x macro recall; target >= "

@@ -53,11 +53,11 @@ ENCODER_FIELDS = frozenset(
     if p.kind is inspect.Parameter.KEYWORD_ONLY
 )
 DRO_LOSS_SOURCES = ("train", "valid")
+DRO_APPLY = ("weights", "logits")
 #: above this many items the full softmax trains ~100x slower than the sampled one (a warning)
 FULL_SOFTMAX_ITEMS = 100_000
 #: ``chunk_size="auto"``: blocks of this many items once a step's logits pass LOGITS_BUDGET bytes
 AUTO_CHUNK, LOGITS_BUDGET = 8192, 2**30
-DRO_APPLY = ("weights", "logits")
 
 
 class PretrainModule(L.LightningModule):
@@ -428,9 +428,9 @@ class PretrainModule(L.LightningModule):
         num_items = self.encoder.config.num_items
         if hp.loss == "full" and num_items > FULL_SOFTMAX_ITEMS and self.trainer.is_global_zero:
             logger.warning(
-                "the full softmax over an item table of %s rows scores every item at every position: on 2 CPU "
-                "cores it trained ~100x slower than `loss: sampled` at 10^5 items and ~700x "
-                "slower than `loss: sampled` + `sparse_items: true` at 10^6 "
+                "the full softmax over an item table of %s rows scores every item at every "
+                "position: on 2 CPU cores it trained ~100x slower than `loss: sampled` at 10^5 "
+                "items and ~700x slower than `loss: sampled` + `sparse_items: true` at 10^6 "
                 "(benchmarks/catalogue_scale.py); consider those two",
                 f"{num_items:,}",
             )

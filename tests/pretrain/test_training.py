@@ -380,3 +380,14 @@ def test_a_full_softmax_over_a_large_catalogue_points_to_the_sampled_one(
     with caplog.at_level("WARNING", logger="userfm.pretrain.module"):
         fit(tmp_path / "sampled", steps=1, loss="sampled", num_negatives=8)
     assert "full softmax" not in caplog.text
+
+
+def test_sparse_items_refuses_gradient_clipping_before_training(tmp_path):
+    dm = EventDataModule(**TINY_DATA)
+    module = PretrainModule(**TINY_MODEL, loss="sampled", num_negatives=8, sparse_items=True)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, gradient_clip_val=1.0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    with pytest.raises(ConfigError, match="gradient_clip_val"):
+        trainer.fit(module, dm)
+    assert trainer.global_step == 0

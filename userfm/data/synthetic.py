@@ -210,7 +210,7 @@ class SyntheticConfig:
         """A log made for head/tail trade-offs (issue 20 §3): 6,000 users over 3,000 items, a
         steep popularity law (``zipf_a`` 1.3) for half of the users and uniform draws inside
         their categories for the other half, so that the least popular third of the
-        catalogue holds ~600 of the 6,000 leave-one-out test targets (tested: >= 500)."""
+        catalogue holds at least 500 of the 6,000 leave-one-out test targets (tested)."""
         preset = dict(num_users=6000, num_items=3000, zipf_a=1.3, niche_users=0.5)
         return cls(**{**preset, **overrides})
 
