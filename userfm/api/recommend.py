@@ -189,9 +189,10 @@ def recommend(
         chunk_size: users read and length-sorted together (default 32 batches).
         schema: column mapping for DataFrame / file / event-dict inputs (default: the
             model's `UserEncoder.training_schema`, else `EventSchema()`).
-        item_block: items scored at a time (default `ITEM_BLOCK`, 65,536): memory holds (batch_size, item_block + k) scores,
-            not (batch_size, num_items), and a running top-k is merged block by block (the
-            same result, ties included). ``k=None`` (the full ranking) scores every item at once.
+        item_block: items scored at a time (default `ITEM_BLOCK`, 65,536): memory holds
+            (batch_size, item_block + k) scores, not (batch_size, num_items), and a running
+            top-k is merged block by block (the same result, ties included). ``k=None`` (the
+            full ranking) scores every item at once.
 
     Returns:
         `Recommendations`: N user ids in input order, (N, k) item ids and scores.
@@ -207,14 +208,10 @@ def recommend(
         raise ConfigError("the item vocabulary has no items to recommend")
     k_eff = num_real if k is None else min(k, num_real)
 
-    block = (
-        num_real
-        if k is None
-        else max(
-            check_int("item_block", ITEM_BLOCK if item_block is None else item_block, minimum=1),
-            k_eff,
-        )
+    item_block = check_int(
+        "item_block", ITEM_BLOCK if item_block is None else item_block, minimum=1
     )
+    block = num_real if k is None else max(item_block, k_eff)  # items scored at a time
     item_vectors: list[torch.Tensor] = []  # built by the first batch, reused by the rest
 
     def head(emb: torch.Tensor, batch: list[UserHistory]) -> tuple[np.ndarray, np.ndarray]:
