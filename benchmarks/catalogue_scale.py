@@ -47,12 +47,14 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import peak_rss_mib  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ("full", "chunked", "sampled", "sparse")
@@ -131,7 +133,7 @@ def child(args: argparse.Namespace) -> None:
     for _ in range(args.steps):
         last = step()
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    peak = peak_rss_mib()
     print(json.dumps({"items": items, "loss": loss, "max_len": T, "batch": B,
                       "events_per_s": B * T * args.steps / seconds,
                       "peak_rss_mib": peak, "seconds_per_step": seconds / args.steps,

@@ -5,7 +5,7 @@ weights do not change the cost) embeds synthetic users with Zipf items and incre
 timestamps, generated lazily so the input is a true stream. Two history-length
 distributions, both capped at 200 events: `uniform` (1..200, mean ~100: the compute-heavy
 case) and `lognormal` (median 20, the heavy tail of real logs: most users are short). Each
-measurement runs in its own subprocess so that peak RSS (ru_maxrss) is that run's own:
+measurement runs in its own subprocess so that peak RSS (`peak_memory.peak_rss_mib`) is its own:
 
 - batched: `UserEncoder.iter_embed(stream, batch_size=256)` with the chunks written to a
   parquet file as `userfm embed` does (nothing accumulates in memory);
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
+from peak_memory import peak_rss_mib  # noqa: E402
 
 NUM_ITEMS = 10_000
 MAX_LEN = 200
@@ -108,14 +109,13 @@ def worker(
             for h in stream_users(users, lengths):
                 model(collate([f(h)]).to(device), return_states=False).embedding.cpu()
     seconds = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "mode": mode,
         "lengths": lengths,
         "users": users,
         "seconds": seconds,
         "users_per_s": users / seconds,
-        "peak_rss_mb": peak_kb / 1024,
+        "peak_rss_mb": peak_rss_mib(),
     }
 
 

@@ -28,12 +28,14 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import peak_rss_mib  # noqa: E402
 
 MODES = ("memory", "streaming")
 
@@ -74,7 +76,7 @@ def child(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     steps_s = trainer.global_step / (time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    peak = peak_rss_mib()
     print(json.dumps({"events": dm.stats["events"], "users": dm.stats["users"], "mode": mode,
                       "peak_rss_mib": peak, "setup_s": setup_s, "steps_per_s": steps_s}))  # fmt: skip
 
