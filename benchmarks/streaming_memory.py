@@ -9,7 +9,9 @@ memory, the data set-up time and the training steps per second.
 
 - ``memory``: every training window is a tensor example in memory (the default);
 - ``streaming``: training examples are built on the fly from the memory-mapped Arrow log,
-  user by user through a shuffle buffer.
+  user by user through a shuffle buffer;
+- ``read``: only ``read_events`` on the file (no examples, no training): the reader's own
+  share of the peak.
 
 Both modes keep each user's validation and test example in memory (one each, at most
 ``max_len`` events), so streaming bounds the memory of the training set, not of the
@@ -37,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak_memory import peak_rss_mib  # noqa: E402
 
-MODES = ("memory", "streaming")
+MODES = ("read", "memory", "streaming")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--users", type=int, nargs="+", default=None, help="log sizes (users)")
     p.add_argument("--steps", type=int, default=20, help="training steps per run")
     p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--child", nargs=2, metavar=("LOG", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.users = args.users or ([2000, 10_000] if args.quick else [10_000, 100_000, 300_000])
@@ -62,8 +65,16 @@ def child(args: argparse.Namespace) -> None:
 
     quiet_library_noise()
     path, mode = args.child
-    L.seed_everything(0, verbose=False)
     t0 = time.perf_counter()
+    if mode == "read":
+        from userfm.data.readers import read_events
+
+        log = read_events(path)
+        print(json.dumps({"events": len(log), "users": log.num_users, "mode": mode,
+                          "peak_rss_mib": peak_rss_mib(), "setup_s": time.perf_counter() - t0,
+                          "steps_per_s": 0.0}))  # fmt: skip
+        return
+    L.seed_everything(0, verbose=False)
     dm = EventDataModule(source=path, max_len=args.max_len, batch_size=128,
                          streaming=mode == "streaming", use_actions=False, use_categories=False)  # fmt: skip
     dm.setup("fit")
@@ -95,7 +106,7 @@ def write_logs(users: list[int], folder: Path) -> dict[int, Path]:
 def run(args: argparse.Namespace, paths: dict[int, Path]) -> list[dict]:
     rows = []
     for n, path in paths.items():
-        for mode in MODES:
+        for mode in args.modes:
             cmd = [sys.executable, __file__, "--child", str(path), mode,
                    "--steps", str(args.steps), "--max-len", str(args.max_len)]  # fmt: skip
             r = subprocess.run(cmd, capture_output=True, text=True)
