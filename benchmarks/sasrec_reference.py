@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
               f"training); {r['test'].protocol}", flush=True)  # fmt: skip
     print(f"machine: {pq.machine_description()}; {epochs} epochs, lr 1e-3, best of every "
           f"{min(20, epochs)} epochs on valid NDCG@10")  # fmt: skip
-    print(f"test NDCG@10 mean {np.mean(per_seed):.4f} ± {np.std(per_seed):.4f} over seeds {seeds}")
+    sd = f" ± {np.std(per_seed, ddof=1):.4f} (sample sd)" if len(per_seed) > 1 else ""
+    print(f"test NDCG@10 mean {np.mean(per_seed):.4f}{sd} over seeds {seeds}")
     print(json.dumps({"benchmark": "sasrec_reference", "quick": args.quick, "epochs": epochs,
                       "ndcg10_per_seed": [round(x, 4) for x in per_seed],
                       "ndcg10_mean": round(float(np.mean(per_seed)), 4)}))  # fmt: skip
