@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import ConfigError, check_int
-from userfm.eval.ranking import block_positions, fill_positions
+from userfm.item_blocks import block_positions, fill_positions
 
 Sampler = Literal["uniform", "log_uniform", "all", "in_batch", "mixed"]
 SAMPLERS = ("uniform", "log_uniform", "all", "in_batch", "mixed")

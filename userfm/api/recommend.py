@@ -21,6 +21,7 @@ from userfm.data.log import UserHistory
 from userfm.data.schema import EventSchema
 from userfm.data.vocab import NUM_SPECIALS, Vocab
 from userfm.errors import ConfigError, DataError, check_int, check_k
+from userfm.item_blocks import block_positions, fill_positions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,16 +145,15 @@ def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     return values, cols
 
 
-def _seen_positions(
-    batch: list[UserHistory], vocab: Vocab, num_real: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, real-item columns) of every known item in each user's full history (not only the
-    ``max_len`` the encoder reads); unknown items (OOV / hash buckets) are left out."""
+def _seen_items(batch: list[UserHistory], vocab: Vocab, device: torch.device) -> torch.Tensor:
+    """(B, S) item indices of each user's full history (not only the ``max_len`` the encoder
+    reads), 0-padded; unknown items are OOV / hash buckets, outside every block of real
+    items, so `block_positions` leaves them out as it leaves the padding."""
     codes = [vocab.encode(h.items)[0] for h in batch]
-    rows = np.repeat(np.arange(len(batch)), [len(c) for c in codes])
-    cols = np.concatenate(codes) - NUM_SPECIALS
-    real = (cols >= 0) & (cols < num_real)
-    return torch.from_numpy(rows[real]).to(device), torch.from_numpy(cols[real]).to(device)
+    seen = np.zeros((len(batch), max(1, max(len(c) for c in codes))), dtype=np.int64)
+    for row, c in enumerate(codes):
+        seen[row, : len(c)] = c
+    return torch.from_numpy(seen).to(device)
 
 
 def recommend(
@@ -219,15 +219,14 @@ def recommend(
             item_vectors.append(
                 model.embeddings.item_vectors()[NUM_SPECIALS : NUM_SPECIALS + num_real]
             )
-        seen = _seen_positions(batch, vocab, num_real, emb.device) if exclude_seen else None
+        seen = _seen_items(batch, vocab, emb.device) if exclude_seen else None
         best: tuple[torch.Tensor, torch.Tensor] | None = None  # (B, k_eff) values, columns
         for start in range(0, num_real, block):  # (B, block) scores at a time, not (B, V)
             stop = min(start + block, num_real)
             scores = model.item_scores(emb, item_vectors[0][start:stop]).float()  # (B, n)
-            if seen is not None:
-                rows, cols = seen
-                inside = (cols >= start) & (cols < stop)
-                scores[rows[inside], cols[inside] - start] = -torch.inf
+            if seen is not None:  # the block holds item indices NUM_SPECIALS + [start, stop)
+                where = block_positions(seen, NUM_SPECIALS + start, stop - start)
+                scores = fill_positions(scores, where, -torch.inf)
             cols = torch.arange(start, stop, device=scores.device).expand_as(scores)
             if best is not None:  # earlier blocks first: ties keep ascending item order
                 scores = torch.cat([best[0], scores], dim=1)

@@ -14,23 +14,7 @@ import torch
 
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import check_int
-
-
-def block_positions(
-    items: torch.Tensor, lo: int, size: int, *, spare: torch.Tensor | None = None
-) -> torch.Tensor:
-    """(N, S) global item indices -> their positions inside the block of items
-    ``[lo, lo + size)``; ``size`` (one past the block) for those outside it or ``spare``."""
-    local = items - lo
-    outside = (local < 0) | (local >= size)
-    return torch.where(outside if spare is None else outside | spare, size, local)
-
-
-def fill_positions(scores: torch.Tensor, positions: torch.Tensor, value: float) -> torch.Tensor:
-    """(N, b) ``scores`` with the (N, S) ``positions`` (from `block_positions`; b = none) set
-    to ``value``, out of place (autograd-safe): through one spare column, so no (N, b) mask."""
-    pad = torch.zeros(len(scores), 1, dtype=scores.dtype, device=scores.device)
-    return torch.cat([scores, pad], dim=1).scatter(1, positions, value)[:, :-1]
+from userfm.item_blocks import block_positions, fill_positions
 
 
 @torch.no_grad()
