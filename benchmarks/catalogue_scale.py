@@ -48,13 +48,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak_memory import peak_rss_mib  # noqa: E402
+from child_run import peak_rss_mib, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ("full", "chunked", "sampled", "sparse")
@@ -170,12 +170,11 @@ def run_one(args: argparse.Namespace, items: int, loss: str, batch: int, max_len
     flags = ["--batch", str(batch), "--max-len", str(max_len), "--chunk", str(args.chunk),
              "--negatives", str(args.negatives), "--steps", str(args.steps), "--warmup",
              str(args.warmup)]  # fmt: skip
-    cmd = [sys.executable, __file__, "--child", str(items), loss, *flags]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if r.returncode != 0:
+    row = run_child([sys.executable, __file__, "--child", str(items), loss, *flags], cwd=ROOT)
+    if "failed" in row:
         return {"items": items, "loss": loss, "max_len": max_len,
-                "skipped": f"failed (exit {r.returncode}): {r.stderr[-300:]}"}  # fmt: skip
-    return json.loads(r.stdout.strip().splitlines()[-1])
+                "skipped": f"failed ({row['failed']})"}  # fmt: skip
+    return row
 
 
 def run_lengths(args: argparse.Namespace) -> list[dict]:
@@ -195,22 +194,14 @@ def run_lengths(args: argparse.Namespace) -> list[dict]:
 
 def length_table(rows: list[dict]) -> list[str]:
     """Markdown table of `run_lengths`: events/s and peak RSS, ratios to the shortest."""
-    done = [r for r in rows if "skipped" not in r]
-    if not done:
-        return []
-    base = done[0]
-    lines = ["| max_len | users / step | events/s | x shortest | peak RSS MiB | x shortest |",
-             "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in rows:
-        if "skipped" in r:
-            lines.append(f"| {r['max_len']:,} | | {r['skipped']} | | | |")
-            continue
-        lines.append(
-            f"| {r['max_len']:,} | {r['batch']} | {r['events_per_s']:,.0f} | "
-            f"{r['events_per_s'] / base['events_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
-            f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f} |"
-        )
-    return lines
+    return ratio_table(
+        rows,
+        head="| max_len | users / step |",
+        align="|---:|---:|",
+        label=lambda r: f"{r['max_len']:,} | {r.get('batch', '')}",
+        group=lambda r: "all",
+        base_name="shortest",
+    )
 
 
 def quality(args: argparse.Namespace) -> dict[str, list[float]]:
@@ -253,19 +244,42 @@ def quality(args: argparse.Namespace) -> dict[str, list[float]]:
 
 def table(rows: list[dict], losses: list[str]) -> list[str]:
     """Markdown table: events/s and peak RSS per loss, ratios to the smallest catalogue."""
-    done = [r for r in rows if "skipped" not in r]
-    first = {loss: next((r for r in done if r["loss"] == loss), None) for loss in losses}
-    lines = ["| items | loss | events/s | x smallest | peak RSS MiB | x smallest |",
-             "|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    return ratio_table(
+        rows,
+        head="| items | loss |",
+        align="|---:|---|",
+        label=lambda r: f"{r['items']:,} | {r['loss']}",
+        group=lambda r: r["loss"],
+        base_name="smallest",
+    )
+
+
+def ratio_table(
+    rows: list[dict],
+    *,
+    head: str,
+    align: str,
+    label: Callable[[dict], str],
+    group: Callable[[dict], object],
+    base_name: str,
+) -> list[str]:
+    """Markdown rows: ``label``'s cells, then events/s and peak RSS, each also as a ratio to
+    the first measured row of the same ``group``; a skipped row says why."""
+    base: dict[object, dict] = {}
+    for r in rows:
+        if "skipped" not in r:
+            base.setdefault(group(r), r)
+    lines = [f"{head} events/s | x {base_name} | peak RSS MiB | x {base_name} |",
+             f"{align}---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['items']:,} | {r['loss']} | {r['skipped']} | | | |")
+            lines.append(f"| {label(r)} | {r['skipped']} | | | |")
             continue
-        base = first[r["loss"]]
+        b = base[group(r)]
         lines.append(
-            f"| {r['items']:,} | {r['loss']} | {r['events_per_s']:,.0f} | "
-            f"{r['events_per_s'] / base['events_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
-            f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f} |"
+            f"| {label(r)} | {r['events_per_s']:,.0f} | "
+            f"{r['events_per_s'] / b['events_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
+            f"{r['peak_rss_mib'] / b['peak_rss_mib']:.2f} |"
         )
     return lines
 

@@ -5,7 +5,7 @@ weights do not change the cost) embeds synthetic users with Zipf items and incre
 timestamps, generated lazily so the input is a true stream. Two history-length
 distributions, both capped at 200 events: `uniform` (1..200, mean ~100: the compute-heavy
 case) and `lognormal` (median 20, the heavy tail of real logs: most users are short). Each
-measurement runs in its own subprocess so that peak RSS (`peak_memory.peak_rss_mib`) is its own:
+measurement runs in its own subprocess so that peak RSS (`child_run.peak_rss_mib`) is its own:
 
 - batched: `UserEncoder.iter_embed(stream, batch_size=256)` with the chunks written to a
   parquet file as `userfm embed` does (nothing accumulates in memory);
@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
-from peak_memory import peak_rss_mib  # noqa: E402
+from child_run import peak_rss_mib  # noqa: E402
 
 NUM_ITEMS = 10_000
 MAX_LEN = 200

@@ -30,14 +30,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak_memory import peak_rss_mib  # noqa: E402
+from child_run import peak_rss_mib, run_child  # noqa: E402
 
 MODES = ("read", "memory", "streaming")
 
@@ -109,12 +108,11 @@ def run(args: argparse.Namespace, paths: dict[int, Path]) -> list[dict]:
         for mode in args.modes:
             cmd = [sys.executable, __file__, "--child", str(path), mode,
                    "--steps", str(args.steps), "--max-len", str(args.max_len)]  # fmt: skip
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                rows.append({"users": n, "mode": mode, "failed": r.stderr[-300:]})
-                print(f"{n:>9,} users {mode:<9} failed (exit {r.returncode})", flush=True)
+            row = run_child(cmd)
+            if "failed" in row:
+                rows.append({"users": n, "mode": mode, **row})
+                print(f"{n:>9,} users {mode:<9} failed ({row['failed'][:40]})", flush=True)
                 continue
-            row = json.loads(r.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(f"{n:>9,} users ({row['events']:,} events) {mode:<9} peak "
                   f"{row['peak_rss_mib']:>7,.0f} MiB, set-up {row['setup_s']:.0f} s, "
