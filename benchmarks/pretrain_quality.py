@@ -100,6 +100,7 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,10 @@ TARGETS = {
 # rows the targets are judged on: trained once per seed (--seeds), the others on the first seed
 JUDGED = ("sasrec_bce", "sasrec_reference", "sasrec_ce", "ours", "ours_dro")
 SASREC_SHAPE = dict(hidden=50, num_blocks=2, heads=1, dropout=0.2)
+#: the SASRec rows' data: item ids and positions only
+NO_SIDE = dict(use_actions=False, use_categories=False)
+#: the reference code's recipe (the SASRec paper's): Adam lr, validation every N epochs
+REFERENCE_LR, REFERENCE_EVAL_EVERY = 1e-3, 20
 TABLE_METRICS = (
     "HR@10",
     "NDCG@10",
@@ -203,7 +208,7 @@ def dro_recipe(temperature: float) -> dict[str, Any]:
 def build_specs(args: argparse.Namespace) -> list[Spec]:
     """Every training run of the benchmark (ablation rows skipped in --quick are left out)."""
     common = dict(lr=args.lr, weight_decay=0.01, warmup_steps=args.warmup)
-    no_side = dict(use_actions=False, use_categories=False)
+    no_side = NO_SIDE
     side = dict(use_actions=True, use_categories=True)
     # `encoder`: UserEncoderConfig fields, passed whole to PretrainModule (its defaults hold
     # for the rest); the other keys are the module's training settings
@@ -734,7 +739,7 @@ def plan(run: Run) -> list[Spec]:
     """Cap the warmup, build the runs and their configurations, print the set-up; returns
     the specs of the paired throughput fits."""
     args = run.args
-    probe = make_datamodule(args, dict(use_actions=False, use_categories=False))
+    probe = make_datamodule(args, NO_SIDE)
     steps_per_epoch = -(-len(probe.datasets["train"]) // args.batch_size)
     args.warmup = min(args.warmup, max(1, steps_per_epoch * run.epochs // 10))
     run.specs = build_specs(args)
@@ -757,10 +762,10 @@ def plan(run: Run) -> list[Spec]:
     run.configs["sasrec_reference"] = dict(
         recipe="sasrec_reference.reference_quality",
         shape=SASREC_SHAPE,
-        data=dict(use_actions=False, use_categories=False),
+        data=NO_SIDE,
         epochs=reference_epochs(run),
-        eval_every=min(20, reference_epochs(run)),
-        lr=1e-3,
+        eval_every=min(REFERENCE_EVAL_EVERY, reference_epochs(run)),
+        lr=REFERENCE_LR,
         seeds=run.seeds,
         batch_size=args.batch_size,
         max_len=args.max_len,
@@ -818,22 +823,24 @@ def reference_epochs(run: Run) -> int:
     return run.args.reference_epochs or (10 if run.args.quick else 200)
 
 
-def reference_row(run: Run) -> Result:
-    """The reference SASRec code with the paper's recipe, once per seed (its own budget: the
-    recipe is part of the baseline)."""
+def reference_fits(args: argparse.Namespace, seeds: list[int], epochs: int) -> Iterator[dict]:
+    """The reference SASRec code with the paper's recipe on the SASRec rows' data, one seed
+    after the other: `sasrec_reference.reference_quality`'s results (also what
+    ``python benchmarks/sasrec_reference.py`` runs alone)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import sasrec_reference
 
-    config = run.configs["sasrec_reference"]
-    fits = []
-    for seed in run.seeds:
-        dm = make_datamodule(run.args, config["data"], seed)
-        fits.append(
-            sasrec_reference.reference_quality(
-                dm, seed=seed, epochs=config["epochs"], eval_every=config["eval_every"],
-                lr=config["lr"], batch_size=run.args.batch_size, **SASREC_SHAPE,
-            )
+    for seed in seeds:
+        yield sasrec_reference.reference_quality(
+            make_datamodule(args, NO_SIDE, seed), seed=seed, epochs=epochs,
+            eval_every=min(REFERENCE_EVAL_EVERY, epochs), lr=REFERENCE_LR,
+            batch_size=args.batch_size, **SASREC_SHAPE,
         )  # fmt: skip
+
+
+def reference_row(run: Run) -> Result:
+    """The reference recipe's row (its own budget: the recipe is part of the baseline)."""
+    fits = list(reference_fits(run.args, run.seeds, reference_epochs(run)))
     first = fits[0]
     return Result(
         "SASRec (reference code, paper's recipe)",

@@ -333,17 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
     data = argparse.Namespace(data=args.data, max_len=200, batch_size=128, seed=0)
     per_seed = []
-    for seed in seeds:
-        dm = pq.make_datamodule(data, dict(use_actions=False, use_categories=False), seed)
-        r = reference_quality(dm, seed=seed, epochs=epochs, eval_every=min(20, epochs),
-                              **pq.SASREC_SHAPE)  # fmt: skip
+    for seed, r in zip(seeds, pq.reference_fits(data, seeds, epochs), strict=True):
         m = r["test"].metrics
         per_seed.append(m["NDCG@10"])
         print(f"seed {seed}: best valid NDCG@10 {r['valid']:.4f} at epoch {r['best_epoch']}; "
               f"test NDCG@10 {m['NDCG@10']:.4f}, HR@10 {m['HR@10']:.4f} ({r['wall_s']:.0f} s "
               f"training); {r['test'].protocol}", flush=True)  # fmt: skip
-    print(f"machine: {pq.machine_description()}; {epochs} epochs, lr 1e-3, best of every "
-          f"{min(20, epochs)} epochs on valid NDCG@10")  # fmt: skip
+    print(f"machine: {pq.machine_description()}; {epochs} epochs, lr {pq.REFERENCE_LR:g}, best of every "
+          f"{min(pq.REFERENCE_EVAL_EVERY, epochs)} epochs on valid NDCG@10")  # fmt: skip
     sd = f" ± {np.std(per_seed, ddof=1):.4f} (sample sd)" if len(per_seed) > 1 else ""
     print(f"test NDCG@10 mean {np.mean(per_seed):.4f}{sd} over seeds {seeds}")
     print(json.dumps({"benchmark": "sasrec_reference", "quick": args.quick, "epochs": epochs,
