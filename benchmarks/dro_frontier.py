@@ -89,17 +89,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def datamodule(log: str, args: argparse.Namespace, seed: int):
+    """The set-up `EventDataModule` of ``log``: item ids and time only, batch 128."""
     from userfm.data.synthetic import SyntheticConfig
     from userfm.pretrain.data import EventDataModule
 
-    if log == "long-tail":
-        small = dict(num_users=1500, num_items=1000) if args.quick else {}
-        synthetic = SyntheticConfig.long_tail(**small).to_dict()
-        dm = EventDataModule(source="synthetic", synthetic=synthetic, max_len=50,
-                             batch_size=128, seed=seed, use_actions=False, use_categories=False)  # fmt: skip
-    else:
-        dm = EventDataModule(source=str(args.data), format="movielens-100k", max_len=200,
-                             batch_size=128, seed=seed, use_actions=False, use_categories=False)  # fmt: skip
+    if log == "ml-100k":  # as pretrain_quality.py reads it (max_len 200)
+        movielens = argparse.Namespace(data=args.data, max_len=200, batch_size=128, seed=seed)
+        return pq.make_datamodule(movielens, pq.NO_SIDE)
+    small = dict(num_users=1500, num_items=1000) if args.quick else {}
+    synthetic = SyntheticConfig.long_tail(**small).to_dict()
+    dm = EventDataModule(source="synthetic", synthetic=synthetic, max_len=50, batch_size=128,
+                         seed=seed, **pq.NO_SIDE)  # fmt: skip
     dm.setup("fit")
     return dm
 
