@@ -239,6 +239,7 @@ class ReferenceRecommender:
     ) -> Any:
         """Every real item (or the k best) per history, best first; seen items left out."""
         from userfm.api.recommend import Recommendations, stable_topk
+        from userfm.item_blocks import block_positions, fill_positions
 
         self.model.eval()
         real = len(self.vocab.tokens)
@@ -252,10 +253,10 @@ class ReferenceRecommender:
             inputs, _ = left_padded(codes, codes, self.max_len)
             h = self.model(torch.from_numpy(inputs))[:, -1]  # (B, D) the most recent state
             s = (h @ self.model.item_emb.weight[self.first : self.first + real].T).float()
-            for row, c in enumerate(codes):  # (B, real): specials never ranked; seen left out
-                if exclude_seen:
-                    c = c[(c >= self.first) & (c < self.first + real)] - self.first
-                    s[row, torch.from_numpy(c)] = -torch.inf
+            if exclude_seen:  # (B, real): specials never ranked; the full histories left out
+                seen, _ = left_padded(codes, codes, max(map(len, codes)))  # (B, S), 0 = none
+                where = block_positions(torch.from_numpy(seen), self.first, real)
+                s = fill_positions(s, where, -torch.inf)
             values, cols = stable_topk(s, width)
             item_ids = tokens[cols.numpy()]
             item_ids[np.isneginf(values.numpy())] = None
