@@ -20,7 +20,9 @@ synthetic log and 200 for MovieLens) + the DRO rows' recipe of pretrain_quality.
 (`dro_recipe`: 3 frequency buckets of equal item count, class losses from the validation
 split each epoch, applied as a logit adjustment); every run validates each epoch, DRO or not,
 so the budgets are equal. Scored by ``evaluate_retrieval(encoder, log, split="test")``: full
-ranking, seen items filtered; macro recall@10 = mean of the three buckets' recall@10.
+ranking, seen items filtered; macro recall@10 = mean of the three buckets' recall@10. Most
+popular (training counts, no model) is scored on the same split and printed below each
+frontier: what a model that never reads the history gets.
 
     python benchmarks/dro_frontier.py --quick     # a smaller long-tail log, 2 epochs, 1 seed
     python benchmarks/dro_frontier.py --out frontier.png
@@ -140,6 +142,18 @@ def frontier(log: str, args: argparse.Namespace) -> tuple[list[Point], int]:
     return points, tail
 
 
+def most_popular(log: str, args: argparse.Namespace) -> dict[str, float]:
+    """What a model that never reads the history scores on ``log``'s test split: training
+    counts (`MostPopular`), the same metrics as the frontier's points."""
+    from userfm.eval.baselines import MostPopular
+    from userfm.eval.retrieval import evaluate_retrieval
+
+    data = datamodule(log, args, 0).log_
+    report = evaluate_retrieval(MostPopular().fit(data), data, split="test", sampled_negatives=None)
+    return {"ndcg10": round(report.metrics["NDCG@10"], 4),
+            "macro_recall10": round(report.metrics["macro_recall@10"], 4)}  # fmt: skip
+
+
 def judge(points: list[Point]) -> dict[str, Any]:
     """Ratios to λ = inf, and the λ with the most macro recall within the NDCG budget."""
     plain = next(p for p in points if math.isinf(p.temperature))
@@ -157,7 +171,13 @@ def judge(points: list[Point]) -> dict[str, Any]:
             "met": best[1]["macro_vs_plain"] >= TARGET_MACRO}  # fmt: skip
 
 
-def table(log: str, points: list[Point], verdict: dict[str, Any], tail: int) -> list[str]:
+def table(
+    log: str,
+    points: list[Point],
+    verdict: dict[str, Any],
+    tail: int,
+    popular: dict[str, float] | None = None,
+) -> list[str]:
     lines = [f"\n{log}: {tail:,} test targets in the tail bucket",
              "| λ | NDCG@10 | macro recall@10 | macro x λ=inf | NDCG change |",
              "|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -167,6 +187,9 @@ def table(log: str, points: list[Point], verdict: dict[str, Any], tail: int) -> 
             f"| {p.temperature:g} | {p.show('ndcg')} | {p.show('macro')} | "
             f"{r['macro_vs_plain']:.3f} | {-100 * r['ndcg_drop']:+.1f}% |"
         )
+    if popular is not None:
+        lines.append(f"| most popular (no model) | {popular['ndcg10']:.4f} | "
+                     f"{popular['macro_recall10']:.4f} | | |")  # fmt: skip
     lines.append(f"best λ within a {TARGET_NDCG_DROP:.0%} NDCG loss: {verdict['best_lambda']} "
                  f"({verdict['best_macro_vs_plain']:.3f}x macro recall; target >= "
                  f"{TARGET_MACRO}x: {'met' if verdict['met'] else 'NOT met'})")  # fmt: skip
@@ -209,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SKIP ml-100k: not found at {args.data}")
             continue
         points, tail = frontier(log, args)
-        verdict = judge(points)
-        print("\n".join(table(log, points, verdict, tail)), flush=True)
+        verdict, popular = judge(points), most_popular(log, args)
+        print("\n".join(table(log, points, verdict, tail, popular)), flush=True)
         frontiers[log] = points
-        summary[log] = {**verdict, "tail_test_targets": tail}
+        summary[log] = {**verdict, "tail_test_targets": tail, "most_popular": popular}
     if args.out is not None and frontiers:
         chart(frontiers, args.out)
         print(f"chart: {args.out}")

@@ -22,8 +22,11 @@ def test_the_best_lambda_is_the_most_macro_recall_within_three_percent_ndcg():
     verdict = df.judge(points)
     assert verdict["best_lambda"] == "4" and verdict["met"]
     assert verdict["points"]["1"]["macro_vs_plain"] == round(0.071 / 0.051, 3)
-    lines = df.table("long-tail", points, verdict, tail=612)
+    lines = df.table(
+        "long-tail", points, verdict, tail=612, popular={"ndcg10": 0.02, "macro_recall10": 0.01}
+    )
     assert "612 test targets in the tail bucket" in lines[0]
+    assert "| most popular (no model) | 0.0200 | 0.0100 | | |" in lines
     assert any(line.startswith("| 4 | 0.0995 ± 0.0007") for line in lines)
     points[1].macro = [0.052, 0.053]  # within budget but not 1.15x
     assert not df.judge(points)["met"]
