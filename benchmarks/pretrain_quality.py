@@ -9,8 +9,8 @@ Protocol:
   each user's events but the last two, targets = every next event; test = the last event.
 - training: the code users run, `lightning.Trainer` on `PretrainModule` + `EventDataModule`,
   CPU, ``seed_everything(seed)`` before every run (the rows the targets are judged on,
-  SASRec-BCE / -CE, ours and ours + DRO, train once per seed, ``--seeds`` of them, and show
-  the mean with its standard deviation; the other ablation rows train on the first seed),
+  SASRec-BCE, the reference SASRec, SASRec-CE and ours, train once per seed, ``--seeds`` of
+  them, and show the mean with its standard deviation; the other rows train on the first seed),
   no checkpoints / logger / progress bar, no validation during training
   (``limit_val_batches=0``, ``num_sanity_val_steps=0``; the DRO rows validate each epoch to
   measure their bucket losses, nothing else), no early stopping: every model trains for the
@@ -47,9 +47,9 @@ Protocol:
   protocol (target vs 100 uniformly sampled unseen items). The protocol string of every
   metric is printed. Targets are judged on full-ranking NDCG@10; the sampled ratios are
   shown for reference only.
-- DRO check: ours + DRO vs ours (everything else equal): macro_recall@10 ratio (target >=
-  1.2x) and the relative NDCG@10 change (target: no more than 3% lower), both on the means
-  over seeds.
+- DRO check: ours + DRO vs ours (everything else equal, seed 0): macro_recall@10 ratio and
+  the relative NDCG@10 change, reported; DRO is judged as a frontier over λ by
+  `dro_frontier.py` (issue 20 §3 retired the point targets).
 - throughput: training events/s = next-item target positions processed per second of
   training wall time (equal to input events/s here: every training input position has
   one target), i.e. epochs x target positions per epoch / fit seconds (data preparation done
@@ -78,6 +78,12 @@ saved row records its configuration (PretrainModule / EventDataModule arguments,
 seeds, batch size, max_len) and is refused if it differs from the current run's. The printed
 report and the JSON line (``"reused"``) are then those of the merged rows.
 
+In parts: ``--rows sasrec_reference --out A`` and ``--rows sasrec_bce,sasrec_ce,ours --out
+B`` (in parallel, e.g. with ``OMP_NUM_THREADS=1`` each, or on other days) train only those
+rows; ``--reuse A --reuse B [--rows throughput]`` then reads both and reports. A row in no
+file and not in ``--rows`` is not run: the report names it (``"not_run"`` in the JSON line)
+and skips the sections that need it.
+
 Output: a table per section (baselines, ablation, DRO check, throughput), then one JSON line
 {"benchmark": "pretrain_quality", ...}: the settings (epochs, hidden, heads, seeds), the mean
 full-ranking NDCG@10 of most-popular, SASRec-BCE, the reference SASRec, SASRec-CE and ours
@@ -85,7 +91,8 @@ full-ranking NDCG@10 of most-popular, SASRec-BCE, the reference SASRec, SASRec-C
 sampled-100 NDCG@10 of SASRec-BCE and ours, the NDCG@10 ratios (against the stronger
 SASRec-BCE and SASRec-CE, judged; against most-popular, reported), the DRO macro
 recall@10 figures and NDCG@10 change, the paired throughput rates and ratios, "targets_met"
-(target -> bool), "seconds", "reused" (rows read from --reuse), "quick" and "machine".
+(target -> bool), "seconds", "reused" (rows read from --reuse), "not_run", "quick" and
+"machine".
 Exits 0 with "skipped": true when the data is absent.
 """
 
@@ -751,8 +758,16 @@ def plan(run: Run) -> list[Spec]:
     probe = make_datamodule(args, NO_SIDE)
     steps_per_epoch = -(-len(probe.datasets["train"]) // args.batch_size)
     args.warmup = min(args.warmup, max(1, steps_per_epoch * run.epochs // 10))
-    run.specs = build_specs(args)
+    timed = configure(run)
     print_setup(run, probe.stats, steps_per_epoch)
+    return timed
+
+
+def configure(run: Run) -> list[Spec]:
+    """Build the runs and each row's configuration (what ``--reuse`` checks); returns the
+    specs of the paired throughput fits."""
+    args = run.args
+    run.specs = build_specs(args)
     by_name = {s.name: s for s in run.specs}
     timed = [  # the paired throughput fits
         by_name["sasrec_bce"],

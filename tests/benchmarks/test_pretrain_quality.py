@@ -74,18 +74,81 @@ def test_a_row_missing_from_the_file_is_refused(tmp_path):
 
 
 def test_rows_are_checked_before_training(tmp_path):
-    args = pq.parse_args(["--rows", "ours"])
-    with pytest.raises(SystemExit, match="--rows needs --reuse"):
+    args = pq.parse_args(["--rows", "ours"])  # a part of the run, with nowhere to keep it
+    with pytest.raises(SystemExit, match="--rows without --reuse.*--out FILE"):
         pq.validate(args, pq.build_specs(args))
+    pq.validate(*(lambda a: (a, pq.build_specs(a)))(pq.parse_args(
+        ["--rows", "sasrec_reference,ours", "--out", str(tmp_path / "part.json")])))  # fmt: skip
     args = pq.parse_args(["--rows", "ours,oops", "--reuse", str(tmp_path / "none.json")])
     with pytest.raises(SystemExit, match=r"unknown row\(s\) \['oops'\].*throughput") as e:
         pq.validate(args, pq.build_specs(args))
     assert "no such file" in str(e.value)
 
 
+def configured(argv: list[str]) -> pq.Run:
+    """A run whose rows and configurations are built (no data read)."""
+    args = pq.parse_args(argv)
+    run = pq.Run(args, start=0.0, epochs=100, repeats=3, tp_epochs=2, seeds=[0, 1, 2], machine="m")
+    pq.configure(run)
+    return run
+
+
+def part_file(path: Path, run: pq.Run, names: list[str]) -> Path:
+    """An --out file holding ``names`` as ``run`` would have written them (+ most popular)."""
+    rows = {"most_popular": pq.row_to_dict(pq.Result("MostPopular", report(0.05)), None)}
+    for name in names:
+        rows[name] = pq.row_to_dict(pq.Result(name, report(0.1)), run.configs[name])
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def test_a_run_in_parts_is_merged_from_several_files(tmp_path, capsys):
+    """Issue 20: the full benchmark (about 3 hours) can run as parts, in parallel or on
+    other days, and a later run reads them all; rows in no part are named, not invented."""
+    run = configured(["--rows", "sasrec_reference", "--out", str(tmp_path / "a.json")])
+    pq.read_reused(run)
+    assert run.train == {"sasrec_reference"} and not run.reused
+    assert "sasrec_bce" in pq.not_run(run) and "sasrec_reference" not in pq.not_run(run)
+    a = part_file(tmp_path / "a.json", run, ["sasrec_reference"])
+    b = part_file(tmp_path / "b.json", run, ["sasrec_bce", "sasrec_ce", "ours"])
+    merged = configured(["--reuse", str(a), "--reuse", str(b)])
+    pq.read_reused(merged)
+    assert set(merged.reused) == {"sasrec_reference", "sasrec_bce", "sasrec_ce", "ours"}
+    assert merged.train == set()
+    assert pq.not_run(merged) == [
+        "plus_cl", "plus_dro", "plus_future", "plus_masked", "plus_side", "ours_dro", "all",
+        "throughput",
+    ]  # fmt: skip
+    assert "not run (neither trained here nor read): plus_cl" in capsys.readouterr().out
+    again = configured(["--reuse", str(a), "--reuse", str(b), "--rows", "ours"])
+    pq.read_reused(again)  # a named row is retrained, not read
+    assert "ours" not in again.reused and again.train == {"ours"}
+
+
+def test_a_row_in_two_parts_is_refused(tmp_path):
+    run = configured([])
+    a = part_file(tmp_path / "a.json", run, ["ours"])
+    b = part_file(tmp_path / "b.json", run, ["sasrec_ce", "ours"])
+    with pytest.raises(SystemExit, match=r"row 'ours' is in both .*a\.json and .*b\.json"):
+        pq.read_reused(configured(["--reuse", str(a), "--reuse", str(b)]))
+
+
+def test_a_section_without_its_rows_is_skipped_by_name(capsys):
+    run = configured([])
+    results = {k: pq.Result(k, full_report(0.1)) for k in ("most_popular", "sasrec_bce", "ours")}
+    assert pq.report_baselines(run, results) == {} and run.met == {}
+    assert pq.report_dro(run, results) == {}
+    out = capsys.readouterr().out
+    assert "Baselines vs ours: skipped, rows not run here: sasrec_reference, sasrec_ce" in out
+    assert "DRO check: skipped, rows not run here: ours_dro" in out
+
+
 def full_report(ndcg: float) -> RetrievalReport:
     return RetrievalReport(
-        metrics={m: ndcg for m in pq.TABLE_METRICS}, protocol="full ranking", num_users=3
+        metrics={m: ndcg for m in pq.TABLE_METRICS},
+        protocol="full ranking",
+        num_users=3,
+        buckets=[{"bucket": 0, "items": 2, "targets": 3, "recall@10": ndcg}],
     )
 
 
@@ -110,3 +173,17 @@ def test_the_bce_target_is_judged_against_the_stronger_sasrec(reference, judged_
     assert "ndcg_vs_most_popular" not in run.met  # reported, no target
     out = capsys.readouterr().out
     assert "SASRec (reference code)" in out and "MostPopular: 2.60x (reported, no target)" in out
+
+
+def test_dro_is_reported_here_and_judged_as_a_frontier(capsys):
+    """Issue 20 §3 retired the point targets on ours + DRO: the section reports its ratios
+    and judges nothing (dro_frontier.py does)."""
+    run = configured([])
+    results = {
+        "ours": pq.Result("ours", full_report(0.12), seed_reports=[full_report(0.12)] * 3),
+        "ours_dro": pq.Result("DRO", full_report(0.11), seed_reports=[full_report(0.11)] * 3),
+    }
+    fields = pq.report_dro(run, results)
+    assert fields["dro_ndcg_rel_change"] == round(0.11 / 0.12 - 1, 4)
+    assert run.met == {} and "dro_frontier.py" in capsys.readouterr().out
+    assert not {"dro_macro_recall", "dro_ndcg_drop"} & set(pq.TARGETS)
