@@ -54,8 +54,11 @@ ENCODER_FIELDS = frozenset(
 )
 DRO_LOSS_SOURCES = ("train", "valid")
 DRO_APPLY = ("weights", "logits")
-#: above this many items the full softmax trains ~100x slower than the sampled one (a warning)
+#: ``loss="auto"``: the full softmax up to this many items, the sampled one above (at 10^5
+#: items the full softmax trained ~100x slower than the sampled one; benchmarks/catalogue_scale.py)
 FULL_SOFTMAX_ITEMS = 100_000
+#: the losses a module takes: "auto" (by catalogue size) and `userfm.pretrain.objectives`'
+LOSS_CHOICES = ("auto", *LOSS_KINDS)
 #: ``chunk_size="auto"``: blocks of this many items once a step's logits pass LOGITS_BUDGET bytes
 AUTO_CHUNK, LOGITS_BUDGET = 8192, 2**30
 
@@ -71,7 +74,15 @@ class PretrainModule(L.LightningModule):
             come from the data. With ``output_features`` the item -> category table is read
             from the log. Checked here: a bad field is a `ConfigError` before any data is read.
         loss: next-item loss: ``full`` softmax, ``sampled`` softmax (logQ-corrected), or
-            ``bce`` with one negative (the SASRec paper's loss).
+            ``bce`` with one negative (the SASRec paper's loss). ``"auto"`` (default): the full
+            softmax up to `FULL_SOFTMAX_ITEMS` (10^5) items or when an option that needs it
+            is set (``future_window`` > 1, ``mask_seen``, ``dro_apply: logits``, an integer
+            ``chunk_size``); above, the sampled softmax with ``sampler`` and sparse item rows
+            (``sparse_items``) where they apply (one process, no ``output_features``, no
+            gradient clipping). Measured on 2 CPU cores (benchmarks/catalogue_scale.py): at
+            10^5 items the full softmax trained ~100x slower than the sampled one; at 10^6
+            the sampled one with sparse rows kept 0.87x its 10^4-item rate in 1.5 GiB, and
+            scored 0.97x the full softmax's NDCG@10 where both fit. `loss_kind` is the choice.
         num_negatives: negatives per step for ``sampled``.
         chunk_size: ``full`` softmax (training and validation) over blocks of this many items
             (`userfm.pretrain.objectives.chunked_log_z`): memory grows with batch positions x
@@ -124,7 +135,7 @@ class PretrainModule(L.LightningModule):
     def __init__(
         self,
         encoder: dict[str, Any] | None = None,
-        loss: str = "full",
+        loss: str = "auto",
         num_negatives: int = 256,
         chunk_size: int | Literal["auto"] | None = "auto",
         sparse_items: bool = False,
@@ -163,8 +174,9 @@ class PretrainModule(L.LightningModule):
                 f"{sorted(ENCODER_FIELDS - set(FROM_DATA))}"
             )
         UserEncoderConfig(num_items=NUM_SPECIALS + 1, **encoder)  # names a bad value now
-        if loss not in LOSS_KINDS:
-            raise ConfigError(f"`loss` must be one of {LOSS_KINDS}, got {loss!r}")
+        if loss not in LOSS_CHOICES:
+            raise ConfigError(f"`loss` must be one of {LOSS_CHOICES}, got {loss!r}")
+        full_only = {"full", "auto"}  # auto picks the full softmax when these need it
         if dro is not None and dro not in CLASS_KINDS:
             raise ConfigError(f"`dro` must be None or one of {CLASS_KINDS}, got {dro!r}")
         if dro_bucket_by not in BUCKET_BY:
@@ -176,7 +188,7 @@ class PretrainModule(L.LightningModule):
         if dro_apply not in DRO_APPLY:
             raise ConfigError(f"`dro_apply` must be one of {DRO_APPLY}, got {dro_apply!r}")
         if dro_apply == "logits" and (
-            loss != "full" or dro not in ("item", "bucket") or dro_losses_from != "valid"
+            loss not in full_only or dro not in ("item", "bucket") or dro_losses_from != "valid"
         ):
             raise ConfigError(
                 "`dro_apply: logits` needs `loss: full`, `dro: item` or `bucket` and "
@@ -185,15 +197,15 @@ class PretrainModule(L.LightningModule):
             )
         if future_window < 1:
             raise ConfigError(f"`future_window` must be >= 1, got {future_window}")
-        if future_window > 1 and loss != "full":
+        if future_window > 1 and loss not in full_only:
             raise ConfigError(f"`future_window` > 1 needs `loss: full`, got loss={loss!r}")
-        if mask_seen and loss != "full":
+        if mask_seen and loss not in full_only:
             raise ConfigError(f"`mask_seen: true` needs `loss: full`, got loss={loss!r}")
         if contrastive_weight < 0:
             raise ConfigError(f"`contrastive_weight` must be >= 0, got {contrastive_weight}")
         if chunk_size not in (None, "auto"):
             check_int("chunk_size", chunk_size, minimum=1, why='or "auto", or None')
-            if loss != "full":
+            if loss not in full_only:
                 raise ConfigError(f"`chunk_size` needs `loss: full`, got loss={loss!r}")
         if sparse_items and loss not in ("sampled", "bce"):
             raise ConfigError(
@@ -209,10 +221,37 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`lr` must be > 0, got {lr}")
         self.save_hyperparameters()  # `encoder` as normalised above: a plain dict
         self.encoder: UserEncoder | None = None
+        self.sparse = sparse_items  # item rows sparse (loss "auto" may turn it on, `_choose`)
         self.dro_weighting: DROWeighting | None = None
         self.contrastive_head: torch.nn.Module | None = None
 
     # ---- construction ------------------------------------------------------------------
+    @property
+    def loss_kind(self) -> str:
+        """The next-item loss of training: ``loss``, or what ``"auto"`` picks for the
+        encoder's catalogue ("full" until the encoder exists)."""
+        hp = self.hparams
+        if hp.loss != "auto":
+            return hp.loss
+        needs_full = (
+            hp.future_window > 1
+            or hp.mask_seen
+            or hp.dro_apply == "logits"
+            or hp.chunk_size not in (None, "auto")
+        )
+        small = self.encoder is None or self.encoder.config.num_items <= FULL_SOFTMAX_ITEMS
+        return "full" if needs_full or small else "sampled"
+
+    def _sparse_rows_apply(self) -> bool:
+        """Whether ``loss: auto`` may make the item rows sparse: the table is read only
+        through the rows a step samples, and nothing needs its dense gradient (see
+        ``sparse_items``)."""
+        return (
+            not self.encoder.config.output_features
+            and self.trainer.world_size == 1
+            and not self.trainer.gradient_clip_val
+        )
+
     def configure_model(self) -> None:
         """Build the encoder (and DRO state) from the DataModule's vocabularies."""
         if self.encoder is not None:
@@ -232,8 +271,20 @@ class PretrainModule(L.LightningModule):
             event_schema=None if dm.log_.schema is None else dm.log_.schema.to_dict(),
             **fields,
         )
+        if hp.loss == "auto" and self.loss_kind == "sampled":
+            self.sparse = self._sparse_rows_apply()
+            if self.trainer.is_global_zero:
+                logger.info(
+                    "loss: auto: the sampled softmax (%d %s negatives, logQ-corrected) for %s "
+                    "items (> %s)%s",
+                    hp.num_negatives,
+                    hp.sampler,
+                    f"{self.encoder.config.num_items:,}",
+                    f"{FULL_SOFTMAX_ITEMS:,}",
+                    ", sparse item rows" if self.sparse else "",
+                )
         # the input lookup's gradient is sparse too (the loss's own read: `sparse_grad`)
-        self.encoder.embeddings.item.sparse = hp.sparse_items
+        self.encoder.embeddings.item.sparse = self.sparse
         if self.encoder.embeddings.item_categories is not None:
             self.encoder.set_item_categories(self.encoder.featurizer().item_category_table(dm.log_))
         if hp.contrastive_weight > 0:  # training only: not exported with the encoder
@@ -283,7 +334,7 @@ class PretrainModule(L.LightningModule):
         """
         hp = self.hparams
         item_emb = self.encoder.embeddings.item_vectors()  # (V, D) tied output layer
-        kind = hp.loss if self.training else "full"  # evaluation: the full softmax
+        kind = self.loss_kind if self.training else "full"  # evaluation: the full softmax
         log_q = None
         if kind == "sampled":
             # logQ correction with the proposal the sampler really draws from (Yi et al. 2019)
@@ -305,7 +356,7 @@ class PretrainModule(L.LightningModule):
             exclude=exclude,
             logit_offset=self._logit_offset(),
             chunk_size=self._chunk(len(h), item_emb.shape[0]),
-            sparse_grad=hp.sparse_items and self.training,
+            sparse_grad=self.sparse and self.training,
         )
 
     def _chunk(self, rows: int, items: int) -> int | None:
@@ -337,7 +388,7 @@ class PretrainModule(L.LightningModule):
         h, targets = out.states[valid], pb.targets[valid]  # (N, D), (N,)
         actions = pb.target_actions[valid] if hp.dro == "action" else None  # (N,)
         exclude = None  # (N, T) items that are no negative of their example
-        if hp.loss == "bce" and stage == "train":
+        if self.loss_kind == "bce" and stage == "train":
             exclude = pb.batch.items[valid.nonzero()[:, 0]]  # the whole input row, as in SASRec
         elif hp.mask_seen:
             exclude = seen_items(pb.batch.items, valid)  # the history up to each position
@@ -426,7 +477,11 @@ class PretrainModule(L.LightningModule):
                 "set `dro_losses_from: train`"
             )
         num_items = self.encoder.config.num_items
-        if hp.loss == "full" and num_items > FULL_SOFTMAX_ITEMS and self.trainer.is_global_zero:
+        if (
+            self.loss_kind == "full"
+            and num_items > FULL_SOFTMAX_ITEMS
+            and self.trainer.is_global_zero
+        ):
             logger.warning(
                 "the full softmax over an item table of %s rows scores every item at every "
                 "position: on 2 CPU cores it trained ~100x slower than `loss: sampled` at 10^5 "
@@ -464,7 +519,7 @@ class PretrainModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         groups = decay_groups(self, hp.weight_decay)  # encoder, then the contrastive head
-        optimizer = (LazyAdamW if hp.sparse_items else torch.optim.AdamW)(groups, lr=hp.lr)
+        optimizer = (LazyAdamW if self.sparse else torch.optim.AdamW)(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = get_cosine_schedule_with_warmup(optimizer, min(hp.warmup_steps, total), total)
         return {

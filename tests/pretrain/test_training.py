@@ -374,12 +374,45 @@ def test_a_full_softmax_over_a_large_catalogue_points_to_the_sampled_one(
 ):
     monkeypatch.setattr(module_lib, "FULL_SOFTMAX_ITEMS", 50)  # the tiny log has 80 items
     with caplog.at_level("WARNING", logger="userfm.pretrain.module"):
-        fit(tmp_path, steps=1)
+        fit(tmp_path, steps=1, loss="full")  # asked for: kept, with the warning
     assert "sparse_items: true" in caplog.text and "table of 83 rows" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="userfm.pretrain.module"):
         fit(tmp_path / "sampled", steps=1, loss="sampled", num_negatives=8)
     assert "full softmax" not in caplog.text
+
+
+def test_loss_auto_is_the_full_softmax_on_a_small_catalogue(tmp_path):
+    """Issue 20 §1: the default loss follows the measurement: below FULL_SOFTMAX_ITEMS the
+    full softmax (best quality, affordable) trains, exactly as ``loss: full`` does."""
+    assert PretrainModule().hparams.loss == "auto"
+    _, auto, _ = fit(tmp_path / "auto", steps=2)
+    _, full, _ = fit(tmp_path / "full", steps=2, loss="full")
+    assert auto.loss_kind == "full" and not auto.sparse
+    for (name, a), b in zip(auto.state_dict().items(), full.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_loss_auto_samples_with_sparse_rows_above_the_threshold(tmp_path, monkeypatch, caplog):
+    """Above FULL_SOFTMAX_ITEMS ``loss: auto`` trains the sampled softmax with sparse item
+    rows (LazyAdamW), and says so; an option that needs the full softmax keeps it, as does an
+    item table with dense output features (sampled, rows dense)."""
+    from userfm.pretrain.lazy_adamw import LazyAdamW
+
+    monkeypatch.setattr(module_lib, "FULL_SOFTMAX_ITEMS", 50)  # the tiny log has 80 items
+    with caplog.at_level("INFO", logger="userfm.pretrain.module"):
+        trainer, module, _ = fit(tmp_path / "auto", steps=2, num_negatives=8)
+    assert module.loss_kind == "sampled" and module.sparse
+    assert isinstance(trainer.optimizers[0], LazyAdamW)
+    assert module.encoder.embeddings.item.sparse
+    assert "loss: auto: the sampled softmax (8 log_uniform negatives" in caplog.text
+    assert "sparse item rows" in caplog.text
+    _, masked, _ = fit(tmp_path / "masked", steps=1, mask_seen=True)
+    assert masked.loss_kind == "full" and not masked.sparse
+    features = dict(TINY_MODEL["encoder"], output_features=True)
+    trainer, dense, _ = fit(tmp_path / "features", steps=1, encoder=features, num_negatives=8)
+    assert dense.loss_kind == "sampled" and not dense.sparse
+    assert not isinstance(trainer.optimizers[0], LazyAdamW)
 
 
 def test_sparse_items_refuses_gradient_clipping_before_training(tmp_path):
