@@ -4,7 +4,8 @@
 eval-mode note and Lightning's "Tip" advertisement for a training run; everything else stays.
 `transformers_output` turns transformers' progress bars and load reports off for a block: a
 small encoder saves and loads in milliseconds, and a damaged folder is reported by userfm in
-one line, not by a table from transformers followed by the same error.
+one line, not by a table from transformers followed by the same error. `datasets_progress`
+does the same for HF datasets' bars, which draw whatever stderr is (a nohup log got them).
 """
 
 from __future__ import annotations
@@ -54,3 +55,19 @@ def transformers_output(*, progress: bool, reports: bool = True) -> Iterator[Non
         if not progress and bars:
             hf_logging.enable_progress_bar()
         hf_logging.set_verbosity(level)
+
+
+@contextlib.contextmanager
+def datasets_progress(*, progress: bool) -> Iterator[None]:
+    """HF datasets' progress bars (its file loading, ``map``) off for the block unless
+    ``progress``; the previous setting comes back after it."""
+    from datasets.utils import logging as ds_logging
+
+    bars = ds_logging.is_progress_bar_enabled()
+    if not progress and bars:
+        ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not progress and bars:
+            ds_logging.enable_progress_bar()

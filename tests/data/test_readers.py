@@ -783,3 +783,16 @@ def test_take_rows_gathers_in_order_across_batches():
     out = take_rows(ds, order, batch_size=3)
     assert out["a"] == order.tolist() and out["b"] == [str(i) for i in order]
     assert take_rows(ds.select([3, 1, 2]), np.array([2, 0]), batch_size=1)["a"] == [2, 3]
+
+
+def test_reading_draws_no_progress_bar_unless_stderr_is_a_terminal(capsys):
+    """HF datasets drew its "validating events" bar into nohup logs and captured output; it
+    follows the terminal now, as every userfm bar does, and ``progress=True`` forces it."""
+    frame = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"], "timestamp": [1, 2, 3]})
+    readers.read_events(frame)  # capsys: stderr is not a terminal
+    assert "validating events" not in capsys.readouterr().err
+    readers.read_events(frame, progress=True)
+    assert "userfm: validating events" in capsys.readouterr().err
+    from datasets.utils import logging as ds_logging
+
+    assert ds_logging.is_progress_bar_enabled()  # the global setting is left as it was

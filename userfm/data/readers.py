@@ -101,6 +101,8 @@ from userfm.data.raw_input import SUPPORTED_EXTENSIONS, open_source, read_table
 from userfm.data.read_plan import ReadPlan, make_plan
 from userfm.data.schema import ACTION, CATEGORY, ITEM, TIMESTAMP, TITLE, USER, EventSchema
 from userfm.errors import ConfigError
+from userfm.progress import resolve_progress
+from userfm.quiet import datasets_progress
 
 __all__ = ["read_events", "read_table", "SUPPORTED_EXTENSIONS", "MAX_TIMESTAMP"]
 
@@ -118,6 +120,7 @@ def read_events(
     encoding: str = "utf-8",
     sep: str | None = None,
     cache_dir: str | None = None,
+    progress: bool | None = None,
 ) -> EventLog:
     """Read, validate and normalise an interaction log (see the module docstring for details).
 
@@ -135,6 +138,8 @@ def read_events(
         sep: csv field separator (default ``,`` for csv and a tab for tsv; several characters,
             e.g. ``::``, use pandas' python engine; ``\\s+`` splits on any whitespace).
         cache_dir: where HF `datasets` caches the Arrow copy of a file (default: its own cache).
+        progress: show the reading and validation progress bars; None (default): only when
+            stderr is a terminal.
 
     Returns:
         The validated `EventLog`, sorted by (user, timestamp, input row); ``log.stats`` says what
@@ -150,14 +155,15 @@ def read_events(
     """
     schema = schema if schema is not None else EventSchema()
     _check_arguments(schema, min_events, duplicates)
-    raw = open_source(
-        source, schema, format=format, encoding=encoding, sep=sep, cache_dir=cache_dir
-    )
-    stats = ReadStats(rows_read=len(raw))
-    mapping = schema.input_columns()  # canonical -> input column
-    plan = make_plan(raw.data.table, schema, mapping, stats, dedupe=duplicates != "keep")
-    canon = _normalise(raw, plan)
-    canon = drop_rows(canon, plan, mapping, stats, duplicates=duplicates, min_events=min_events)
+    with datasets_progress(progress=resolve_progress(progress)):
+        raw = open_source(
+            source, schema, format=format, encoding=encoding, sep=sep, cache_dir=cache_dir
+        )
+        stats = ReadStats(rows_read=len(raw))
+        mapping = schema.input_columns()  # canonical -> input column
+        plan = make_plan(raw.data.table, schema, mapping, stats, dedupe=duplicates != "keep")
+        canon = _normalise(raw, plan)
+        canon = drop_rows(canon, plan, mapping, stats, duplicates=duplicates, min_events=min_events)
     # the resolved unit is what a model trained on the log records, so that later inputs are
     # read the same way
     resolved = replace(schema, timestamp_unit=plan.resolved_unit)
