@@ -24,3 +24,13 @@ def fill_positions(scores: torch.Tensor, positions: torch.Tensor, value: float) 
     to ``value``, out of place (autograd-safe): through one spare column, so no (N, b) mask."""
     pad = torch.zeros(len(scores), 1, dtype=scores.dtype, device=scores.device)
     return torch.cat([scores, pad], dim=1).scatter(1, positions, value)[:, :-1]
+
+
+def fill_positions_(scores: torch.Tensor, positions: torch.Tensor, value: float) -> torch.Tensor:
+    """`fill_positions` in place, for scores no gradient flows through (ranking, `recommend`):
+    only the (N, S) positions inside the block are written, with no (N, b) copy. Returns
+    ``scores``."""
+    inside = positions < scores.shape[1]  # (N, S)
+    rows = torch.arange(len(scores), device=scores.device).unsqueeze(1).expand_as(positions)
+    scores[rows[inside], positions[inside]] = value
+    return scores

@@ -21,7 +21,7 @@ from userfm.data.log import UserHistory
 from userfm.data.schema import EventSchema
 from userfm.data.vocab import NUM_SPECIALS, Vocab
 from userfm.errors import ConfigError, DataError, check_int, check_k
-from userfm.item_blocks import block_positions, fill_positions
+from userfm.item_blocks import block_positions, fill_positions_
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +119,7 @@ def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
 
     `torch.topk` picks arbitrarily among ties (and may differ across devices), so its result
     is re-sorted by (score desc, column asc), and rows whose k-th score also occurs outside
-    the selection are redone with a stable full sort.
+    the selection (the (k+1)-th best equals the k-th) are redone with a stable full sort.
 
     Args:
         scores: (B, V) float scores (``-inf`` for excluded columns).
@@ -132,12 +132,13 @@ def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     if 2 * k >= V:  # a full sort is about as cheap
         values, cols = torch.sort(scores, dim=1, descending=True, stable=True)
         return values[:, :k], cols[:, :k]
-    values, cols = torch.topk(scores, k, dim=1)  # (B, k)
+    top, cols = torch.topk(scores, k + 1, dim=1)  # (B, k + 1): one past the cut
+    ambiguous = top[:, k] == top[:, k - 1]  # (B,) ties across the cut
+    values, cols = top[:, :k], cols[:, :k]
     cols, perm = torch.sort(cols, dim=1)  # ascending column ...
     values = values.gather(1, perm)
     values, perm = torch.sort(values, dim=1, descending=True, stable=True)  # ... within ties
     cols = cols.gather(1, perm)
-    ambiguous = (scores >= values[:, -1:]).sum(dim=1) > k  # (B,) ties across the cut
     if ambiguous.any():
         rows = ambiguous.nonzero().squeeze(1)
         v, c = torch.sort(scores[rows], dim=1, descending=True, stable=True)
@@ -226,13 +227,16 @@ def recommend(
             scores = model.item_scores(emb, item_vectors[0][start:stop]).float()  # (B, n)
             if seen is not None:  # the block holds item indices NUM_SPECIALS + [start, stop)
                 where = block_positions(seen, NUM_SPECIALS + start, stop - start)
-                scores = fill_positions(scores, where, -torch.inf)
-            cols = torch.arange(start, stop, device=scores.device).expand_as(scores)
+                fill_positions_(scores, where, -torch.inf)
+            # the block's own top k: the overall top k is among the blocks' (a column left
+            # out of its block's has k better ones in that block alone)
+            values, cols = stable_topk(scores, min(k_eff, scores.shape[1]))  # (B, <= k)
+            cols = cols + start
             if best is not None:  # earlier blocks first: ties keep ascending item order
-                scores = torch.cat([best[0], scores], dim=1)
-                cols = torch.cat([best[1], cols], dim=1)
-            values, pick = stable_topk(scores, min(k_eff, scores.shape[1]))
-            best = values, cols.gather(1, pick)
+                values, cols = torch.cat([best[0], values], 1), torch.cat([best[1], cols], 1)
+                values, pick = stable_topk(values, min(k_eff, values.shape[1]))
+                cols = cols.gather(1, pick)
+            best = values, cols
         assert best is not None
         return best[1].cpu().numpy(), best[0].cpu().numpy()
 

@@ -14,7 +14,7 @@ import torch
 
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.errors import check_int
-from userfm.item_blocks import block_positions, fill_positions
+from userfm.item_blocks import block_positions, fill_positions_
 
 
 @torch.no_grad()
@@ -56,7 +56,7 @@ def target_ranks(
     for lo, hi in spans:  # pass 2: how many unfiltered items score above the target
         scores = (queries @ item_vectors[lo:hi].T).float()  # (N, b)
         if seen is not None:
-            scores = fill_positions(scores, block_positions(seen, lo, hi - lo), -math.inf)
+            fill_positions_(scores, block_positions(seen, lo, hi - lo), -math.inf)
         above += (scores > target_score[:, None]).sum(1)
     rank = (above + 1).double()
     rank[targets < NUM_SPECIALS] = math.inf  # OOV (a rare item mapped away): never ranked
