@@ -11,8 +11,8 @@ and users per second:
   (the (V, D) item table and the vocabulary's strings grow with V);
 - ``blocks``: `recommend` as shipped: ``item_block`` (65,536) items scored at a time, a running
   top-k merged block by block, so scores take (batch_size, item_block + k) floats;
-- ``one block``: ``item_block`` = the catalogue: the (batch_size, V) scores of a batch at once
-  (what `recommend` did before issue 20), the baseline.
+- ``one block``: ``item_block`` = the catalogue: the (batch_size, V) scores of a batch at once,
+  the baseline.
 
 The two modes return the same recommendations (tests/api/test_recommend.py). Ratios: each
 mode's peak above the ``model`` floor, blocks against one block.
