@@ -127,8 +127,6 @@ TARGETS = {
 }
 # rows the targets are judged on: trained once per seed (--seeds), the others on the first seed
 JUDGED = ("sasrec_bce", "sasrec_reference", "sasrec_ce", "ours")
-#: the rows each section reports on (a section whose rows were not run says so and is skipped)
-BASELINE_ROWS = ("sasrec_bce", "sasrec_reference", "sasrec_ce", "ours")
 SASREC_SHAPE = dict(hidden=50, num_blocks=2, heads=1, dropout=0.2)
 #: the SASRec rows' data: item ids and positions only
 NO_SIDE = dict(use_actions=False, use_categories=False)
@@ -876,7 +874,7 @@ def not_run(run: Run) -> list[str]:
     return [n for n in row_names(run) if n not in run.train and n not in run.reused]
 
 
-def have(run: Run, results: dict[str, Result], section: str, needed) -> bool:
+def have(results: dict[str, Result], section: str, needed: tuple[str, ...]) -> bool:
     """Whether every row a section needs is here; prints why the section is skipped if not."""
     missing = [n for n in needed if n not in results]
     if missing:
@@ -964,7 +962,7 @@ def train_rows(run: Run) -> dict[str, Result]:
 def report_baselines(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     """Section 1: the baselines vs ours table and the NDCG@10 targets; returns the JSON
     line's fields for them (none when a row it needs was not run)."""
-    if not have(run, results, "Baselines vs ours", BASELINE_ROWS):
+    if not have(results, "Baselines vs ours", JUDGED):
         return {}
     pop, bce, ref, ce, ours = (
         results[k] for k in ("most_popular", "sasrec_bce", "sasrec_reference", "sasrec_ce", "ours")
@@ -1059,7 +1057,7 @@ def report_ablation(run: Run, results: dict[str, Result]) -> None:
 def report_dro(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     """Section 3: ours + DRO vs ours and per-bucket recall, reported (DRO is judged as a
     frontier by dro_frontier.py, issue 20 §3); returns the JSON line's fields for them."""
-    if not have(run, results, "DRO check", ("ours", "ours_dro")):
+    if not have(results, "DRO check", ("ours", "ours_dro")):
         return {}
     no_dro, with_dro = results["ours"], results["ours_dro"]
     macro = ratio(with_dro.m("macro_recall@10"), no_dro.m("macro_recall@10"))
