@@ -221,7 +221,7 @@ class PretrainModule(L.LightningModule):
             raise ConfigError(f"`lr` must be > 0, got {lr}")
         self.save_hyperparameters()  # `encoder` as normalised above: a plain dict
         self.encoder: UserEncoder | None = None
-        self.sparse = sparse_items  # item rows sparse (loss "auto" may turn it on, `_choose`)
+        self.sparse = sparse_items  # item rows sparse (`configure_model`: loss "auto" may too)
         self.dro_weighting: DROWeighting | None = None
         self.contrastive_head: torch.nn.Module | None = None
 
