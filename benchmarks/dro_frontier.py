@@ -27,6 +27,11 @@ frontier: what a model that never reads the history gets.
     python benchmarks/dro_frontier.py --quick     # a smaller long-tail log, 2 epochs, 1 seed
     python benchmarks/dro_frontier.py --out frontier.png
 
+``--results runs.jsonl`` keeps every finished run (its configuration, NDCG@10, macro recall@10)
+and reads back the runs it already holds, so the 30 runs can be split: processes given other
+``--lambdas`` (each with inf) or ``--logs`` share the file, a stopped run resumes, and a last
+call with every λ reads them all and reports.
+
 The last line is one JSON object: per log and λ the mean NDCG@10 and macro recall@10, the
 ratios to λ = inf, the tail-bucket test targets, and whether the target is met.
 """
@@ -82,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--epochs", type=int, default=None, help="default 20 (2 with --quick)")
     p.add_argument("--out", type=Path, default=None, help="PNG chart of the frontiers")
+    p.add_argument("--results", type=Path, default=None,
+                   help="JSON lines, one per finished run: a run already there with the same "
+                   "configuration is read, not retrained; new runs are appended")  # fmt: skip
     args = p.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.epochs = args.epochs or (2 if args.quick else 20)
@@ -106,6 +114,28 @@ def datamodule(log: str, args: argparse.Namespace, seed: int):
     return dm
 
 
+def module_kwargs(temperature: float) -> dict[str, Any]:
+    """`PretrainModule` arguments of a run at λ = ``temperature`` (inf: no DRO)."""
+    dro = pq.dro_recipe(temperature) if math.isfinite(temperature) else {}
+    return dict(encoder=dict(hidden_size=64, num_heads=2, dropout=0.2), loss="full", lr=2e-3,
+                warmup_steps=20, **dro)  # fmt: skip
+
+
+def run_key(log: str, temperature: float, seed: int, args: argparse.Namespace) -> dict:
+    """What decides a run's numbers (a ``--results`` line is reused only if it matches)."""
+    return json.loads(json.dumps(dict(
+        log=log, lambda_=f"{temperature:g}", seed=seed, epochs=args.epochs, quick=args.quick,
+        module=module_kwargs(temperature),
+    ), default=str))  # fmt: skip
+
+
+def read_results(path: Path | None) -> list[dict]:
+    """The runs of a ``--results`` file (none when it does not exist yet)."""
+    if path is None or not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def fit_and_score(log: str, temperature: float, seed: int, args: argparse.Namespace) -> Any:
     """One run: the test split's `RetrievalReport`."""
     import lightning as L
@@ -115,9 +145,7 @@ def fit_and_score(log: str, temperature: float, seed: int, args: argparse.Namesp
 
     dm = datamodule(log, args, seed)
     L.seed_everything(seed, verbose=False)
-    dro = pq.dro_recipe(temperature) if math.isfinite(temperature) else {}
-    module = PretrainModule(encoder=dict(hidden_size=64, num_heads=2, dropout=0.2), loss="full",
-                            lr=2e-3, warmup_steps=20, **dro)  # fmt: skip
+    module = PretrainModule(**module_kwargs(temperature))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=args.epochs, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
@@ -126,18 +154,31 @@ def fit_and_score(log: str, temperature: float, seed: int, args: argparse.Namesp
 
 
 def frontier(log: str, args: argparse.Namespace) -> tuple[list[Point], int]:
-    """Every λ x seed on ``log``: the points and the tail bucket's test targets."""
+    """Every λ x seed on ``log`` (read from ``--results`` where it holds the run): the points
+    and the tail bucket's test targets."""
     points, tail = [], 0
     for temperature in args.lambdas:
         point = Point(temperature)
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            report = fit_and_score(log, temperature, seed, args)
-            tail = report.buckets[-1]["targets"]
-            point.ndcg.append(report.metrics["NDCG@10"])
-            point.macro.append(report.metrics["macro_recall@10"])
+            key = run_key(log, temperature, seed, args)
+            done = [r for r in read_results(args.results) if r["key"] == key]
+            if done:
+                run, source = done[0], f"read from {args.results}"
+            else:
+                report = fit_and_score(log, temperature, seed, args)
+                run = dict(key=key, ndcg10=report.metrics["NDCG@10"],
+                           macro_recall10=report.metrics["macro_recall@10"],
+                           tail_targets=report.buckets[-1]["targets"])  # fmt: skip
+                source = f"{time.perf_counter() - t0:.0f} s"
+                if args.results is not None:
+                    with args.results.open("a") as f:  # one line per run: parts may share it
+                        f.write(json.dumps(run) + "\n")
+            tail = run["tail_targets"]
+            point.ndcg.append(run["ndcg10"])
+            point.macro.append(run["macro_recall10"])
             print(f"{log}: λ {temperature:g} seed {seed}: NDCG@10 {point.ndcg[-1]:.4f}, macro "
-                  f"recall@10 {point.macro[-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+                  f"recall@10 {point.macro[-1]:.4f} ({source})", flush=True)  # fmt: skip
         points.append(point)
     return points, tail
 
