@@ -162,6 +162,7 @@ def frontier(log: str, args: argparse.Namespace) -> tuple[list[Point], int]:
         for seed in range(args.seeds):
             t0 = time.perf_counter()
             key = run_key(log, temperature, seed, args)
+            # read at each run, not once: another process sharing the file may have added it
             done = [r for r in read_results(args.results) if r["key"] == key]
             if done:
                 run, source = done[0], f"read from {args.results}"

@@ -239,7 +239,7 @@ class ReferenceRecommender:
     ) -> Any:
         """Every real item (or the k best) per history, best first; seen items left out."""
         from userfm.api.recommend import Recommendations, stable_topk
-        from userfm.item_blocks import block_positions, fill_positions
+        from userfm.item_blocks import block_positions, fill_positions_
 
         self.model.eval()
         real = len(self.vocab.tokens)
@@ -256,7 +256,7 @@ class ReferenceRecommender:
             if exclude_seen:  # (B, real): specials never ranked; the full histories left out
                 seen, _ = left_padded(codes, codes, max(map(len, codes)))  # (B, S), 0 = none
                 where = block_positions(torch.from_numpy(seen), self.first, real)
-                s = fill_positions(s, where, -torch.inf)
+                fill_positions_(s, where, -torch.inf)
             values, cols = stable_topk(s, width)
             item_ids = tokens[cols.numpy()]
             item_ids[np.isneginf(values.numpy())] = None
