@@ -27,6 +27,13 @@ Protocol: random histories (the step's cost does not depend on the ids), hidden 
 2 blocks, 2 heads, SDPA; ``--warmup`` steps untimed, then ``--steps`` timed; torch threads as
 the machine gives them.
 
+On a GPU (``--device cuda``): the same steps on the card, synchronised before and after the
+timed ones; memory is the card's peak (``torch.cuda.max_memory_allocated``, what the step
+itself holds) instead of the process's RSS. ``--precision bf16`` runs the step under bf16
+autocast; ``--sdpa-kernels`` times the history lengths once per SDPA kernel named (``flash``,
+``efficient``, ``math``; ``default`` lets PyTorch choose), each forced through
+``torch.nn.attention.sdpa_kernel`` (a kernel that cannot run the step is named as failed).
+
 ``--quality``: each loss also trains a `PretrainModule` on a synthetic log (``--quality-users``
 users over ``--quality-items`` items, the same log for every loss) for ``--quality-epochs``
 epochs per seed, and reports validation full-ranking NDCG@10 (seen items filtered) against the
@@ -44,6 +51,7 @@ headline ratios (events/s at the largest catalogue against 10^4 items, per loss)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,6 +66,7 @@ from child_run import peak_rss_mib, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ("full", "chunked", "sampled", "sparse")
+SDPA_KERNELS = ("default", "flash", "efficient", "math")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lengths", type=int, nargs="*", default=None,
                    help="history lengths to time (default 50 200 1000; none: skip)")  # fmt: skip
     p.add_argument("--length-items", type=int, default=10**4, help="catalogue of --lengths")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where steps run")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: the step under bf16 autocast")  # fmt: skip
+    p.add_argument("--sdpa-kernels", nargs="+", default=["default"], choices=SDPA_KERNELS,
+                   help="history lengths: one run per SDPA kernel")  # fmt: skip
+    p.add_argument("--sdpa-kernel", default="default", choices=SDPA_KERNELS, help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=2, metavar=("ITEMS", "LOSS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.items = args.items or (
@@ -103,41 +118,68 @@ def child(args: argparse.Namespace) -> None:
     from userfm.pretrain.objectives import next_item_loss
 
     items, loss = int(args.child[0]), args.child[1]
+    device = torch.device(args.device)
     torch.manual_seed(0)
     B, T = args.batch, args.max_len
     config = UserEncoderConfig(num_items=items + 3, hidden_size=64, num_heads=2, max_len=T)
-    model = UserEncoder(config)
+    model = UserEncoder(config).to(device)
     sparse = loss == "sparse"
     model.embeddings.item.sparse = sparse
     optimizer = (LazyAdamW if sparse else torch.optim.AdamW)(model.optimizer_groups(0.01), lr=1e-3)
-    ids = torch.randint(3, items + 3, (B, T + 1))
-    ones = torch.ones(B, T, dtype=torch.long)
+    ids = torch.randint(3, items + 3, (B, T + 1), device=device)
+    ones = torch.ones(B, T, dtype=torch.long, device=device)
     batch = Batch(items=ids[:, :T], mask=ones.bool(), time_gaps=ones, hours=ones, weekdays=ones)
     targets = ids[:, 1:].reshape(-1)  # (N,) every position's next item
     kind = {"chunked": "full", "sparse": "sampled"}.get(loss, loss)
     extra = {"chunk_size": args.chunk} if loss == "chunked" else {}
     if kind == "sampled":
         extra = {"num_negatives": args.negatives, "sampler": "uniform", "sparse_grad": sparse}
+    kernel = sdpa_context(args.sdpa_kernel)
 
     def step() -> float:
-        states = model(batch).states.reshape(B * T, -1)  # (N, D)
-        value = next_item_loss(states, model.embeddings.item_vectors(), targets, kind=kind, **extra)
+        with kernel(), torch.autocast(device.type, torch.bfloat16, args.precision == "bf16"):
+            states = model(batch).states.reshape(B * T, -1)  # (N, D)
+            items_ = model.embeddings.item_vectors()
+            value = next_item_loss(states, items_, targets, kind=kind, **extra)
         optimizer.zero_grad(set_to_none=True)
         value.mean().backward()
         optimizer.step()
-        return float(value.mean())
+        return float(value.mean())  # reading the value waits for the step to finish
 
     for _ in range(args.warmup):
         step()
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(args.steps):
         last = step()
     seconds = time.perf_counter() - start
-    peak = peak_rss_mib()
-    print(json.dumps({"items": items, "loss": loss, "max_len": T, "batch": B,
-                      "events_per_s": B * T * args.steps / seconds,
-                      "peak_rss_mib": peak, "seconds_per_step": seconds / args.steps,
-                      "final_loss": last}))  # fmt: skip
+    row = {"items": items, "loss": loss, "max_len": T, "batch": B, "device": args.device,
+           "precision": args.precision, "sdpa_kernel": args.sdpa_kernel,
+           "events_per_s": B * T * args.steps / seconds, "peak_rss_mib": peak_rss_mib(),
+           "seconds_per_step": seconds / args.steps, "final_loss": last}  # fmt: skip
+    if on_gpu:
+        row["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        row["device_name"] = torch.cuda.get_device_name(device)
+    print(json.dumps(row))
+
+
+def sdpa_context(kernel: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory forcing SDPA's ``kernel`` (``default``: PyTorch's own choice)."""
+    if kernel == "default":
+        return contextlib.nullcontext
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+               "math": SDPBackend.MATH}[kernel]  # fmt: skip
+    return lambda: sdpa_kernel(backend)
+
+
+def memory_key(rows: list[dict]) -> str:
+    """The memory a table reports: the card's peak where the steps ran on a GPU, else RSS."""
+    return "peak_gpu_mib" if any("peak_gpu_mib" in r for r in rows) else "peak_rss_mib"
 
 
 def run_all(args: argparse.Namespace) -> list[dict]:
@@ -160,20 +202,28 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 print(f"{items:>9,} {loss:<8} {row['skipped']}", flush=True)
                 continue
             print(f"{items:>9,} {loss:<8} {row['events_per_s']:>10,.0f} events/s  "
-                  f"{row['peak_rss_mib']:>8,.0f} MiB peak", flush=True)  # fmt: skip
+                  f"{row[memory_key([row])]:>8,.0f} MiB peak", flush=True)  # fmt: skip
     return rows
 
 
-def run_one(args: argparse.Namespace, items: int, loss: str, batch: int, max_len: int) -> dict:
+def run_one(
+    args: argparse.Namespace,
+    items: int,
+    loss: str,
+    batch: int,
+    max_len: int,
+    kernel: str = "default",
+) -> dict:
     """One configuration in a fresh process (a clean peak-RSS reading): its JSON row, or a
     row with ``skipped`` naming the failure."""
     flags = ["--batch", str(batch), "--max-len", str(max_len), "--chunk", str(args.chunk),
              "--negatives", str(args.negatives), "--steps", str(args.steps), "--warmup",
-             str(args.warmup)]  # fmt: skip
+             str(args.warmup), "--device", args.device, "--precision", args.precision,
+             "--sdpa-kernel", kernel]  # fmt: skip
     row = run_child([sys.executable, __file__, "--child", str(items), loss, *flags], cwd=ROOT)
     if "failed" in row:
-        return {"items": items, "loss": loss, "max_len": max_len,
-                "skipped": f"failed ({row['failed']})"}  # fmt: skip
+        return {"items": items, "loss": loss, "max_len": max_len, "batch": batch,
+                "sdpa_kernel": kernel, "skipped": f"failed ({row['failed']})"}  # fmt: skip
     return row
 
 
@@ -183,25 +233,50 @@ def run_lengths(args: argparse.Namespace) -> list[dict]:
     events/s and memory the history length itself costs (attention grows with its square)."""
     positions = args.batch * 50
     rows = []
-    for length in args.lengths:
-        row = run_one(args, args.length_items, "sparse", max(1, positions // length), length)
-        rows.append(row)
-        if "skipped" not in row:
-            print(f"max_len {length:>5,} ({row['batch']} users/step) {row['events_per_s']:>10,.0f}"
-                  f" events/s  {row['peak_rss_mib']:>8,.0f} MiB peak", flush=True)  # fmt: skip
+    for kernel in args.sdpa_kernels:
+        for length in args.lengths:
+            users = max(1, positions // length)
+            row = run_one(args, args.length_items, "sparse", users, length, kernel)
+            rows.append(row)
+            said = row.get("skipped") or (f"{row['events_per_s']:>10,.0f} events/s  "
+                                          f"{row[memory_key([row])]:>8,.0f} MiB peak")  # fmt: skip
+            print(f"max_len {length:>5,} ({users} users/step, SDPA {kernel}) {said}", flush=True)
     return rows
 
 
 def length_table(rows: list[dict]) -> list[str]:
     """Markdown table of `run_lengths`: events/s and peak RSS, ratios to the shortest."""
+    kernels = len({r.get("sdpa_kernel", "default") for r in rows}) > 1
     return ratio_table(
         rows,
-        head="| max_len | users / step |",
-        align="|---:|---:|",
-        label=lambda r: f"{r['max_len']:,} | {r.get('batch', '')}",
-        group=lambda r: "all",
+        head="| SDPA kernel | max_len | users / step |"
+        if kernels
+        else "| max_len | users / step |",
+        align="|---|---:|---:|" if kernels else "|---:|---:|",
+        label=lambda r: (
+            (f"{r.get('sdpa_kernel', 'default')} | " if kernels else "")
+            + f"{r['max_len']:,} | {r.get('batch', '')}"
+        ),
+        group=lambda r: r.get("sdpa_kernel", "default"),
         base_name="shortest",
     )
+
+
+def length_summary(rows: list[dict]) -> dict[str, float]:
+    """Headline ratios of `run_lengths`: each length's events/s against the shortest of the
+    same SDPA kernel (the kernel named in the key unless it is PyTorch's default)."""
+    out: dict[str, float] = {}
+    base: dict[str, dict] = {}
+    for r in rows:
+        if "skipped" in r:
+            continue
+        kernel = r.get("sdpa_kernel", "default")
+        b = base.setdefault(kernel, r)
+        if b is not r:
+            suffix = "" if kernel == "default" else f"_{kernel}"
+            key = f"events_per_s_len{r['max_len']}_vs_len{b['max_len']}{suffix}"
+            out[key] = round(r["events_per_s"] / b["events_per_s"], 3)
+    return out
 
 
 def quality(args: argparse.Namespace) -> dict[str, list[float]]:
@@ -227,7 +302,8 @@ def quality(args: argparse.Namespace) -> dict[str, list[float]]:
                     "sparse": {**sampled, "sparse_items": True}}.get(loss, {})  # fmt: skip
             module = PretrainModule(encoder={"hidden_size": 64, "num_heads": 2}, lr=2e-3,
                                     warmup_steps=20, **kind)  # fmt: skip
-            trainer = L.Trainer(max_epochs=args.quality_epochs, accelerator="cpu", devices=1,
+            trainer = L.Trainer(max_epochs=args.quality_epochs, devices=1,
+                                accelerator="gpu" if args.device == "cuda" else "cpu",
                                 logger=False, enable_checkpointing=False, enable_progress_bar=False,
                                 enable_model_summary=False, num_sanity_val_steps=0,
                                 check_val_every_n_epoch=args.quality_epochs)  # fmt: skip
@@ -269,7 +345,9 @@ def ratio_table(
     for r in rows:
         if "skipped" not in r:
             base.setdefault(group(r), r)
-    lines = [f"{head} events/s | x {base_name} | peak RSS MiB | x {base_name} |",
+    mem = memory_key(rows)
+    mem_name = "peak GPU MiB" if mem == "peak_gpu_mib" else "peak RSS MiB"
+    lines = [f"{head} events/s | x {base_name} | {mem_name} | x {base_name} |",
              f"{align}---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         if "skipped" in r:
@@ -278,8 +356,8 @@ def ratio_table(
         b = base[group(r)]
         lines.append(
             f"| {label(r)} | {r['events_per_s']:,.0f} | "
-            f"{r['events_per_s'] / b['events_per_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
-            f"{r['peak_rss_mib'] / b['peak_rss_mib']:.2f} |"
+            f"{r['events_per_s'] / b['events_per_s']:.2f} | {r[mem]:,.0f} | "
+            f"{r[mem] / b[mem]:.2f} |"
         )
     return lines
 
@@ -290,14 +368,16 @@ def chart(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    mem = memory_key(rows)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for loss in LOSSES:
         done = [r for r in rows if r["loss"] == loss and "skipped" not in r]
         if done:
             x = [r["items"] for r in done]
             a.plot(x, [r["events_per_s"] for r in done], marker="o", label=loss)
-            b.plot(x, [r["peak_rss_mib"] for r in done], marker="o", label=loss)
-    for ax, label in ((a, "events / s"), (b, "peak RSS (MiB)")):
+            b.plot(x, [r[mem] for r in done], marker="o", label=loss)
+    memory = "peak GPU memory (MiB)" if mem == "peak_gpu_mib" else "peak RSS (MiB)"
+    for ax, label in ((a, "events / s"), (b, memory)):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("items in the catalogue")
@@ -319,9 +399,10 @@ def summary(rows: list[dict], args: argparse.Namespace, scores: dict | None = No
         for loss in args.losses
         if (largest, loss) in done and (ref, loss) in done
     }
+    mem = memory_key(rows)
     configs = {
         f"{r['loss']}_{r['items']}": {"events_per_s": round(r["events_per_s"]),
-                                      "peak_rss_mib": round(r["peak_rss_mib"])}
+                                      mem: round(r[mem])}
         for r in rows if "skipped" not in r
     }  # fmt: skip
     out = {"benchmark": "catalogue_scale", "quick": args.quick, **ratios, "configs": configs}
@@ -338,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args)
         return 0
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; batch {args.batch} users x "
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; steps on {args.device} "
+          f"({args.precision}); batch {args.batch} users x "
           f"{args.max_len} positions; chunk {args.chunk}; {args.negatives} sampled negatives; "
           f"{args.steps} timed steps after {args.warmup}")  # fmt: skip
     rows = run_all(args)
@@ -358,11 +440,10 @@ def main(argv: list[str] | None = None) -> int:
             runs = "no model" if loss == "most_popular" else f"{len(values)} seed(s)"
             print(f"quality: {loss:<12} valid NDCG@10 {mean:.4f} ± {sd:.4f} ({runs}){ratio}")
     out = summary(rows, args, scores)
-    done = [r for r in lengths if "skipped" not in r]
-    for r in done[1:]:
-        out[f"events_per_s_len{r['max_len']}_vs_len{done[0]['max_len']}"] = round(
-            r["events_per_s"] / done[0]["events_per_s"], 3
-        )
+    out.update(length_summary(lengths))
+    names = {r["device_name"] for r in rows + lengths if "device_name" in r}
+    if names:
+        out["device_name"] = ", ".join(sorted(names))
     print(json.dumps(out))
     return 0
 

@@ -4,6 +4,7 @@ named in the table and left out of the headline ratios."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -67,3 +68,49 @@ def test_the_length_table_compares_with_the_shortest_history():
     lines = cs.length_table(rows)
     assert "| 200 | 32 | 200 | 0.50 | 1,200 | 1.50 |" in lines
     assert any("exit 137" in line for line in lines)
+
+
+def test_a_step_runs_under_a_forced_sdpa_kernel_and_bf16(capsys, monkeypatch):
+    forced: list[object] = []
+    real = cs.sdpa_context
+
+    def spy(kernel):
+        make = real(kernel)
+
+        def context():
+            forced.append(kernel)
+            return make()
+
+        return context
+
+    monkeypatch.setattr(cs, "sdpa_context", spy)
+    args = cs.parse_args(["--child", "600", "sampled", "--batch", "4", "--max-len", "6",
+                          "--negatives", "16", "--steps", "1", "--warmup", "0",
+                          "--sdpa-kernel", "math", "--precision", "bf16"])  # fmt: skip
+    cs.child(args)
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["sdpa_kernel"] == "math" and row["precision"] == "bf16" and row["device"] == "cpu"
+    assert forced == ["math"] and row["final_loss"] > 0
+    assert "peak_gpu_mib" not in row  # a CPU run reports its RSS only
+    assert isinstance(real("default")(), contextlib.nullcontext)  # default: PyTorch chooses
+
+
+def test_gpu_rows_report_the_cards_memory_and_each_kernel_is_its_own_group():
+    rows = [
+        {"max_len": 50, "batch": 1024, "sdpa_kernel": "flash", "events_per_s": 4e6,
+         "peak_rss_mib": 900.0, "peak_gpu_mib": 1000.0},
+        {"max_len": 1000, "batch": 51, "sdpa_kernel": "flash", "events_per_s": 2e6,
+         "peak_rss_mib": 900.0, "peak_gpu_mib": 1500.0},
+        {"max_len": 50, "batch": 1024, "sdpa_kernel": "math", "events_per_s": 3e6,
+         "peak_rss_mib": 900.0, "peak_gpu_mib": 1200.0},
+        {"max_len": 1000, "batch": 51, "sdpa_kernel": "math", "events_per_s": 1e6,
+         "peak_rss_mib": 900.0, "peak_gpu_mib": 6000.0},
+    ]  # fmt: skip
+    lines = cs.length_table(rows)
+    assert "peak GPU MiB" in lines[0] and "SDPA kernel" in lines[0]
+    assert "| flash | 1,000 | 51 | 2,000,000 | 0.50 | 1,500 | 1.50 |" in lines
+    assert "| math | 1,000 | 51 | 1,000,000 | 0.33 | 6,000 | 5.00 |" in lines
+    assert cs.length_summary(rows) == {
+        "events_per_s_len1000_vs_len50_flash": 0.5,
+        "events_per_s_len1000_vs_len50_math": 0.333,
+    }
