@@ -114,6 +114,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from best_validation import KeepBestValidation  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
 
@@ -127,6 +130,10 @@ TARGETS = {
 }
 # rows the targets are judged on: trained once per seed (--seeds), the others on the first seed
 JUDGED = ("sasrec_bce", "sasrec_reference", "sasrec_ce", "ours")
+#: ours with the reference recipe's checkpoint selection (best of 10 validations), per seed too
+SELECTED = ("ours_selected",)
+#: validations per run of a selecting row: the reference recipe's (200 epochs, every 20)
+SELECTIONS = 10
 SASREC_SHAPE = dict(hidden=50, num_blocks=2, heads=1, dropout=0.2)
 #: the SASRec rows' data: item ids and positions only
 NO_SIDE = dict(use_actions=False, use_categories=False)
@@ -151,6 +158,8 @@ class Spec:
     module: dict[str, Any]
     data: dict[str, Any]
     alias_of: str | None = None  # same configuration as another run: reuse its result
+    # validate every N epochs and keep the best validation NDCG@10 weights (0: the last)
+    select_every: int = 0
 
 
 @dataclass
@@ -211,6 +220,11 @@ def dro_recipe(temperature: float) -> dict[str, Any]:
     )
 
 
+def epochs_of(args: argparse.Namespace) -> int:
+    """Epochs of every row trained with the shared budget (not the reference recipe)."""
+    return args.epochs or (6 if args.quick else 100)
+
+
 def build_specs(args: argparse.Namespace) -> list[Spec]:
     """Every training run of the benchmark (ablation rows skipped in --quick are left out)."""
     common = dict(lr=args.lr, weight_decay=0.01, warmup_steps=args.warmup)
@@ -262,6 +276,13 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
     specs += [
         Spec(
             "ours", "ours (side info, future window, seen masked)", dict(ours_side, **recipe), side
+        ),
+        Spec(
+            "ours_selected",
+            "ours, best validation checkpoint",
+            dict(ours_side, **recipe),
+            side,
+            select_every=max(1, epochs_of(args) // SELECTIONS),
         ),
         Spec("ours_dro", "ours + DRO", dict(ours_side, **recipe, **dro), side),
     ]
@@ -374,6 +395,8 @@ def fit(args: argparse.Namespace, spec: Spec, epochs: int, dm=None, seed: int | 
         dm = make_datamodule(args, spec.data, seed)
     L.seed_everything(seed, verbose=False)
     module = PretrainModule(**spec.module)
+    keep = KeepBestValidation() if spec.select_every else None
+    validate_runs = spec.module.get("dro_losses_from") == "valid" or keep is not None
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -382,14 +405,19 @@ def fit(args: argparse.Namespace, spec: Spec, epochs: int, dm=None, seed: int | 
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        # validation only where DRO takes its class losses from it (not scored, not timed
-        # for throughput)
-        limit_val_batches=1.0 if spec.module.get("dro_losses_from") == "valid" else 0,
+        # validation only where DRO takes its class losses from it or a row selects its
+        # weights on it (never scored, never timed for throughput)
+        limit_val_batches=1.0 if validate_runs else 0,
+        check_val_every_n_epoch=spec.select_every or 1,
+        callbacks=[keep] if keep else None,
         num_sanity_val_steps=0,
     )
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(module, datamodule=dm)
     fit_s, fit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    if keep is not None:  # the best validation weights, as the reference recipe keeps
+        keep.restore(module)
+        module.selected_epoch = keep.best_epoch
     per_epoch = sum(int((ex.targets > 0).sum()) for ex in dm.datasets["train"].examples)
     return module, dm, trainer, fit_s, fit_cpu_s, per_epoch * epochs
 
@@ -398,20 +426,34 @@ def train_and_evaluate(
     args: argparse.Namespace, spec: Spec, epochs: int, seeds: list[int] | None = None
 ) -> Result:
     """Fit and evaluate ``spec`` once per seed (default: ``[args.seed]``); the returned row
-    averages the seeds' metrics and keeps the first fit's timing, loss and DRO state."""
+    averages the seeds' metrics and keeps the first fit's timing, loss and DRO state. Each
+    seed's model is also scored given another user's input (`OtherUsersInput`, the control
+    of a model that does not read its user): ``extra["another_user"]``, and a selecting row
+    records the epoch each seed kept (``extra["selected_epoch"]``)."""
     import torch
 
+    from userfm.eval import OtherUsersInput
     from userfm.eval.retrieval import evaluate_retrieval
 
     seeds = seeds or [args.seed]
     module, dm, trainer, fit_s, fit_cpu_s, events = fit(args, spec, epochs, seed=seeds[0])
     loss = trainer.callback_metrics.get("train/loss")
     report = evaluate_retrieval(module.encoder, dm.log_, split="test")
-    reports = [report]
+    reports, modules = [report], [(module, dm)]
     for seed in seeds[1:]:
         other, other_dm, *_ = fit(args, spec, epochs, seed=seed)
         reports.append(evaluate_retrieval(other.encoder, other_dm.log_, split="test"))
-    extra: dict[str, Any] = {}
+        modules.append((other, other_dm))
+    extra: dict[str, Any] = {
+        "another_user": [
+            {name: round(value, 4) for name, value in evaluate_retrieval(
+                OtherUsersInput(m.encoder), m_dm.log_, split="test"
+            ).metrics.items() if name in ("HR@10", "NDCG@10")}
+            for m, m_dm in modules
+        ],
+    }  # fmt: skip
+    if spec.select_every:
+        extra["selected_epoch"] = [m.selected_epoch for m, _ in modules]
     if module.dro_weighting is not None:
         extra["dro_weights"] = [round(w, 4) for w in module.dro_weighting.weights.tolist()]
         extra["dro_prior"] = [round(p, 4) for p in module.dro_weighting.prior.tolist()]
@@ -432,7 +474,7 @@ def train_and_evaluate(
 def row_config(args: argparse.Namespace, spec: Spec, epochs: int, seeds: list[int]) -> dict:
     """Everything that decides a row's numbers (its ``--out`` entry records it, so that
     ``--reuse`` can tell whether a saved row still matches the current run)."""
-    return dict(
+    config = dict(
         module=spec.module,
         data=spec.data,
         epochs=epochs,
@@ -440,6 +482,9 @@ def row_config(args: argparse.Namespace, spec: Spec, epochs: int, seeds: list[in
         batch_size=args.batch_size,
         max_len=args.max_len,
     )
+    if spec.select_every:  # absent for the others: their saved rows stay valid
+        config["select_every"] = spec.select_every
+    return config
 
 
 def row_to_dict(res: Result, config: dict | None) -> dict:
@@ -724,7 +769,7 @@ def setup(argv: list[str] | None) -> Run:
     run = Run(
         args,
         start=start,
-        epochs=args.epochs or (6 if args.quick else 100),
+        epochs=epochs_of(args),
         repeats=args.throughput_repeats or (2 if args.quick else 3),
         tp_epochs=args.throughput_epochs or (1 if args.quick else 2),
         seeds=list(range(args.seed, args.seed + (args.seeds or (1 if args.quick else 3)))),
@@ -778,7 +823,9 @@ def configure(run: Run) -> list[Spec]:
         by_name["ours"],
     ]
     run.configs = {
-        s.name: row_config(args, s, run.epochs, run.seeds if s.name in JUDGED else [args.seed])
+        s.name: row_config(
+            args, s, run.epochs, run.seeds if s.name in JUDGED + SELECTED else [args.seed]
+        )
         for s in run.specs
     }
     run.configs["sasrec_reference"] = dict(
@@ -1021,6 +1068,54 @@ def report_baselines(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     )
 
 
+def report_selection(run: Run, results: dict[str, Result]) -> dict[str, Any]:
+    """Section 1b: ours choosing its weights as the reference recipe does (the best of
+    `SELECTIONS` validation checkpoints) against the reference code, and the control: the
+    same models given another user's input. Returns the JSON line's fields."""
+    if not have(results, "Same selection as the reference code", ("sasrec_reference", *SELECTED)):
+        return {}
+    ref, sel, pop = results["sasrec_reference"], results["ours_selected"], results["most_popular"]
+    every = next(s.select_every for s in run.specs if s.name == "ours_selected")
+    rows = [
+        ("MostPopular", pop, ""),
+        ("SASRec (reference code)", ref, f"best epochs {ref.extra['best_epoch']}"),
+        ("ours, best validation", sel, f"best epochs {sel.extra['selected_epoch']}"),
+    ]
+    if "ours" in results:
+        rows.insert(2, ("ours, last weights", results["ours"], ""))
+    print_table(
+        f"Both selecting on validation NDCG@10 (the reference: every "
+        f"{min(REFERENCE_EVAL_EVERY, reference_epochs(run))} of {reference_epochs(run)} epochs; "
+        f"ours: every {every} of {run.epochs})",
+        rows,
+        EXTRA_COLS,
+    )
+    value = ratio(sel.m("NDCG@10"), ref.m("NDCG@10"))
+    run.met["ndcg_vs_sasrec_reference_same_selection"] = value >= TARGETS["ndcg_vs_sasrec_bce"]
+    seeds_ratio = ", ".join(f"{x:.2f}" for x in per_seed_ratios(sel, ref))
+    print(
+        f"full-ranking NDCG@10 ours (best validation) / SASRec (reference code): {value:.2f}x "
+        f"(target >= {TARGETS['ndcg_vs_sasrec_bce']}x) "
+        f"{verdict(run.met['ndcg_vs_sasrec_reference_same_selection'])}   [per seed: "
+        f"{seeds_ratio}]"
+    )
+    control = [c["NDCG@10"] for c in sel.extra["another_user"]]
+    print(
+        f"control, the same models given another user's input (their own items still "
+        f"filtered): NDCG@10 {np.mean(control):.4f} (per seed "
+        f"{', '.join(f'{x:.4f}' for x in control)}); with their own input "
+        f"{sel.m('NDCG@10'):.4f} ({ratio(sel.m('NDCG@10'), float(np.mean(control))):.2f}x); "
+        f"most popular {pop.m('NDCG@10'):.4f}"
+    )
+    return dict(
+        ndcg10_ours_selected=round(sel.m("NDCG@10"), 4),
+        ndcg10_ours_selected_per_seed=[round(x, 4) for x in sel.per_seed("NDCG@10")],
+        ours_selected_epochs=sel.extra["selected_epoch"],
+        ndcg_vs_sasrec_reference_same_selection=round(value, 3),
+        ndcg10_ours_another_user=round(float(np.mean(control)), 4),
+    )
+
+
 def report_ablation(run: Run, results: dict[str, Result]) -> None:
     """Section 2: the ablation table, each row against next-item only."""
     rows = []
@@ -1110,8 +1205,10 @@ def print_main_run_rates(run: Run, results: dict[str, Result]) -> None:
     print("\n== Training throughput (trainer.fit, validation off; events = target positions) ==")
     print("main runs (one fit each, at different times of a shared machine: noisy):")
     print(f"  {'model':<22}{'events':>12}{'fit s':>9}{'events/s':>11}{'CPU s':>9}{'ev/CPU s':>11}")
-    trained = [
-        (s.label, results[s.name]) for s in run.specs if not s.alias_of and s.name in results
+    trained = [  # a selecting row's fit includes its validations: not a training rate
+        (s.label, results[s.name])
+        for s in run.specs
+        if not s.alias_of and not s.select_every and s.name in results
     ]
     for label, res in trained:
         print(
@@ -1228,6 +1325,7 @@ def main(argv: list[str] | None = None) -> int:
     read_reused(run)
     results = train_rows(run)
     fields = report_baselines(run, results)  # 1. baselines
+    fields.update(report_selection(run, results))  # 1b. the reference's selection, control
     report_ablation(run, results)  # 2. ablation
     fields.update(report_dro(run, results))  # 3. DRO
     print_main_run_rates(run, results)  # 4. throughput

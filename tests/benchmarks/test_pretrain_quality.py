@@ -116,8 +116,8 @@ def test_a_run_in_parts_is_merged_from_several_files(tmp_path, capsys):
     assert set(merged.reused) == {"sasrec_reference", "sasrec_bce", "sasrec_ce", "ours"}
     assert merged.train == set()
     assert pq.not_run(merged) == [
-        "plus_cl", "plus_dro", "plus_future", "plus_masked", "plus_side", "ours_dro", "all",
-        "throughput",
+        "plus_cl", "plus_dro", "plus_future", "plus_masked", "plus_side", "ours_selected",
+        "ours_dro", "all", "throughput",
     ]  # fmt: skip
     assert "not run (neither trained here nor read): plus_cl" in capsys.readouterr().out
     again = configured(["--reuse", str(a), "--reuse", str(b), "--rows", "ours"])
@@ -187,3 +187,71 @@ def test_dro_is_reported_here_and_judged_as_a_frontier(capsys):
     assert fields["dro_ndcg_rel_change"] == round(0.11 / 0.12 - 1, 4)
     assert run.met == {} and "dro_frontier.py" in capsys.readouterr().out
     assert not {"dro_macro_recall", "dro_ndcg_drop"} & set(pq.TARGETS)
+
+
+def test_ours_selecting_on_validation_is_judged_against_the_reference_with_its_control(capsys):
+    """Issue 20 §3: the reference recipe keeps its best validation checkpoint; ours with the
+    same selection is set beside it, and beside the same models given another user's input."""
+    run = configured([])
+    selected = next(s for s in run.specs if s.name == "ours_selected")
+    assert selected.select_every == 10  # 10 validations in 100 epochs, as 10 in the reference's 200
+    assert run.configs["ours_selected"]["select_every"] == 10
+    assert "select_every" not in run.configs["ours"]  # saved rows of the others stay valid
+    assert run.configs["ours_selected"]["seeds"] == run.seeds
+    seeds = [full_report(0.135), full_report(0.145), full_report(0.125)]
+    results = {
+        "most_popular": pq.Result("pop", full_report(0.04)),
+        "sasrec_reference": pq.Result("ref", full_report(0.1), seed_reports=[full_report(0.1)] * 3,
+                                      extra={"best_epoch": [200, 120, 140]}),
+        "ours_selected": pq.Result("sel", seeds[0], seed_reports=seeds,
+                                   extra={"selected_epoch": [90, 100, 80],
+                                          "another_user": [{"NDCG@10": 0.05}] * 3}),
+    }  # fmt: skip
+    fields = pq.report_selection(run, results)
+    assert fields["ndcg_vs_sasrec_reference_same_selection"] == 1.35
+    assert run.met["ndcg_vs_sasrec_reference_same_selection"] is True
+    assert fields["ours_selected_epochs"] == [90, 100, 80]
+    assert fields["ndcg10_ours_another_user"] == 0.05
+    out = capsys.readouterr().out
+    assert "another user's input" in out and "best epochs [90, 100, 80]" in out
+    assert pq.report_selection(run, {"most_popular": results["most_popular"]}) == {}
+    assert "rows not run here: sasrec_reference, ours_selected" in capsys.readouterr().out
+
+
+def test_the_best_validation_weights_are_restored_after_training():
+    """benchmarks/best_validation.KeepBestValidation: the weights of the best validation,
+    not the last; which epoch won is recorded."""
+    import lightning as L
+    import torch
+    from best_validation import KeepBestValidation
+
+    class Scored(L.LightningModule):
+        """One weight that training moves; its validation score peaks at epoch 2."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w - 10.0).pow(2).sum()  # w climbs towards 10
+
+        def validation_step(self, batch, batch_idx):
+            score = -(self.w.detach() - 0.5).abs().sum()  # best near w = 0.5
+            self.log("valid/ndcg@10", score)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    data = torch.utils.data.DataLoader(torch.zeros(2, 1), batch_size=1)
+    keep = KeepBestValidation()
+    module = Scored()
+    trainer = L.Trainer(max_epochs=8, callbacks=[keep], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, check_val_every_n_epoch=2)  # fmt: skip
+    trainer.fit(module, train_dataloaders=data, val_dataloaders=data)
+    assert [e for e, _ in keep.history] == [2, 4, 6, 8]
+    last = float(module.w)
+    best_epoch, best = max(keep.history, key=lambda ev: ev[1])
+    assert keep.best_epoch == best_epoch and keep.best == best
+    keep.restore(module)
+    assert float(module.w) != last and -abs(float(module.w) - 0.5) == pytest.approx(best)

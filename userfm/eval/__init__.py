@@ -2,10 +2,12 @@
 
 Retrieval (`evaluate_retrieval`) scores anything with ``recommend(histories, k=None,
 exclude_seen=True)`` (`Recommender`) under the leave-one-out protocol, with the protocol
-printed beside every number. Imports no training stage.
+printed beside every number; `OtherUsersInput` is the control that gives a trained model
+another user's history (what it scores without reading this user). Imports no training stage.
 """
 
 from userfm.eval.baselines import MostPopular
+from userfm.eval.controls import OtherUsersInput
 from userfm.eval.retrieval import (
     LeaveOneOutSplit,
     Recommender,
@@ -25,6 +27,7 @@ from userfm.eval.retrieval import (
 __all__ = [
     "LeaveOneOutSplit",
     "MostPopular",
+    "OtherUsersInput",
     "Recommender",
     "RetrievalReport",
     "bucket_recall",
