@@ -29,8 +29,8 @@ class KeepBestValidation(L.Callback):
         self._state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # on_validation_end, not on_validation_epoch_end: the epoch's logged metric reaches
-        # callback_metrics only after the epoch-end hooks have run
+        # the hook Lightning's ModelCheckpoint reads its monitor in: the validation loop
+        # has finished and its epoch metrics are in callback_metrics
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
