@@ -33,6 +33,11 @@ Protocol:
       a future window (``future_window=2``: each position is trained on its next 2 items) +
       the items already in the history left out of each position's training softmax
       (``mask_seen``);
+    * ours, best validation checkpoint (``ours_selected``, every seed): the same, validated
+      every tenth of its epochs and the weights of the best validation NDCG@10 kept
+      (`best_validation.KeepBestValidation`): the reference recipe's selection (10
+      validations, best kept), so that the ratio to it compares two models that chose their
+      weights the same way, on validation. The judged "ours" row keeps its last weights;
     * ablation rows: + contrastive (CL4SRec InfoNCE, weight 0.1), + DRO (``dro="bucket"``:
       3 item-frequency buckets of equal item count, λ = --dro-temperature (3), the bucket
       losses measured on the validation split at the end of each epoch
@@ -47,6 +52,9 @@ Protocol:
   protocol (target vs 100 uniformly sampled unseen items). The protocol string of every
   metric is printed. Targets are judged on full-ranking NDCG@10; the sampled ratios are
   shown for reference only.
+- control: every model trained here is also scored given another user's history
+  (`userfm.eval.OtherUsersInput`; its own items still filtered): what it scores without
+  reading its user, printed beside most popular for ``ours_selected``.
 - DRO check: ours + DRO vs ours (everything else equal, seed 0): macro_recall@10 ratio and
   the relative NDCG@10 change, reported; DRO is judged as a frontier over λ by
   `dro_frontier.py` (issue 20 §3 retired the point targets).
@@ -87,7 +95,9 @@ and skips the sections that need it.
 Output: a table per section (baselines, ablation, DRO check, throughput), then one JSON line
 {"benchmark": "pretrain_quality", ...}: the settings (epochs, hidden, heads, seeds), the mean
 full-ranking NDCG@10 of most-popular, SASRec-BCE, the reference SASRec, SASRec-CE and ours
-(and per seed for the judged rows), which SASRec-BCE the target is judged against,
+(and per seed for the judged rows), which SASRec-BCE the target is judged against, ours
+with the best validation checkpoint, its ratio to the reference code and its
+another-user control,
 sampled-100 NDCG@10 of SASRec-BCE and ours, the NDCG@10 ratios (against the stronger
 SASRec-BCE and SASRec-CE, judged; against most-popular, reported), the DRO macro
 recall@10 figures and NDCG@10 change, the paired throughput rates and ratios, "targets_met"
