@@ -255,3 +255,14 @@ def test_the_best_validation_weights_are_restored_after_training():
     assert keep.best_epoch == best_epoch and keep.best == best
     keep.restore(module)
     assert float(module.w) != last and -abs(float(module.w) - 0.5) == pytest.approx(best)
+
+
+def test_the_saved_results_still_match_the_current_configuration():
+    """The README's tables are `--reuse benchmarks/results/pretrain_quality.json`: a change
+    to a row's configuration (a default, a recipe) must retrain that row, and this test
+    says which one instead of letting README show numbers of another configuration."""
+    saved = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "pretrain_quality.json"
+    run = configured(["--reuse", str(saved)])
+    pq.read_reused(run)  # exits naming the row and the keys that differ
+    assert pq.not_run(run) == []
+    assert json.loads(saved.read_text())["ours_selected"]["extra"]["selected_epoch"]
