@@ -90,7 +90,9 @@ In parts: ``--rows sasrec_reference --out A`` and ``--rows sasrec_bce,sasrec_ce,
 B`` (in parallel, e.g. with ``OMP_NUM_THREADS=1`` each, or on other days) train only those
 rows; ``--reuse A --reuse B [--rows throughput]`` then reads both and reports. A row in no
 file and not in ``--rows`` is not run: the report names it (``"not_run"`` in the JSON line)
-and skips the sections that need it.
+and skips the sections that need it. More seeds: ``--seed 3 --seeds 2 --rows ... --out C``
+trains seeds 3 and 4 of the named rows; ``--reuse A --reuse C --seeds 5`` reads each row
+over seeds 0-4 (a row in several files is merged when only its seeds differ).
 
 Output: a table per section (baselines, ablation, DRO check, throughput), then one JSON line
 {"benchmark": "pretrain_quality", ...}: the settings (epochs, hidden, heads, seeds), the mean
@@ -555,9 +557,15 @@ def reuse_row(saved: dict, path: Path, name: str, config: dict) -> dict:
         k for k in saved_config.keys() | want.keys() if saved_config.get(k) != want.get(k)
     )
     if diff:
+        seeds = (
+            f"; it has seeds {saved_config.get('seeds')}, this run {want.get('seeds')} "
+            f"(--seed, --seeds)"
+            if "seeds" in diff
+            else ""
+        )
         raise SystemExit(
             f"--reuse {path}: row {name!r} was made with a different configuration "
-            f"({', '.join(diff)} differ); add {name} to --rows to rerun it"
+            f"({', '.join(diff)} differ); add {name} to --rows to rerun it{seeds}"
         )
     return entry
 
@@ -889,20 +897,64 @@ def row_names(run: Run) -> list[str]:
 
 
 def read_saved(paths: list[Path], names: list[str]) -> dict[str, tuple[Path, dict]]:
-    """The rows ``names`` of several ``--out`` files: name -> (file, entry); a row in two
-    files is refused (which one holds the right numbers is not ours to guess). Most popular,
-    which every run recomputes, is not read."""
-    rows: dict[str, tuple[Path, dict]] = {}
+    """The rows ``names`` of several ``--out`` files: name -> (file, entry). A row in several
+    files is one row trained on more seeds when only their seeds differ (`merge_seed_parts`);
+    otherwise it is refused (which one holds the right numbers is not ours to guess). Most
+    popular, which every run recomputes, is not read."""
+    parts: dict[str, list[tuple[Path, dict]]] = {}
     for path in paths:
         for name, entry in json.loads(path.read_text()).items():
-            if name not in names:
-                continue
-            if name in rows:
-                raise SystemExit(
-                    f"--reuse: row {name!r} is in both {rows[name][0]} and {path}; keep it in one"
-                )
-            rows[name] = (path, entry)
-    return rows
+            if name in names:
+                parts.setdefault(name, []).append((path, entry))
+    return {
+        name: found[0] if len(found) == 1 else merge_seed_parts(name, found)
+        for name, found in parts.items()
+    }
+
+
+#: ``extra`` entries that hold one value per seed (the others describe the first seed's fit)
+PER_SEED_EXTRA = ("another_user", "selected_epoch", "best_epoch", "valid_ndcg10")
+
+
+def merge_seed_parts(name: str, found: list[tuple[Path, dict]]) -> tuple[Path, dict]:
+    """One row saved in several files, each with other seeds (``--seed 3 --seeds 2`` adds
+    seeds 3 and 4 to a 3-seed run) and otherwise the same configuration: the row over all
+    their seeds, in seed order. The lowest seed's part gives the timing, loss and per-fit
+    extras; a per-seed extra that some part lacks (written before it existed) is left out,
+    and said. Anything else (a part without its configuration, another configuration, a seed
+    in two parts) is refused, naming the files."""
+    where = " and ".join(str(path) for path, _ in found)
+    if any(not entry.get("config") for _, entry in found):
+        raise SystemExit(f"--reuse: row {name!r} is in both {where}; keep it in one")
+    found = sorted(found, key=lambda part: min(part[1]["config"]["seeds"]))
+    first = _flat({k: v for k, v in found[0][1]["config"].items() if k != "seeds"})
+    seeds: list[int] = []
+    for _, entry in found:
+        config = _flat({k: v for k, v in entry["config"].items() if k != "seeds"})
+        diff = sorted(k for k in first.keys() | config.keys() if first.get(k) != config.get(k))
+        if diff:
+            raise SystemExit(
+                f"--reuse: row {name!r} is in both {where} with different configurations "
+                f"({', '.join(diff)} differ); keep it in one"
+            )
+        if set(seeds) & set(entry["config"]["seeds"]):
+            raise SystemExit(
+                f"--reuse: row {name!r} is in both {where} with seed(s) "
+                f"{sorted(set(seeds) & set(entry['config']['seeds']))} in more than one; "
+                f"keep it in one"
+            )
+        seeds += entry["config"]["seeds"]
+    merged = dict(found[0][1], config=dict(found[0][1]["config"], seeds=seeds))
+    merged["seed_reports"] = [r for _, entry in found for r in entry["seed_reports"]]
+    extra = {k: v for k, v in merged["extra"].items() if k not in PER_SEED_EXTRA}
+    for key in PER_SEED_EXTRA:
+        lacking = [str(path) for path, entry in found if key not in entry["extra"]]
+        if len(lacking) < len(found) and lacking:
+            print(f"--reuse: row {name!r}: {key} left out, {', '.join(lacking)} lacks it")
+        elif not lacking:
+            extra[key] = [x for _, entry in found for x in entry["extra"][key]]
+    merged["extra"] = extra
+    return found[0][0], merged
 
 
 def read_reused(run: Run) -> None:

@@ -133,6 +133,55 @@ def test_a_row_in_two_parts_is_refused(tmp_path):
         pq.read_reused(configured(["--reuse", str(a), "--reuse", str(b)]))
 
 
+def seed_part(path: Path, run: pq.Run, name: str, ndcgs: list[float], extra: dict) -> Path:
+    """An --out file holding ``name`` trained on ``run.seeds`` with these NDCG@10 values."""
+    res = pq.Result(name, report(ndcgs[0]), fit_s=float(run.seeds[0]), extra=extra,
+                    seed_reports=[report(x) for x in ndcgs])  # fmt: skip
+    path.write_text(json.dumps({name: pq.row_to_dict(res, run.configs[name])}))
+    return path
+
+
+def test_more_seeds_of_a_row_are_merged_from_another_part(tmp_path, capsys):
+    """Issue 20: a difference within the seed spread is settled with more seeds, so seeds
+    3 and 4 trained later (``--seed 3 --seeds 2``) join seeds 0-2 of the saved rows."""
+    first, later = configured([]), configured(["--seed", "3"])
+    later.seeds = [3, 4]
+    pq.configure(later)
+    old = {"selected_epoch": [70, 90, 30], "dro_weights": [0.7, 0.3]}  # no another_user
+    new = {"selected_epoch": [40, 60], "another_user": [{"NDCG@10": 0.02}] * 2}
+    b = seed_part(tmp_path / "b.json", later, "ours_selected", [0.13, 0.14], new)
+    a = seed_part(tmp_path / "a.json", first, "ours_selected", [0.10, 0.11, 0.12], old)
+    run = configured(["--reuse", str(b), "--reuse", str(a), "--seeds", "5"])
+    run.seeds = [0, 1, 2, 3, 4]
+    pq.configure(run)
+    pq.read_reused(run)
+    res = pq.row_from_dict(run.reused["ours_selected"])
+    assert res.per_seed("NDCG@10") == [0.10, 0.11, 0.12, 0.13, 0.14]  # seed order
+    assert res.fit_s == 0.0  # the lowest seed's fit
+    assert res.extra == {"selected_epoch": [70, 90, 30, 40, 60], "dro_weights": [0.7, 0.3]}
+    assert "ours_selected': another_user left out" in capsys.readouterr().out
+    three = configured(["--reuse", str(a), "--reuse", str(b)])  # 5 seeds saved, 3 asked
+    with pytest.raises(SystemExit, match=r"seeds \[0, 1, 2, 3, 4\], this run \[0, 1, 2\]"):
+        pq.read_reused(three)
+
+
+def test_parts_of_a_row_with_shared_seeds_or_other_settings_are_refused(tmp_path):
+    first = configured([])
+    a = seed_part(tmp_path / "a.json", first, "ours", [0.1, 0.1, 0.1], {})
+    lr = configured(["--lr", "1e-3", "--seed", "3"])
+    lr.seeds = [3, 4]
+    pq.configure(lr)
+    b = seed_part(tmp_path / "b.json", lr, "ours", [0.1, 0.1], {})
+    with pytest.raises(SystemExit, match=r"different configurations \(module\.lr differ\)"):
+        pq.read_reused(configured(["--reuse", str(a), "--reuse", str(b)]))
+    overlap = configured(["--seed", "2"])
+    overlap.seeds = [2, 3]
+    pq.configure(overlap)
+    c = seed_part(tmp_path / "c.json", overlap, "ours", [0.1, 0.1], {})
+    with pytest.raises(SystemExit, match=r"seed\(s\) \[2\] in more than one"):
+        pq.read_reused(configured(["--reuse", str(a), "--reuse", str(c)]))
+
+
 def test_a_section_without_its_rows_is_skipped_by_name(capsys):
     run = configured([])
     results = {k: pq.Result(k, full_report(0.1)) for k in ("most_popular", "sasrec_bce", "ours")}
