@@ -22,7 +22,10 @@ split each epoch, applied as a logit adjustment); every run validates each epoch
 so the budgets are equal. Scored by ``evaluate_retrieval(encoder, log, split="test")``: full
 ranking, seen items filtered; macro recall@10 = mean of the three buckets' recall@10. Most
 popular (training counts, no model) is scored on the same split and printed below each
-frontier: what a model that never reads the history gets.
+frontier: what a model that never reads the history gets. Each trained model is also scored
+given another user's history (`userfm.eval.OtherUsersInput`, the user's own items still
+filtered): what the same model gets when it cannot read this user (runs saved in a
+``--results`` file before this control existed have none, and the report says so).
 
     python benchmarks/dro_frontier.py --quick     # a smaller long-tail log, 2 epochs, 1 seed
     python benchmarks/dro_frontier.py --out frontier.png
@@ -63,6 +66,10 @@ class Point:
     temperature: float
     ndcg: list[float] = field(default_factory=list)
     macro: list[float] = field(default_factory=list)
+    # the same models given another user's input (`OtherUsersInput`), for the runs that
+    # measured it (runs saved before the control have none)
+    control_ndcg: list[float] = field(default_factory=list)
+    control_macro: list[float] = field(default_factory=list)
 
     def mean(self, name: str) -> float:
         return statistics.fmean(getattr(self, name))
@@ -136,10 +143,14 @@ def read_results(path: Path | None) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def fit_and_score(log: str, temperature: float, seed: int, args: argparse.Namespace) -> Any:
-    """One run: the test split's `RetrievalReport`."""
+def fit_and_score(
+    log: str, temperature: float, seed: int, args: argparse.Namespace
+) -> tuple[Any, Any]:
+    """One run: the test split's `RetrievalReport`, and the same model's given another
+    user's input (`OtherUsersInput`: the control of a model that does not read its user)."""
     import lightning as L
 
+    from userfm.eval import OtherUsersInput
     from userfm.eval.retrieval import evaluate_retrieval
     from userfm.pretrain.module import PretrainModule
 
@@ -150,7 +161,18 @@ def fit_and_score(log: str, temperature: float, seed: int, args: argparse.Namesp
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
     trainer.fit(module, datamodule=dm)
-    return evaluate_retrieval(module.encoder, dm.log_, split="test", sampled_negatives=None)
+    return tuple(
+        evaluate_retrieval(model, dm.log_, split="test", sampled_negatives=None)
+        for model in (module.encoder, OtherUsersInput(module.encoder))
+    )
+
+
+def scores(report: Any) -> dict[str, float]:
+    """The two numbers a frontier point is made of, from a `RetrievalReport`."""
+    return {
+        "ndcg10": report.metrics["NDCG@10"],
+        "macro_recall10": report.metrics["macro_recall@10"],
+    }
 
 
 def frontier(log: str, args: argparse.Namespace) -> tuple[list[Point], int]:
@@ -167,10 +189,9 @@ def frontier(log: str, args: argparse.Namespace) -> tuple[list[Point], int]:
             if done:
                 run, source = done[0], f"read from {args.results}"
             else:
-                report = fit_and_score(log, temperature, seed, args)
-                run = dict(key=key, ndcg10=report.metrics["NDCG@10"],
-                           macro_recall10=report.metrics["macro_recall@10"],
-                           tail_targets=report.buckets[-1]["targets"])  # fmt: skip
+                report, control = fit_and_score(log, temperature, seed, args)
+                run = dict(key=key, **scores(report), tail_targets=report.buckets[-1]["targets"],
+                           another_user=scores(control))  # fmt: skip
                 source = f"{time.perf_counter() - t0:.0f} s"
                 if args.results is not None:
                     with args.results.open("a") as f:  # one line per run: parts may share it
@@ -178,6 +199,9 @@ def frontier(log: str, args: argparse.Namespace) -> tuple[list[Point], int]:
             tail = run["tail_targets"]
             point.ndcg.append(run["ndcg10"])
             point.macro.append(run["macro_recall10"])
+            if "another_user" in run:
+                point.control_ndcg.append(run["another_user"]["ndcg10"])
+                point.control_macro.append(run["another_user"]["macro_recall10"])
             print(f"{log}: λ {temperature:g} seed {seed}: NDCG@10 {point.ndcg[-1]:.4f}, macro "
                   f"recall@10 {point.macro[-1]:.4f} ({source})", flush=True)  # fmt: skip
         points.append(point)
@@ -192,8 +216,7 @@ def most_popular(log: str, args: argparse.Namespace) -> dict[str, float]:
 
     data = datamodule(log, args, 0).log_
     report = evaluate_retrieval(MostPopular().fit(data), data, split="test", sampled_negatives=None)
-    return {"ndcg10": round(report.metrics["NDCG@10"], 4),
-            "macro_recall10": round(report.metrics["macro_recall@10"], 4)}  # fmt: skip
+    return {name: round(value, 4) for name, value in scores(report).items()}
 
 
 def judge(points: list[Point]) -> dict[str, Any]:
@@ -207,6 +230,12 @@ def judge(points: list[Point]) -> dict[str, Any]:
             "macro_vs_plain": round(p.mean("macro") / plain.mean("macro"), 3),
             "ndcg_drop": round(1 - p.mean("ndcg") / plain.mean("ndcg"), 4),
         }
+        if p.control_ndcg:
+            rows[f"{p.temperature:g}"]["another_user"] = {
+                "ndcg10": round(p.mean("control_ndcg"), 4),
+                "macro_recall10": round(p.mean("control_macro"), 4),
+                "runs": len(p.control_ndcg),
+            }
     within = [(k, r) for k, r in rows.items() if r["ndcg_drop"] <= TARGET_NDCG_DROP]
     best = max(within, key=lambda kv: kv[1]["macro_vs_plain"])
     return {"points": rows, "best_lambda": best[0], "best_macro_vs_plain": best[1]["macro_vs_plain"],
@@ -232,6 +261,15 @@ def table(
     if popular is not None:
         lines.append(f"| most popular (no model) | {popular['ndcg10']:.4f} | "
                      f"{popular['macro_recall10']:.4f} | | |")  # fmt: skip
+    for p in points:
+        if p.control_ndcg:
+            lines.append(f"| λ = {p.temperature:g}, another user's input ({len(p.control_ndcg)} "
+                         f"of {len(p.ndcg)} seeds) | {p.show('control_ndcg')} | "
+                         f"{p.show('control_macro')} | | |")  # fmt: skip
+    missing = [f"{p.temperature:g}" for p in points if len(p.control_ndcg) < len(p.ndcg)]
+    if missing:
+        lines.append(f"another user's input not measured for some runs of λ {', '.join(missing)} "
+                     "(saved before the control existed)")  # fmt: skip
     lines.append(f"best λ within a {TARGET_NDCG_DROP:.0%} NDCG loss: {verdict['best_lambda']} "
                  f"({verdict['best_macro_vs_plain']:.3f}x macro recall; target >= "
                  f"{TARGET_MACRO}x: {'met' if verdict['met'] else 'NOT met'})")  # fmt: skip

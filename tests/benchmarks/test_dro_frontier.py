@@ -3,6 +3,7 @@ with the most macro recall within the NDCG budget, and λ = inf is required."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -49,7 +50,11 @@ def test_runs_kept_in_a_results_file_are_read_back_not_retrained(tmp_path, monke
         trained.append((temperature, seed, args.epochs))
         metrics = {"NDCG@10": 0.1 + seed / 100, "macro_recall@10": 0.05 + 1 / (1 + temperature)}
         buckets = [{"bucket": 2, "items": 5, "targets": 612, "recall@10": 0.1}]
-        return RetrievalReport(metrics=metrics, protocol="p", num_users=3, buckets=buckets)
+        control = {"NDCG@10": 0.01, "macro_recall@10": 0.005}
+        return tuple(
+            RetrievalReport(metrics=m, protocol="p", num_users=3, buckets=buckets)
+            for m in (metrics, control)
+        )
 
     monkeypatch.setattr(df, "fit_and_score", fake)
     results = tmp_path / "runs.jsonl"
@@ -64,3 +69,39 @@ def test_runs_kept_in_a_results_file_are_read_back_not_retrained(tmp_path, monke
                             "--results", str(results)])  # fmt: skip
     df.frontier("long-tail", longer)
     assert trained[-1] == (math.inf, 0, 30)  # another budget is another run
+
+
+def test_each_run_is_also_scored_given_another_users_input(tmp_path, monkeypatch):
+    """The guide's degenerate control beside every frontier point; runs saved before it
+    existed are read back without it, and the table says which λ lack it."""
+    from userfm.eval.retrieval import RetrievalReport
+
+    def fake(log, temperature, seed, args):
+        buckets = [{"bucket": 2, "items": 5, "targets": 612, "recall@10": 0.1}]
+        return tuple(
+            RetrievalReport(
+                metrics={"NDCG@10": x, "macro_recall@10": x / 2},
+                protocol="p",
+                num_users=3,
+                buckets=buckets,
+            )  # fmt: skip
+            for x in (0.2 + seed / 100, 0.02 + seed / 100)
+        )
+
+    monkeypatch.setattr(df, "fit_and_score", fake)
+    results = tmp_path / "runs.jsonl"
+    args = df.parse_args(["--lambdas", "inf", "1", "--seeds", "2", "--results", str(results)])
+    old = {"key": df.run_key("long-tail", 1.0, 0, args), "ndcg10": 0.19,
+           "macro_recall10": 0.1, "tail_targets": 612}  # saved before the control  # fmt: skip
+    results.write_text(json.dumps(old) + "\n")
+    points, tail = df.frontier("long-tail", args)
+    assert points[0].control_ndcg == [0.02, 0.03] and points[1].control_ndcg == [0.03]
+    assert json.loads(results.read_text().splitlines()[1])["another_user"] == {
+        "ndcg10": 0.02, "macro_recall10": 0.01}  # fmt: skip
+    verdict = df.judge(points)
+    assert verdict["points"]["inf"]["another_user"] == {
+        "ndcg10": 0.025, "macro_recall10": 0.0125, "runs": 2}  # fmt: skip
+    lines = df.table("long-tail", points, verdict, tail)
+    assert "| λ = inf, another user's input (2 of 2 seeds) | 0.0250 ± 0.0071 | " in "\n".join(lines)
+    assert "| λ = 1, another user's input (1 of 2 seeds) | 0.0300 | 0.0150 | | |" in lines
+    assert lines[-2].startswith("another user's input not measured for some runs of λ 1 ")
