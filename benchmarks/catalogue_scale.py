@@ -38,8 +38,9 @@ autocast; ``--sdpa-kernels`` times the history lengths once per SDPA kernel name
 users over ``--quality-items`` items, the same log for every loss) for ``--quality-epochs``
 epochs per seed, and reports validation full-ranking NDCG@10 (seen items filtered) against the
 full softmax's, the same budget for each: the quality a cheaper loss gives up. Most popular
-(training counts; `evaluate_retrieval` on the same log's validation split) is printed beside
-them: what a model that never reads the history scores.
+(training counts; `evaluate_retrieval` on the same log's validation split), and each model
+given another user's history (`userfm.eval.OtherUsersInput`), are printed beside them: what
+a model scores when it cannot read the user's own history.
 
     python benchmarks/catalogue_scale.py --quick      # 10^3 .. 10^5 items, a few minutes
     python benchmarks/catalogue_scale.py              # 10^3 .. 10^6 items
@@ -279,10 +280,17 @@ def length_summary(rows: list[dict]) -> dict[str, float]:
     return out
 
 
+#: the key prefix of a loss's models scored given another user's input (`quality`)
+ANOTHER_USER = "another_user_"
+
+
 def quality(args: argparse.Namespace) -> dict[str, list[float]]:
-    """Validation NDCG@10 per loss and seed after the same training budget."""
+    """Validation NDCG@10 per loss and seed after the same training budget; each model also
+    given another user's input (``another_user_<loss>``, `OtherUsersInput`), and most popular
+    (``most_popular``): what a model that does not read its user scores."""
     import lightning as L
 
+    from userfm.eval import OtherUsersInput
     from userfm.eval.baselines import MostPopular
     from userfm.eval.retrieval import evaluate_retrieval
     from userfm.pretrain.data import EventDataModule
@@ -310,6 +318,8 @@ def quality(args: argparse.Namespace) -> dict[str, list[float]]:
             trainer.fit(module, dm)
             value = float(trainer.callback_metrics["valid/ndcg@10"])
             out.setdefault(loss, []).append(value)
+            control = evaluate_retrieval(OtherUsersInput(module.encoder), dm.log_, split="valid")
+            out.setdefault(ANOTHER_USER + loss, []).append(control.metrics["NDCG@10"])
             print(f"quality: {loss:<8} seed {seed}: valid NDCG@10 {value:.4f} "
                   f"({len(dm.vocabs.items) - 3:,} items in the log)", flush=True)  # fmt: skip
     log = dm.log_  # the same synthetic log for every loss and seed
@@ -410,7 +420,8 @@ def summary(rows: list[dict], args: argparse.Namespace, scores: dict | None = No
         full = sum(scores["full"]) / len(scores["full"])
         for loss, values in scores.items():
             out[f"ndcg10_{loss}"] = round(sum(values) / len(values), 4)
-            out[f"ndcg10_{loss}_vs_full"] = round(sum(values) / len(values) / full, 3)
+            if not loss.startswith(ANOTHER_USER):
+                out[f"ndcg10_{loss}_vs_full"] = round(sum(values) / len(values) / full, 3)
     return out
 
 
@@ -437,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         for loss, values in scores.items():
             mean, sd = statistics.fmean(values), statistics.pstdev(values)
             ratio = f", {mean / statistics.fmean(full):.3f}x full" if full else ""
+            if loss.startswith(ANOTHER_USER):
+                loss, ratio = f"{loss.removeprefix(ANOTHER_USER)}, another user's input", ""
             runs = "no model" if loss == "most_popular" else f"{len(values)} seed(s)"
             print(f"quality: {loss:<12} valid NDCG@10 {mean:.4f} ± {sd:.4f} ({runs}){ratio}")
     out = summary(rows, args, scores)

@@ -114,3 +114,18 @@ def test_gpu_rows_report_the_cards_memory_and_each_kernel_is_its_own_group():
         "events_per_s_len1000_vs_len50_flash": 0.5,
         "events_per_s_len1000_vs_len50_math": 0.333,
     }
+
+
+def test_quality_sets_each_model_beside_itself_given_another_users_input(capsys):
+    """The guide's degenerate controls beside the quality numbers: most popular, and each
+    trained model reading another user's history; the summary gives no ratio for them."""
+    args = cs.parse_args(["--losses", "full", "--quality", "--quality-users", "60",
+                          "--quality-items", "40", "--quality-epochs", "1", "--seeds", "2",
+                          "--batch", "16", "--max-len", "8"])  # fmt: skip
+    scores = cs.quality(args)
+    assert set(scores) == {"full", "another_user_full", "most_popular"}
+    assert len(scores["full"]) == len(scores["another_user_full"]) == 2
+    assert all(0 <= x <= 1 for values in scores.values() for x in values)
+    out = cs.summary([], args, scores)
+    assert "ndcg10_another_user_full" in out and "ndcg10_another_user_full_vs_full" not in out
+    assert out["ndcg10_most_popular_vs_full"] > 0
