@@ -13,7 +13,7 @@ end of ``fit``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from userfm.adapters.config import AdapterConfig
 from userfm.adapters.data import QAExample
 from userfm.adapters.model import UserConditionedLM
 from userfm.encoder.model import decay_groups
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, check_fields
 
 
 class AdapterModule(L.LightningModule):
@@ -208,6 +208,7 @@ def _resolve_adapter(adapter: AdapterConfig | Mapping[str, Any] | None) -> Adapt
     if adapter is None:
         adapter = AdapterConfig()
     elif isinstance(adapter, Mapping):
+        check_fields("adapter", adapter, (f.name for f in fields(AdapterConfig)), "AdapterConfig")
         adapter = AdapterConfig(**adapter)
     encoder = None
     if adapter.reads_encoder:

@@ -20,7 +20,7 @@ from userfm._version import __version__
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.encoder import UserEncoder, UserEncoderConfig
 from userfm.encoder.model import decay_groups
-from userfm.errors import ConfigError, check_int
+from userfm.errors import ConfigError, check_fields, check_int
 from userfm.eval.ranking import target_ranks
 from userfm.eval.retrieval import BUCKET_BY, hit_rate, ndcg
 from userfm.pretrain.contrastive import augment, info_nce
@@ -167,12 +167,8 @@ class PretrainModule(L.LightningModule):
                 f"`encoder` sets {from_data}: these come from the data (the vocabularies, and "
                 "`data.max_len` / `data.max_categories`); remove them from `model.encoder`"
             )
-        unknown = sorted(set(encoder) - ENCODER_FIELDS)
-        if unknown:  # PretrainedConfig would keep a misspelt field as an attribute, unused
-            raise ConfigError(
-                f"`encoder` has no field(s) {unknown}; UserEncoderConfig's are "
-                f"{sorted(ENCODER_FIELDS - set(FROM_DATA))}"
-            )
+        # PretrainedConfig would keep a misspelt field as an attribute, unused
+        check_fields("encoder", encoder, ENCODER_FIELDS - set(FROM_DATA), "UserEncoderConfig")
         UserEncoderConfig(num_items=NUM_SPECIALS + 1, **encoder)  # names a bad value now
         if loss not in LOSS_CHOICES:
             raise ConfigError(f"`loss` must be one of {LOSS_CHOICES}, got {loss!r}")

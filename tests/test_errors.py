@@ -9,7 +9,7 @@ import pytest
 
 from userfm.data.synthetic import SyntheticConfig
 from userfm.encoder import UserEncoderConfig
-from userfm.errors import ConfigError, check_int, field_error, is_number
+from userfm.errors import ConfigError, check_fields, check_int, field_error, is_number
 from userfm.eval.uqa import QuestionConfig
 
 
@@ -41,6 +41,30 @@ def test_field_error_is_one_message_form():
     e = field_error("QuestionConfig.format", "yes", "'mc', 'free' or 'both'")
     assert isinstance(e, ConfigError)
     assert str(e) == "`QuestionConfig.format` must be 'mc', 'free' or 'both', got 'yes'"
+
+
+def test_check_fields_names_the_unknown_field_and_the_closest_known_one():
+    check_fields("adapter", {"num_latents": 8}, ["num_latents", "mode"], "AdapterConfig")
+    with pytest.raises(ConfigError) as e:
+        check_fields(
+            "adapter", {"num_latent": 8, "zzz": 1}, ["num_latents", "mode"], "AdapterConfig"
+        )
+    assert str(e.value) == (
+        "`adapter` has no field(s) ['num_latent', 'zzz'] (did you mean 'num_latent' -> "
+        "'num_latents'?); AdapterConfig's fields are ['mode', 'num_latents']"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: SyntheticConfig.from_dict({"num_user": 5}), "synthetic"),
+        (lambda: QuestionConfig.from_dict({"windw": 5}), "questions"),
+    ],
+)
+def test_every_config_from_a_mapping_refuses_an_unknown_field_alike(make, name):
+    with pytest.raises(ConfigError, match=rf"^`{name}` has no field\(s\) .*did you mean"):
+        make()
 
 
 @pytest.mark.parametrize(

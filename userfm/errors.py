@@ -6,8 +6,10 @@ and exits non-zero (``--debug`` shows the traceback). Internal invariants use ``
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
+from collections.abc import Iterable
 
 
 class UserfmError(Exception):
@@ -70,6 +72,30 @@ def field_error(name: str, value: object, expected: str) -> ConfigError:
         expected: what would be accepted, as a noun phrase (``"a probability in [0, 1]"``).
     """
     return ConfigError(f"`{name}` must be {expected}, got {value!r}")
+
+
+def check_fields(name: str, given: Iterable[str], known: Iterable[str], owner: str) -> None:
+    """Refuse a mapping of settings that names a field ``owner`` does not have (a misspelt
+    field would otherwise fail as a bare ``TypeError``, or be kept and never used).
+
+    Args:
+        name: the setting as the user writes it (``"adapter"``, ``"encoder"``).
+        given: the field names given.
+        known: the fields ``owner`` accepts.
+        owner: the config class, named in the message (``"AdapterConfig"``).
+
+    Raises:
+        ConfigError: ``"`adapter` has no field(s) ['num_latent'] (did you mean 'num_latents'?);
+            AdapterConfig's fields are [...]"``.
+    """
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    close = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+    hints = [f"{u!r} -> {m[0]!r}" for u, m in close.items() if m]
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    raise ConfigError(f"`{name}` has no field(s) {unknown}{hint}; {owner}'s fields are {known}")
 
 
 def is_number(value: object) -> bool:

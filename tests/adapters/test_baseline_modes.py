@@ -148,3 +148,6 @@ def test_each_part_trains_at_its_own_learning_rate(tiny_encoder, tmp_path):
         AdapterModule(AdapterConfig(mode="none"), lora_lr=0.0)
     with pytest.raises(ConfigError, match="adapter.encoder. is required"):
         AdapterModule(AdapterConfig(mode="soft_prompt"))
+    # a misspelt field given as a mapping (YAML, a dict) is named, not a bare TypeError
+    with pytest.raises(ConfigError, match=r"'num_latent' -> 'num_latents'.*AdapterConfig's"):
+        AdapterModule({"mode": "none", "num_latent": 4})

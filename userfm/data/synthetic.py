@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from userfm.errors import ConfigError, check_int, field_error, is_number
+from userfm.errors import ConfigError, check_fields, check_int, field_error, is_number
 
 __all__ = ["SyntheticConfig", "generate_synthetic_log", "write_synthetic_log", "CATEGORY_NAMES"]
 
@@ -216,10 +216,7 @@ class SyntheticConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SyntheticConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown SyntheticConfig fields: {unknown}")
+        check_fields("synthetic", d, (f.name for f in fields(cls)), "SyntheticConfig")
         return cls(**d)
 
 

@@ -400,7 +400,10 @@ def test_config_errors_name_the_field(field, value):
 def test_build_errors(log):
     with pytest.raises(ConfigError, match=r"QuestionConfig\.attribute.*genre"):
         build_questions(log, attribute="genre")
-    with pytest.raises(ConfigError, match="unknown QuestionConfig fields.*windw"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\['windw'\] \(did you mean 'windw' -> 'window'\?\); QuestionConfig's fields",
+    ):
         build_questions(log, windw=3)
     with pytest.raises(ConfigError, match=r"QuestionConfig\.window"):
         build_questions(log, config=QuestionConfig(), window=0)
@@ -413,7 +416,9 @@ def test_config_round_trips_through_json():
     again = QuestionConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     assert again.answer_share == pytest.approx(0.2)
-    with pytest.raises(ConfigError, match="unknown QuestionConfig fields"):
+    with pytest.raises(
+        ConfigError, match=r"`questions` has no field\(s\) \['nope'\]; QuestionConfig's"
+    ):
         QuestionConfig.from_dict({"nope": 1})
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from userfm.data.attributes import DEFAULT_MULTI_VALUE, MULTI_VALUES
 from userfm.data.schema import CATEGORY
-from userfm.errors import ConfigError, check_int, field_error, is_number
+from userfm.errors import ConfigError, check_fields, check_int, field_error, is_number
 from userfm.eval.uqa.schema import LETTERS, TASKS
 
 __all__ = ["QuestionConfig", "resolve_config"]
@@ -150,10 +150,7 @@ def resolve_config(config: QuestionConfig | None, overrides: Mapping[str, Any]) 
 
 
 def _check_known(d: Mapping[str, Any]) -> None:
-    known = {f.name for f in fields(QuestionConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown QuestionConfig fields: {unknown}; known: {sorted(known)}")
+    check_fields("questions", d, (f.name for f in fields(QuestionConfig)), "QuestionConfig")
 
 
 def _checked_tasks(tasks: object) -> tuple[str, ...]:
