@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -100,6 +105,73 @@ def test_staged_output_dir_moves_a_complete_folder_in_and_nothing_on_an_error(tm
     assert sorted(p.name for p in (out / "lora").iterdir()) == ["b.bin"]  # replaced whole
     assert (out / "notes.txt").read_text() == "mine"  # other files are kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def write_result(out: Path, text: str) -> None:
+    with staged_output_dir(out) as stage:
+        (stage / "config.json").write_text(text)
+
+
+def test_a_symlinked_output_folder_is_written_through_and_stays_a_link(tmp_path):
+    """An empty folder behind a symlink made `rmdir` fail (NotADirectoryError)."""
+    real = tmp_path / "disk" / "model"
+    real.mkdir(parents=True)
+    link = tmp_path / "model"
+    link.symlink_to(real)
+    write_result(link, "1")  # empty target
+    assert link.is_symlink() and (real / "config.json").read_text() == "1"
+    write_result(link, "2")  # target with a result in it
+    assert link.is_symlink() and (real / "config.json").read_text() == "2"
+    dangling = tmp_path / "later"
+    dangling.symlink_to(tmp_path / "disk" / "later")
+    write_result(dangling, "3")  # the folder it points to does not exist yet
+    assert (tmp_path / "disk" / "later" / "config.json").read_text() == "3"
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["later", "model"]
+
+
+def other_filesystem(tmp_path: Path) -> Path:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temporary folder")
+    return Path(tempfile.mkdtemp(dir=shm))
+
+
+def test_an_output_folder_on_another_filesystem_is_written_with_renames(tmp_path):
+    """A symlink to another filesystem used to stage beside the link: EXDEV on the move."""
+    other = other_filesystem(tmp_path)
+    try:
+        link = tmp_path / "model"
+        link.symlink_to(other)
+        (other / "notes.txt").write_text("mine")
+        write_result(link, "1")
+        assert (other / "config.json").read_text() == "1"
+        assert (other / "notes.txt").read_text() == "mine"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    finally:
+        shutil.rmtree(other)
+
+
+def test_a_mount_point_is_staged_inside_itself(tmp_path, monkeypatch):
+    """An output folder that is a mount point cannot be renamed over nor staged beside."""
+    out = tmp_path / "mnt"
+    out.mkdir()
+    (out / "config.json").write_text("old")
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):  # `out` reports another device, as a mount point does
+        st = real_stat(self, *args, **kwargs)
+        if self == out:
+            return os.stat_result((*st[:2], st.st_dev + 1, *st[3:]))
+        return st
+
+    monkeypatch.setattr(Path, "stat", stat)
+    stages = []
+    with staged_output_dir(out) as stage:
+        stages.append(stage)
+        (stage / "config.json").write_text("new")
+    assert stages[0].parent == out
+    assert (out / "config.json").read_text() == "new"
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
 
 
 def test_a_failed_save_pretrained_leaves_the_saved_model_loadable(tmp_path, monkeypatch):

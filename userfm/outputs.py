@@ -112,14 +112,24 @@ def staged_output_dir(path: str | Path) -> Iterator[Path]:
     entry of the same name whole (other files in ``path`` are kept), so only a kill between
     two of those renames, not during the writing, can leave a mix of the old result and the
     new. On an exception the temporary folder is deleted and ``path`` is untouched.
+
+    The temporary folder sits on the result's own filesystem, so every move is a rename: a
+    symlinked ``path`` is staged beside the folder it points to (the link stays), and a
+    ``path`` that is a mount point is staged inside it.
     """
     out = Path(path)
+    if out.is_symlink():
+        out = out.resolve()  # beside the real folder, which may be on another filesystem
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    if out.is_dir() and out.stat().st_dev != tmp.stat().st_dev:  # a mount point
+        tmp.rmdir()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would outlive the rename
     try:
         yield tmp
-        if out.is_dir() and not any(out.iterdir()):
+        inside = tmp.parent == out  # a mount point stays; its entries are replaced
+        if not inside and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         if not out.exists():
             os.replace(tmp, out)
