@@ -2,6 +2,7 @@ import inspect
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,47 @@ def test_the_card_carries_the_hubs_metadata(model, tmp_path):
     assert card.data.library_name == "userfm" and card.data.pipeline_tag == "feature-extraction"
     assert "user-embedding" in card.data.tags
     assert "userfm behaviour encoder" in card.text and "$" not in card.text
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """huggingface_hub's HfApi without the network: records each upload and its files."""
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi
+
+    uploads: list[dict] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        return SimpleNamespace(repo_id=repo_id if "/" in repo_id else f"me/{repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        folder = Path(folder_path)
+        files = {p.name: p.read_text() if p.suffix in (".md", ".json") else None
+                 for p in folder.iterdir()}  # fmt: skip
+        uploads.append(dict(repo_id=repo_id, files=files, token=self.token, **kwargs))
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return uploads
+
+
+def test_push_to_hub_uploads_the_whole_saved_folder_under_its_name(model, tmp_path, hub):
+    """transformers' save_pretrained(push_to_hub=True) named the repo after userfm's staging
+    folder (".enc.xxxx.part") and uploaded it before vocab.json and the card were written."""
+    model.save_pretrained(tmp_path / "my-encoder", push_to_hub=True, token="t", private=True)
+    model.push_to_hub("org/other", card_data={"trained": False}, commit_message="v2")
+    first, second = hub
+    assert first["repo_id"] == "me/my-encoder" and first["token"] == "t"
+    assert second["repo_id"] == "org/other" and second["commit_message"] == "v2"
+    for upload in hub:
+        assert sorted(upload["files"]) == [
+            "README.md", "config.json", "model.safetensors", "vocab.json"]  # fmt: skip
+        assert "userfm behaviour encoder" in upload["files"]["README.md"]  # our card
+    assert "untrained" in second["files"]["README.md"]
+    assert (tmp_path / "my-encoder" / "vocab.json").is_file()  # and saved where asked
+    with pytest.raises(ConfigError, match="push_to_hub=True"):
+        model.save_pretrained(tmp_path / "x", repo_id="me/x")
 
 
 def test_untrained_card_says_so(model, tmp_path):

@@ -699,19 +699,34 @@ class UserEncoder(PreTrainedModel):
         )
 
     def save_pretrained(
-        self, save_directory: str | Path, *, card_data: dict | None = None, **kwargs: Any
+        self,
+        save_directory: str | Path,
+        *,
+        card_data: dict | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **kwargs: Any,
     ) -> Path:
         """Write config.json (with the userfm version), model.safetensors, vocab.json and
         README.md (a model card; ``card_data`` as in `userfm.api.model_card.render_model_card`).
         The folder is written beside ``save_directory`` and moved in when complete; files of
         other names already there are kept.
 
+        With ``push_to_hub=True`` the finished folder, card and vocabularies included, is then
+        uploaded to the Hub repository ``repo_id`` (default: the folder's name, as in
+        transformers), with the options of `userfm.api.hub.upload_to_hub` (``token``,
+        ``private``, ``revision``, ``create_pr``, ``commit_message``...).
+
         Returns:
             The directory.
         """
+        from userfm.api.hub import HUB_OPTIONS, upload_to_hub
         from userfm.api.model_card import render_model_card
         from userfm.outputs import staged_output_dir
 
+        hub = {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs} if push_to_hub else {}
+        if repo_id is not None and not push_to_hub:
+            raise ConfigError("`repo_id` is for uploading: pass push_to_hub=True with it")
         with staged_output_dir(save_directory) as stage:  # a kill never leaves half a model
             with transformers_output(progress=False):  # one small file: no "shards" bar
                 super().save_pretrained(stage, safe_serialization=True, **kwargs)
@@ -723,7 +738,31 @@ class UserEncoder(PreTrainedModel):
                     "embed() needs vocab.json (attach vocabularies with set_vocabs())"
                 )
             (stage / CARD_FILE).write_text(render_model_card(self, card_data), encoding="utf-8")
+        if push_to_hub:  # the finished folder, not the staging one transformers would name
+            upload_to_hub(save_directory, repo_id or Path(save_directory).resolve().name, **hub)
         return Path(save_directory)
+
+    def push_to_hub(  # type: ignore[override]
+        self, repo_id: str, *, card_data: dict | None = None, **hub: Any
+    ) -> Any:
+        """Upload the encoder to the Hub repository ``repo_id`` as `save_pretrained` writes it
+        (transformers' own would replace the model card and leave out vocab.json).
+
+        Args:
+            repo_id: ``"name"`` or ``"owner/name"``.
+            card_data: as in `save_pretrained`.
+            **hub: `userfm.api.hub.upload_to_hub`'s options (``token``, ``private``...).
+
+        Returns:
+            huggingface_hub's ``CommitInfo`` of the upload.
+        """
+        import tempfile
+
+        from userfm.api.hub import upload_to_hub
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / repo_id.split("/")[-1], card_data=card_data)
+            return upload_to_hub(folder, repo_id, **hub)
 
     @classmethod
     def from_pretrained(
