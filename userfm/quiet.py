@@ -11,9 +11,16 @@ does the same for HF datasets' bars, which draw whatever stderr is (a nohup log 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
+
+from userfm.progress import resolve_progress
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: warnings every training run printed (regular expressions of their messages)
 NOISE = (
@@ -71,3 +78,15 @@ def datasets_progress(*, progress: bool) -> Iterator[None]:
     finally:
         if not progress and bars:
             ds_logging.enable_progress_bar()
+
+
+def datasets_bars_follow_terminal(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for a reader without a ``progress`` argument (the dataset loaders): HF
+    datasets' bars inside it (file loading, ``map``) only when stderr is a terminal."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with datasets_progress(progress=resolve_progress(None)):
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -60,6 +60,17 @@ def _fake_ml100k(folder, extra_line=""):
     return folder
 
 
+def test_loaders_draw_no_progress_bar_unless_stderr_is_a_terminal(cache, tmp_path, capsys):
+    """A nohup log of a benchmark held "Generating train split", "Map" and "userfm:
+    ordering events" bars from reading MovieLens: the loaders follow the terminal now."""
+    folder = _fake_ml100k(tmp_path / "ml-100k")
+    (folder / "u.data").write_text("2\t1\t4\t881250000\n1\t2\t3\t881250950\n1\t1\t5\t881250949\n")
+    log = load_movielens_100k(folder, cache_dir=cache)  # capsys: stderr is not a terminal
+    assert log.stats.rows_reordered > 0  # the ordering pass ran
+    err = capsys.readouterr().err
+    assert not any(bar in err for bar in ("Generating", "Map", "ordering events")), err
+
+
 def test_movielens_100k_fake_folder_with_user_attributes(cache, tmp_path):
     folder = _fake_ml100k(tmp_path / "ml-100k")
     log = load_movielens_100k(folder / "u.data", user_attributes=True, cache_dir=cache)

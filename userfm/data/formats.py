@@ -42,6 +42,7 @@ from userfm.data.log import EventLog
 from userfm.data.readers import read_events, read_table
 from userfm.data.schema import CATEGORY_SEP, EventSchema
 from userfm.errors import FileFormatError
+from userfm.quiet import datasets_bars_follow_terminal
 
 __all__ = [
     "load_movielens_100k",
@@ -110,6 +111,7 @@ def _string_table(columns: dict[str, object]) -> pa.Table:
 # ---------------------------------------------------------------------------------------------
 # MovieLens
 # ---------------------------------------------------------------------------------------------
+@datasets_bars_follow_terminal
 def load_movielens_100k(
     path: str | os.PathLike,
     *,
@@ -200,6 +202,7 @@ def _join_flags(flags: np.ndarray, names: list[str]) -> list[str | None]:
     return [CATEGORY_SEP.join(np.asarray(names)[row]) or None for row in flags]
 
 
+@datasets_bars_follow_terminal
 def load_movielens_1m(
     path: str | os.PathLike,
     *,
@@ -277,6 +280,7 @@ def _read_dat(path: Path, fields: int) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # Amazon reviews
 # ---------------------------------------------------------------------------------------------
+@datasets_bars_follow_terminal
 def load_amazon_reviews(
     path: str | os.PathLike,
     meta_path: str | os.PathLike | None = None,
@@ -369,6 +373,7 @@ def _join_categories(value: object) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # SASRec
 # ---------------------------------------------------------------------------------------------
+@datasets_bars_follow_terminal
 def load_sasrec_txt(
     path: str | os.PathLike, *, min_events: int = 1, cache_dir: str | None = None
 ) -> EventLog:

@@ -164,10 +164,10 @@ def read_events(
         plan = make_plan(raw.data.table, schema, mapping, stats, dedupe=duplicates != "keep")
         canon = _normalise(raw, plan)
         canon = drop_rows(canon, plan, mapping, stats, duplicates=duplicates, min_events=min_events)
-    # the resolved unit is what a model trained on the log records, so that later inputs are
-    # read the same way
-    resolved = replace(schema, timestamp_unit=plan.resolved_unit)
-    return EventLog(canon, stats, has_time=plan.has_time, schema=resolved)
+        # the resolved unit is what a model trained on the log records, so that later inputs
+        # are read the same way
+        resolved = replace(schema, timestamp_unit=plan.resolved_unit)
+        return EventLog(canon, stats, has_time=plan.has_time, schema=resolved)  # orders rows
 
 
 def _check_arguments(schema: EventSchema, min_events: int, duplicates: str) -> None:
