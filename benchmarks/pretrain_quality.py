@@ -120,7 +120,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1009,8 +1009,28 @@ def report_selection(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     )
 
 
+def seeds_of(run: Run, name: str) -> list[int]:
+    """The seeds row ``name`` was trained on (an alias: those of the row it reuses)."""
+    alias = {s.name: s.alias_of for s in run.specs if s.alias_of}
+    return run.configs[alias.get(name, name)]["seeds"]
+
+
+def on_shared_seeds(run: Run, results: dict[str, Result], a: str, b: str) -> tuple[Result, Result]:
+    """Rows ``a`` and ``b`` restricted to the seeds both were trained on, so that a row of
+    one seed is compared with the other's same seed, not with its mean over more."""
+    seeds_a, seeds_b = seeds_of(run, a), seeds_of(run, b)
+    shared = [seed for seed in seeds_a if seed in seeds_b]
+
+    def pick(res: Result, seeds: list[int]) -> Result:
+        kept = [res.seed_reports[seeds.index(seed)] for seed in shared]
+        return replace(res, report=kept[0], seed_reports=kept)
+
+    return pick(results[a], seeds_a), pick(results[b], seeds_b)
+
+
 def report_ablation(run: Run, results: dict[str, Result]) -> None:
-    """Section 2: the ablation table, each row against next-item only."""
+    """Section 2: the ablation table, each row against next-item only on the seeds both
+    were trained on (`on_shared_seeds`)."""
     rows = []
     base = results.get("next_item")
     for spec_name, label in (
@@ -1028,7 +1048,12 @@ def report_ablation(run: Run, results: dict[str, Result]) -> None:
         if spec_name == "next_item" and run.specs[2].alias_of:
             note = "(= SASRec-CE run)"
         if res is not None and base is not None and spec_name != "next_item":
-            note = f"NDCG@10 {ratio(res.m('NDCG@10'), base.m('NDCG@10')):.2f}x next-item only"
+            row, ref = on_shared_seeds(run, results, spec_name, "next_item")
+            seeds = len(row.seed_reports)
+            note = (
+                f"NDCG@10 {ratio(row.m('NDCG@10'), ref.m('NDCG@10')):.2f}x next-item only "
+                f"({'same seed' if seeds == 1 else f'same {seeds} seeds'})"
+            )
         if res is None:
             planned = any(s.name == spec_name for s in run.specs)
             note = "not run" if planned else "skipped in --quick"
@@ -1043,15 +1068,17 @@ def report_ablation(run: Run, results: dict[str, Result]) -> None:
 
 
 def report_dro(run: Run, results: dict[str, Result]) -> dict[str, Any]:
-    """Section 3: ours + DRO vs ours and per-bucket recall, reported (DRO is judged as a
-    frontier by dro_frontier.py, issue 20 §3); returns the JSON line's fields for them."""
+    """Section 3: ours + DRO vs ours and per-bucket recall on the seeds both were trained on
+    (`on_shared_seeds`), reported (DRO is judged as a frontier by dro_frontier.py, issue 20
+    §3); returns the JSON line's fields for them."""
     if not have(results, "DRO check", ("ours", "ours_dro")):
         return {}
-    no_dro, with_dro = results["ours"], results["ours_dro"]
+    with_dro, no_dro = on_shared_seeds(run, results, "ours_dro", "ours")
     macro = ratio(with_dro.m("macro_recall@10"), no_dro.m("macro_recall@10"))
     ndcg_change = ratio(with_dro.m("NDCG@10"), no_dro.m("NDCG@10")) - 1.0
     print_table(
-        "DRO check: ours + DRO vs the same model without DRO (ours)",
+        f"DRO check: ours + DRO vs the same model without DRO (ours), seed(s) "
+        f"{[s for s in seeds_of(run, 'ours_dro') if s in seeds_of(run, 'ours')]}",
         [("ours", no_dro, ""), ("ours + DRO", with_dro, "")],
         EXTRA_COLS,
     )

@@ -238,6 +238,27 @@ def test_dro_is_reported_here_and_judged_as_a_frontier(capsys):
     assert not {"dro_macro_recall", "dro_ndcg_drop"} & set(pq.TARGETS)
 
 
+def test_one_seed_rows_are_compared_with_the_same_seed_not_a_mean_over_more(capsys):
+    """With 5 seeds for the judged rows, a one-seed ablation or DRO row set against their
+    mean mixed a seed effect into the ratio (ours' seed 3 is 8% below its others)."""
+    run = configured([])
+    run.seeds = [0, 1, 2, 3, 4]
+    pq.configure(run)
+
+    def row(*ndcgs):
+        return pq.Result("r", full_report(ndcgs[0]), seed_reports=[full_report(x) for x in ndcgs])
+
+    results = {"ours": row(0.12, 0.11, 0.10, 0.09, 0.08), "ours_dro": row(0.114),
+               "sasrec_ce": row(0.10, 0.05, 0.05, 0.05, 0.05), "plus_future": row(0.11)}  # fmt: skip
+    results["next_item"] = results["sasrec_ce"]  # an alias: the same run
+    fields = pq.report_dro(run, results)
+    assert fields["dro_ndcg_rel_change"] == round(0.114 / 0.12 - 1, 4)  # seed 0 with seed 0
+    pq.report_ablation(run, results)
+    out = capsys.readouterr().out
+    assert "seed(s) [0]" in out and "NDCG@10 1.10x next-item only (same seed)" in out
+    assert "NDCG@10 1.67x next-item only (same 5 seeds)" in out  # ours 0.10 / 0.06
+
+
 def test_ours_selecting_on_validation_is_judged_against_the_reference_with_its_control(capsys):
     """Issue 20 §3: the reference recipe keeps its best validation checkpoint; ours with the
     same selection is set beside it, and beside the same models given another user's input."""
