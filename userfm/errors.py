@@ -85,8 +85,8 @@ def check_fields(name: str, given: Iterable[str], known: Iterable[str], owner: s
         owner: the config class, named in the message (``"AdapterConfig"``).
 
     Raises:
-        ConfigError: ``"`adapter` has no field(s) ['num_latent'] (did you mean 'num_latents'?);
-            AdapterConfig's fields are [...]"``.
+        ConfigError: ``"`adapter` has no field(s) ['num_latent'] (did you mean 'num_latent'
+            -> 'num_latents'?); AdapterConfig's fields are [...]"``.
     """
     known = sorted(known)
     unknown = sorted(set(given) - set(known))

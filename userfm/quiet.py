@@ -5,7 +5,8 @@ eval-mode note and Lightning's "Tip" advertisement for a training run; everythin
 `transformers_output` turns transformers' progress bars and load reports off for a block: a
 small encoder saves and loads in milliseconds, and a damaged folder is reported by userfm in
 one line, not by a table from transformers followed by the same error. `datasets_progress`
-does the same for HF datasets' bars, which draw whatever stderr is (a nohup log got them).
+does the same for HF datasets' bars, which draw whatever stderr is (a nohup log got them), and
+`datasets_bars_follow_terminal` applies it to the dataset loaders, which take no ``progress``.
 """
 
 from __future__ import annotations
