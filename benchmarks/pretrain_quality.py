@@ -571,6 +571,13 @@ def per_seed_ratios(a: Result, b: Result, metric: str = "NDCG@10") -> list[float
     return [ratio(x, bs[i] if len(bs) > 1 else bs[0]) for i, x in enumerate(a.per_seed(metric))]
 
 
+def ratio_se(a: Result, b: Result, metric: str = "NDCG@10") -> float:
+    """Standard error of a.m / b.m from the two rows' seed spreads (the delta method:
+    independent means, each with its standard error sd / sqrt(seeds)); NaN for one seed."""
+    terms = [(r.sd(metric) / r.m(metric)) ** 2 / len(r.seed_reports) for r in (a, b)]
+    return ratio(a.m(metric), b.m(metric)) * math.sqrt(sum(terms))
+
+
 def fmt_loss(res: Result) -> str:
     return f"{res.train_loss:.3f}" if not math.isnan(res.train_loss) else "-"
 
@@ -939,9 +946,10 @@ def report_baselines(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         sampled = ratio(ours.m("sampled_NDCG@10"), other.m("sampled_NDCG@10"))
         seeds_ratio = ", ".join(f"{x:.2f}" for x in per_seed_ratios(ours, other))
         print(
-            f"full-ranking NDCG@10 ours / {who}: {value:.2f}x of the means (target >= "
-            f"{TARGETS[key]}x) {verdict(run.met[key])}   [per seed: {seeds_ratio}; sampled-100 "
-            f"NDCG@10: {sampled:.2f}x, reference only]"
+            f"full-ranking NDCG@10 ours / {who}: {value:.2f}x ± {ratio_se(ours, other):.2f} "
+            f"(standard error) of the means (target >= {TARGETS[key]}x) "
+            f"{verdict(run.met[key])}   [per seed: {seeds_ratio}; sampled-100 NDCG@10: "
+            f"{sampled:.2f}x, reference only]"
         )
     popular = ratio(nd, pop.m("NDCG@10"))
     print(f"full-ranking NDCG@10 ours / MostPopular: {popular:.2f}x (reported, no target)")
@@ -958,6 +966,7 @@ def report_baselines(run: Run, results: dict[str, Result]) -> dict[str, Any]:
         sampled_ndcg10_ours=round(ours.m("sampled_NDCG@10"), 4),
         ndcg_vs_most_popular=round(popular, 3),
         **{k: round(v, 3) for k, v in checks.items()},
+        **{f"{k}_se": round(ratio_se(ours, names[k][1]), 3) for k in checks},
     )
 
 

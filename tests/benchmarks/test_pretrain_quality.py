@@ -4,6 +4,7 @@ a saved row whose configuration differs from the current run's is refused, namin
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -223,6 +224,17 @@ def test_the_bce_target_is_judged_against_the_stronger_sasrec(reference, judged_
     assert "ndcg_vs_most_popular" not in run.met  # reported, no target
     out = capsys.readouterr().out
     assert "SASRec (reference code)" in out and "MostPopular: 2.60x (reported, no target)" in out
+    assert fields["ndcg_vs_sasrec_ce_se"] == 0.0  # the same value at every seed: no spread
+
+
+def test_the_ratios_standard_error_comes_from_both_rows_seed_spreads():
+    def row(*ndcgs):
+        return pq.Result("r", full_report(ndcgs[0]), seed_reports=[full_report(x) for x in ndcgs])
+
+    ours, ref = row(0.11, 0.13), row(0.09, 0.11)  # means 0.12 and 0.10, sd 0.01414 each
+    expected = 1.2 * math.sqrt((0.01414 / 0.12) ** 2 / 2 + (0.01414 / 0.10) ** 2 / 2)
+    assert pq.ratio_se(ours, ref) == pytest.approx(expected, rel=1e-3)
+    assert math.isnan(pq.ratio_se(row(0.12), ref))  # one seed: no spread to read
 
 
 def test_dro_is_reported_here_and_judged_as_a_frontier(capsys):
