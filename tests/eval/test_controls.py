@@ -64,6 +64,10 @@ def test_k_cuts_after_the_users_own_items_are_removed_and_exclusion_can_be_off()
 def test_bad_controls_raise_typed_errors():
     with pytest.raises(ConfigError, match="shift"):
         OtherUsersInput(ReadsInput(), shift=0)
+    with pytest.raises(ConfigError, match="`shift` must be an integer"):  # the project's rule
+        OtherUsersInput(ReadsInput(), shift=1.0)
+    with pytest.raises(ConfigError, match="`k`"):
+        OtherUsersInput(ReadsInput()).recommend([history("A", ["a1"]), history("B", ["b1"])], k=0)
     with pytest.raises(ConfigError, match="recommend"):
         OtherUsersInput(object())
     with pytest.raises(ConfigError, match="at least 2 users"):

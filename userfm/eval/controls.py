@@ -24,7 +24,7 @@ import numpy as np
 
 from userfm.api.embed import as_histories
 from userfm.api.recommend import Recommendations
-from userfm.errors import ConfigError
+from userfm.errors import ConfigError, check_int, check_k
 from userfm.eval.retrieval import Recommender
 
 
@@ -44,9 +44,7 @@ class OtherUsersInput:
     def __init__(self, model: Recommender, *, shift: int = 1) -> None:
         if not callable(getattr(model, "recommend", None)):
             raise ConfigError(f"{type(model).__name__} has no `recommend` method")
-        if shift < 1:
-            raise ConfigError(f"`shift` must be >= 1, got {shift}")
-        self.model, self.shift = model, shift
+        self.model, self.shift = model, check_int("shift", shift, minimum=1)
 
     def recommend(
         self,
@@ -68,6 +66,7 @@ class OtherUsersInput:
             `Recommendations` for the users given, in their order; ``None`` / ``-inf`` in the
             slots left empty.
         """
+        k = check_k(k, allow_none=True)
         users = list(as_histories(histories, kwargs.pop("schema", None))[0])
         n = len(users)
         if n < 2:
