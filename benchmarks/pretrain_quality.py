@@ -413,29 +413,23 @@ def train_and_evaluate(
     seeds = seeds or [args.seed]
     module, dm, trainer, fit_s, fit_cpu_s, events = fit(args, spec, epochs, seed=seeds[0])
     loss = trainer.callback_metrics.get("train/loss")
-    report = evaluate_retrieval(module.encoder, dm.log_, split="test")
-    reports, modules = [report], [(module, dm)]
-    for seed in seeds[1:]:
-        other, other_dm, *_ = fit(args, spec, epochs, seed=seed)
-        reports.append(evaluate_retrieval(other.encoder, other_dm.log_, split="test"))
-        modules.append((other, other_dm))
-    extra: dict[str, Any] = {
-        "another_user": [
-            {name: round(value, 4) for name, value in evaluate_retrieval(
-                OtherUsersInput(m.encoder), m_dm.log_, split="test"
-            ).metrics.items() if name in ("HR@10", "NDCG@10")}
-            for m, m_dm in modules
-        ],
-    }  # fmt: skip
+    reports, controls, selected = [], [], []
+    for i, seed in enumerate(seeds):  # one model at a time: the first one is fitted above
+        m, m_dm = (module, dm) if i == 0 else fit(args, spec, epochs, seed=seed)[:2]
+        reports.append(evaluate_retrieval(m.encoder, m_dm.log_, split="test"))
+        control = evaluate_retrieval(OtherUsersInput(m.encoder), m_dm.log_, split="test").metrics
+        controls.append({name: round(control[name], 4) for name in ("HR@10", "NDCG@10")})
+        selected.append(getattr(m, "selected_epoch", None))
+    extra: dict[str, Any] = {"another_user": controls}
     if spec.select_every:
-        extra["selected_epoch"] = [m.selected_epoch for m, _ in modules]
+        extra["selected_epoch"] = selected
     if module.dro_weighting is not None:
         extra["dro_weights"] = [round(w, 4) for w in module.dro_weighting.weights.tolist()]
         extra["dro_prior"] = [round(p, 4) for p in module.dro_weighting.prior.tolist()]
         extra["dro_class_loss"] = [round(x, 3) for x in module.dro_weighting.class_loss.tolist()]
     return Result(
         spec.label,
-        report,
+        reports[0],
         fit_s=fit_s,
         fit_cpu_s=fit_cpu_s,
         events=events,
