@@ -51,11 +51,9 @@ from userfm.data.splits import leave_one_out
 from userfm.errors import ConfigError, DataError
 
 SPLITS = ("test", "valid")
+#: the SASRec paper reports HR@10 / NDCG@10 against 100 sampled negatives
 SAMPLED_K = 10
-BUCKET_BY = (
-    "items",
-    "mass",
-)  # the SASRec paper reports HR@10 / NDCG@10 against 100 sampled negatives
+BUCKET_BY = ("items", "mass")
 
 
 @runtime_checkable
@@ -452,10 +450,55 @@ def evaluate_retrieval(
             ``model`` has no ``recommend``.
         DataError: no user has the 3 events leave-one-out needs.
     """
+    ks = _checked_options(model, split, ks, num_buckets, bucket_by, sampled_negatives)
+    data = leave_one_out_split(log, split)
+    if not data.inputs:
+        raise DataError(
+            f"no user has the 3 events leave-one-out needs ({data.skipped_users} users have fewer)"
+        )
+    recs = model.recommend(
+        data.inputs, k=None, exclude_seen=True, batch_size=batch_size, progress=progress
+    )
+    ranks, sampled, details = _target_ranks(
+        recs, data, sampled_negatives=sampled_negatives or 0, seed=seed
+    )
+    counts = np.asarray([data.train_counts.get(i, 0) for i in data.catalogue], dtype=np.int64)
+    item_buckets = frequency_buckets(counts, num_buckets, by=bucket_by)
+    target_buckets = item_buckets[pd.Index(data.catalogue).get_indexer(data.targets)]
+    metrics = _rank_metrics(ranks, target_buckets, ks, num_buckets)
+    if sampled_negatives:
+        metrics[f"sampled_HR@{SAMPLED_K}"] = hit_rate(sampled, SAMPLED_K)
+        metrics[f"sampled_NDCG@{SAMPLED_K}"] = ndcg(sampled, SAMPLED_K)
+    protocol, sampled_protocol, bucket_protocol = _protocols(
+        data, split, num_buckets, bucket_by, sampled_negatives, seed, details
+    )
+    return RetrievalReport(
+        metrics=metrics,
+        protocol=protocol,
+        num_users=len(data.inputs),
+        split=split,
+        num_items=len(data.catalogue),
+        sampled_protocol=sampled_protocol,
+        bucket_protocol=bucket_protocol,
+        buckets=_bucket_table(ranks, counts, item_buckets, target_buckets, ks, num_buckets),
+        details=details,
+    )
+
+
+def _checked_options(
+    model: Any,
+    split: str,
+    ks: Sequence[int],
+    num_buckets: int,
+    bucket_by: str,
+    sampled_negatives: int | None,
+) -> list[int]:
+    """`evaluate_retrieval`'s options checked (ConfigError naming the bad one); the sorted,
+    distinct cut-offs."""
     check_split(split)
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ConfigError(f"`ks` must be cut-offs >= 1, got {ks}")
+    cutoffs = sorted({int(k) for k in ks})
+    if not cutoffs or cutoffs[0] < 1:
+        raise ConfigError(f"`ks` must be cut-offs >= 1, got {cutoffs}")
     if num_buckets < 1:
         raise ConfigError(f"`num_buckets` must be >= 1, got {num_buckets}")
     if bucket_by not in BUCKET_BY:
@@ -467,41 +510,47 @@ def evaluate_retrieval(
             f"{type(model).__name__} has no `recommend(histories, k=None, exclude_seen=True)` "
             "method; see userfm.eval.retrieval.Recommender"
         )
-    data = leave_one_out_split(log, split)
-    n_users = len(data.inputs)
-    if n_users == 0:
-        raise DataError(
-            f"no user has the 3 events leave-one-out needs ({data.skipped_users} users have fewer)"
-        )
-    recs = model.recommend(
-        data.inputs, k=None, exclude_seen=True, batch_size=batch_size, progress=progress
-    )
-    ranks, sampled, details = _target_ranks(
-        recs, data, sampled_negatives=sampled_negatives or 0, seed=seed
-    )
+    return cutoffs
 
-    counts = np.asarray([data.train_counts.get(i, 0) for i in data.catalogue], dtype=np.int64)
-    item_buckets = frequency_buckets(counts, num_buckets, by=bucket_by)
-    target_buckets = item_buckets[pd.Index(data.catalogue).get_indexer(data.targets)]
 
-    metrics: dict[str, float] = {}
-    for k in ks:
-        metrics[f"HR@{k}"] = hit_rate(ranks, k)
-    for k in ks:
-        if k > 1:  # NDCG@1 = HR@1
-            metrics[f"NDCG@{k}"] = ndcg(ranks, k)
+def _rank_metrics(
+    ranks: np.ndarray, target_buckets: np.ndarray, ks: list[int], num_buckets: int
+) -> dict[str, float]:
+    """Full-ranking HR@K, NDCG@K (K > 1; NDCG@1 = HR@1), MRR, macro / weighted recall@K.
+
+    Args:
+        ranks: (U,) 1-based target ranks, inf for a miss.
+        target_buckets: (U,) the frequency bucket of each user's target.
+    """
+    metrics = {f"HR@{k}": hit_rate(ranks, k) for k in ks}
+    metrics.update({f"NDCG@{k}": ndcg(ranks, k) for k in ks if k > 1})
     metrics["MRR"] = mrr(ranks)
     for k in ks:
         metrics[f"macro_recall@{k}"] = macro_recall(ranks, target_buckets, k, num_buckets)
     for k in ks:
         metrics[f"weighted_recall@{k}"] = weighted_recall(ranks, target_buckets, k, num_buckets)
-    if sampled_negatives:
-        metrics[f"sampled_HR@{SAMPLED_K}"] = hit_rate(sampled, SAMPLED_K)
-        metrics[f"sampled_NDCG@{SAMPLED_K}"] = ndcg(sampled, SAMPLED_K)
+    return metrics
 
+
+def _bucket_table(
+    ranks: np.ndarray,
+    counts: np.ndarray,
+    item_buckets: np.ndarray,
+    target_buckets: np.ndarray,
+    ks: list[int],
+    num_buckets: int,
+) -> list[dict[str, Any]]:
+    """One entry per frequency bucket, head first: its items, share of training events,
+    targets and recall@K.
+
+    Args:
+        ranks: (U,) 1-based target ranks.
+        counts: (I,) training events per catalogue item.
+        item_buckets: (I,) each item's bucket; target_buckets: (U,) each target's.
+    """
     total = max(int(counts.sum()), 1)
     per_bucket = {k: bucket_recall(ranks, target_buckets, k, num_buckets) for k in ks}
-    buckets = []
+    table = []
     for b in range(num_buckets):
         in_b = item_buckets == b
         entry: dict[str, Any] = {
@@ -511,11 +560,23 @@ def evaluate_retrieval(
             "targets": int((target_buckets == b).sum()),
         }
         entry.update({f"recall@{k}": float(per_bucket[k][b]) for k in ks})
-        buckets.append(entry)
+        table.append(entry)
+    return table
 
-    skipped = data.skipped_users
+
+def _protocols(
+    data: LeaveOneOutSplit,
+    split: str,
+    num_buckets: int,
+    bucket_by: str,
+    sampled_negatives: int | None,
+    seed: int,
+    details: dict[str, Any],
+) -> tuple[str, str | None, str]:
+    """The protocol strings of the full-ranking, sampled (None when skipped) and bucket
+    metrics, printed with every number."""
+    skipped, n_users, n_items = data.skipped_users, len(data.inputs), len(data.catalogue)
     users = f"{n_users:,} users" + (f" ({skipped:,} with < 3 events skipped)" if skipped else "")
-    n_items = len(data.catalogue)
     protocol = (
         f"leave-one-out, {split} split, full ranking over {n_items:,} items, "
         f"seen items filtered, {users}"
@@ -535,14 +596,4 @@ def evaluate_retrieval(
         f"{'item count' if bucket_by == 'items' else 'training mass'} "
         "(macro: mean over buckets, weighted: mean over users)"
     )
-    return RetrievalReport(
-        metrics=metrics,
-        protocol=protocol,
-        num_users=n_users,
-        split=split,
-        num_items=n_items,
-        sampled_protocol=sampled_protocol,
-        bucket_protocol=bucket_protocol,
-        buckets=buckets,
-        details=details,
-    )
+    return protocol, sampled_protocol, bucket_protocol
