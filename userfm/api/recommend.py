@@ -157,6 +157,48 @@ def _seen_items(batch: list[UserHistory], vocab: Vocab, device: torch.device) ->
     return torch.from_numpy(seen).to(device)
 
 
+def _blockwise_topk(
+    model: UserEncoder,
+    emb: torch.Tensor,
+    item_vectors: torch.Tensor,
+    seen: torch.Tensor | None,
+    k: int,
+    block: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` real items per user, scoring ``block`` items at a time.
+
+    Args:
+        emb: (B, D) user embeddings.
+        item_vectors: (V, D') the real items' output vectors (item index NUM_SPECIALS + j
+            is row j).
+        seen: (B, S) item indices to leave out per user, 0-padded (`_seen_items`), or None.
+
+    Returns:
+        (B, k) scores (-inf where an excluded item fills a slot) and (B, k) row indices of
+        ``item_vectors``, best first; ties in ascending item order, as one top-k over all
+        items would give.
+    """
+    num_real = item_vectors.shape[0]
+    best: tuple[torch.Tensor, torch.Tensor] | None = None  # (B, k) values, columns
+    for start in range(0, num_real, block):  # (B, block) scores at a time, not (B, V)
+        stop = min(start + block, num_real)
+        scores = model.item_scores(emb, item_vectors[start:stop]).float()  # (B, n)
+        if seen is not None:  # the block holds item indices NUM_SPECIALS + [start, stop)
+            where = block_positions(seen, NUM_SPECIALS + start, stop - start)
+            fill_positions_(scores, where, -torch.inf)
+        # the block's own top k: the overall top k is among the blocks' (a column left out
+        # of its block's has k better ones in that block alone)
+        values, cols = stable_topk(scores, min(k, scores.shape[1]))  # (B, <= k)
+        cols = cols + start
+        if best is not None:  # earlier blocks first: ties keep ascending item order
+            values, cols = torch.cat([best[0], values], 1), torch.cat([best[1], cols], 1)
+            values, pick = stable_topk(values, min(k, values.shape[1]))
+            cols = cols.gather(1, pick)
+        best = values, cols
+    assert best is not None, "no real items"  # recommend checks num_real > 0
+    return best
+
+
 def recommend(
     model: UserEncoder,
     histories: HistoriesLike,
@@ -221,24 +263,8 @@ def recommend(
                 model.embeddings.item_vectors()[NUM_SPECIALS : NUM_SPECIALS + num_real]
             )
         seen = _seen_items(batch, vocab, emb.device) if exclude_seen else None
-        best: tuple[torch.Tensor, torch.Tensor] | None = None  # (B, k_eff) values, columns
-        for start in range(0, num_real, block):  # (B, block) scores at a time, not (B, V)
-            stop = min(start + block, num_real)
-            scores = model.item_scores(emb, item_vectors[0][start:stop]).float()  # (B, n)
-            if seen is not None:  # the block holds item indices NUM_SPECIALS + [start, stop)
-                where = block_positions(seen, NUM_SPECIALS + start, stop - start)
-                fill_positions_(scores, where, -torch.inf)
-            # the block's own top k: the overall top k is among the blocks' (a column left
-            # out of its block's has k better ones in that block alone)
-            values, cols = stable_topk(scores, min(k_eff, scores.shape[1]))  # (B, <= k)
-            cols = cols + start
-            if best is not None:  # earlier blocks first: ties keep ascending item order
-                values, cols = torch.cat([best[0], values], 1), torch.cat([best[1], cols], 1)
-                values, pick = stable_topk(values, min(k_eff, values.shape[1]))
-                cols = cols.gather(1, pick)
-            best = values, cols
-        assert best is not None
-        return best[1].cpu().numpy(), best[0].cpu().numpy()
+        values, cols = _blockwise_topk(model, emb, item_vectors[0], seen, k_eff, block)
+        return cols.cpu().numpy(), values.cpu().numpy()
 
     tokens = np.asarray(vocab.tokens, dtype=object)
     parts = []
