@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import Namespace
 
@@ -241,8 +242,57 @@ def _method_dir(spec: str) -> tuple[str, Path]:
     return name, folder
 
 
-def cmd_eval_uqa(args: Namespace) -> int:
+def _uqa_records(args: Namespace, questions: Any) -> list[dict]:
+    """The questions `userfm eval uqa` answers: ``--split``'s, of ``--tasks`` (all when
+    unset), at most ``--max-per-task`` of each sub-task (drawn with ``--seed``)."""
+    from userfm.eval.uqa import evaluate as ev
 
+    if args.split not in questions or not len(questions[args.split]):
+        raise ConfigError(f"`--split`: {args.questions} has no {args.split!r} questions")
+    records = list(questions[args.split])
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",")]
+        unknown = sorted(set(tasks) - {r["task"] for r in records})
+        if unknown:
+            raise ConfigError(f"`--tasks`: no {args.split!r} questions of {unknown}")
+        records = [r for r in records if r["task"] in tasks]
+    return ev.sample_per_task(records, args.max_per_task, seed=args.seed)
+
+
+def _uqa_facts(args: Namespace, num_questions: int, llm_name: str | None) -> dict[str, str]:
+    """The protocol lines `userfm eval uqa` writes at the head of its report."""
+    from userfm.eval.uqa import evaluate as ev
+
+    facts = {
+        "questions": f"{args.questions} ({args.split} split, {num_questions:,} questions"
+        + (f", at most {args.max_per_task} per sub-task" if args.max_per_task else "")
+        + "; test users are unseen in adapter training)",
+        "log": args.log,
+        "LLM": llm_name or "none",
+        "scoring": "multiple choice by option likelihood (cloze: each option's text + end of "
+        "turn as the answer to the question without its option list; summed log-probability, "
+        f"'{ev.PER_TOKEN.strip()}' rows: mean per token); free form: normalised exact / prefix "
+        "match"
+        + (
+            f"; '{ev.LETTER.strip()}' rows: the option letter ranked first (a diagnostic)"
+            if args.letters
+            else ""
+        )
+        + (
+            f"; '{ev.SWAPPED.strip()}' rows: each question answered with another test user's "
+            "context"
+            if args.swapped
+            else ""
+        ),
+    }
+    if args.include:
+        facts["included"] = "methods not scored in this run are taken from " + ", ".join(
+            map(str, args.include)
+        )
+    return facts
+
+
+def cmd_eval_uqa(args: Namespace) -> int:
     from userfm.adapters.config import AdapterConfig
     from userfm.adapters.model import UserConditionedLM
     from userfm.api.embed import resolve_device
@@ -260,16 +310,7 @@ def cmd_eval_uqa(args: Namespace) -> int:
     if len(set(names)) < len(names):
         raise ConfigError(f"`--adapter`: two methods share a name in {names}; use NAME=DIR")
     questions = load_questions(args.questions)
-    if args.split not in questions or not len(questions[args.split]):
-        raise ConfigError(f"`--split`: {args.questions} has no {args.split!r} questions")
-    records = list(questions[args.split])
-    if args.tasks:
-        tasks = [t.strip() for t in args.tasks.split(",")]
-        unknown = sorted(set(tasks) - {r["task"] for r in records})
-        if unknown:
-            raise ConfigError(f"`--tasks`: no {args.split!r} questions of {unknown}")
-        records = [r for r in records if r["task"] in tasks]
-    records = ev.sample_per_task(records, args.max_per_task, seed=args.seed)
+    records = _uqa_records(args, questions)
     train = list(questions["train"]) if "train" in questions else []
     log = load_source(args.log, format=args.log_format, schema=asdict(schema_from_args(args)))
     ev.check_users(records, log)
@@ -318,32 +359,7 @@ def cmd_eval_uqa(args: Namespace) -> int:
     if args.include:
         scored = {r["method"] for r in results}
         results += include_results(args.include, records, skip=sorted(scored))
-    facts = {
-        "questions": f"{args.questions} ({args.split} split, {len(records):,} questions"
-        + (f", at most {args.max_per_task} per sub-task" if args.max_per_task else "")
-        + "; test users are unseen in adapter training)",
-        "log": args.log,
-        "LLM": llm_name or "none",
-        "scoring": "multiple choice by option likelihood (cloze: each option's text + end of "
-        "turn as the answer to the question without its option list; summed log-probability, "
-        f"'{ev.PER_TOKEN.strip()}' rows: mean per token); free form: normalised exact / prefix "
-        "match"
-        + (
-            f"; '{ev.LETTER.strip()}' rows: the option letter ranked first (a diagnostic)"
-            if args.letters
-            else ""
-        )
-        + (
-            f"; '{ev.SWAPPED.strip()}' rows: each question answered with another test user's "
-            "context"
-            if args.swapped
-            else ""
-        ),
-    }
-    if args.include:
-        facts["included"] = "methods not scored in this run are taken from " + ", ".join(
-            map(str, args.include)
-        )
+    facts = _uqa_facts(args, len(records), llm_name)
     paths = write_report(results, args.out, facts=facts)
     print(paths["report"].read_text(encoding="utf-8").split("## Accuracy by sub-task")[0])
     print(f"wrote {args.out}: " + ", ".join(p.name for p in paths.values()))
