@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jsonargparse import Namespace
 
 from userfm.cli_options import schema_from_args
 from userfm.cli_parser import STAGE_HELP, build_parser
 from userfm.errors import ConfigError, UserfmError
+
+if TYPE_CHECKING:  # datasets is imported by the commands that read it
+    from datasets import DatasetDict
 
 
 def cmd_synth(args: Namespace) -> int:
@@ -242,7 +245,7 @@ def _method_dir(spec: str) -> tuple[str, Path]:
     return name, folder
 
 
-def _uqa_records(args: Namespace, questions: Any) -> list[dict]:
+def _uqa_records(args: Namespace, questions: DatasetDict) -> list[dict]:
     """The questions `userfm eval uqa` answers: ``--split``'s, of ``--tasks`` (all when
     unset), at most ``--max-per-task`` of each sub-task (drawn with ``--seed``)."""
     from userfm.eval.uqa import evaluate as ev
