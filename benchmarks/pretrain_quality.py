@@ -566,10 +566,17 @@ def per_seed_ratios(a: Result, b: Result, metric: str = "NDCG@10") -> list[float
 
 
 def ratio_se(a: Result, b: Result, metric: str = "NDCG@10") -> float:
-    """Standard error of a.m / b.m from the two rows' seed spreads (the delta method:
-    independent means, each with its standard error sd / sqrt(seeds)); NaN for one seed."""
-    terms = [(r.sd(metric) / r.m(metric)) ** 2 / len(r.seed_reports) for r in (a, b)]
-    return ratio(a.m(metric), b.m(metric)) * math.sqrt(sum(terms))
+    """Standard error of a.m / b.m from the two rows' seed spreads (`ratio_of_means_se`)."""
+    return ratio_of_means_se(a.per_seed(metric), b.per_seed(metric))
+
+
+def ratio_of_means_se(a: list[float], b: list[float]) -> float:
+    """Standard error of mean(a) / mean(b) by the delta method: independent means, each with
+    its standard error sd / sqrt(n); NaN when either has one value."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    terms = [(np.std(v, ddof=1) / np.mean(v)) ** 2 / len(v) for v in (a, b)]
+    return ratio(float(np.mean(a)), float(np.mean(b))) * math.sqrt(sum(terms))
 
 
 def fmt_loss(res: Result) -> str:
