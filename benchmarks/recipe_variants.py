@@ -284,7 +284,7 @@ def table(variants: list[Variant], scores: dict[str, Scores], popular: dict) -> 
     for v in variants:
         s = scores[v.name]
         change = ", ".join(f"{k}={json.dumps(val)}" for k, val in v.changes.items()) or "-"
-        cells = ["1", "1"] if v.name == OURS else [
+        cells = ["1.000", "1.000"] if v.name == OURS else [
             x(ratio_to_ours(s, ours, "valid")), x(ratio_to_ours(s, ours, "test"))]  # fmt: skip
         lines.append(
             f"| {v.name} | {change} | {len(s.seeds)} | {mean_sd(s.valid)} | {cells[0]} | "
