@@ -249,9 +249,10 @@ def mean_sd(values: list[float]) -> str:
 
 
 def ratio_to_ours(scores: Scores, ours: Scores, split: str) -> tuple[float, float]:
-    """Mean of ``scores`` / mean of ours on ``split``, and its standard error (NaN with one
-    seed)."""
-    a, b = getattr(scores, split), getattr(ours, split)
+    """Mean of ``scores`` / mean of ours on ``split`` over the seeds ``scores`` has (ours
+    has them all, `main` checks), and its standard error (NaN with one seed)."""
+    a = getattr(scores, split)
+    b = [getattr(ours, split)[ours.seeds.index(seed)] for seed in scores.seeds]
     return statistics.fmean(a) / statistics.fmean(b), pq.ratio_of_means_se(a, b)
 
 
@@ -309,16 +310,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {pq.machine_description()}; ours: {ours.epochs} epochs, seeds "
           f"{args.seed}..{args.seed + args.seeds - 1}; quick={args.quick}")  # fmt: skip
     scores = {v.name: scores_of(v, args, qa) for v in variants}
-    missing = [n for n, s in scores.items() if s.seeds != scores[OURS].seeds]
-    if not scores[OURS].seeds or missing:
-        print(f"not reported: {missing} lack seeds ours has, or ours has none; train them "
-              "(--train) or read them (--results)")  # fmt: skip
-        print(json.dumps({"benchmark": "recipe_variants", "incomplete": missing}))
+    # a variant is compared with ours on the seeds it has; ours needs every one of them
+    missing = sorted({seed for s in scores.values() for seed in s.seeds} - set(scores[OURS].seeds))
+    if missing or not scores[OURS].seeds:
+        print(f"not reported: ours lacks seeds {missing or 'all'} that the comparison needs; "
+              "train it (--train ours) or read it (--results)")  # fmt: skip
+        print(json.dumps({"benchmark": "recipe_variants", "incomplete": [OURS]}))
         return 0
+    scores = {n: s for n, s in scores.items() if s.seeds}  # a model with no fit is left out
+    variants = [v for v in variants if v.name in scores]
     popular = most_popular(qa)
     print("\n".join(table(variants, scores, popular)))
     # ours is a candidate too: a variant is chosen only if it beats ours on validation
-    best = max(scores, key=lambda n: statistics.fmean(scores[n].valid))
+    best = max(
+        scores,
+        key=lambda n: 1.0 if n == OURS else ratio_to_ours(scores[n], scores[OURS], "valid")[0],
+    )
     print(f"best on validation: {best}")
     summary = {
         name: {

@@ -95,13 +95,13 @@ def test_parts_trained_apart_merge_and_fits_are_read_back(tmp_path, monkeypatch,
     results = tmp_path / "runs.jsonl"
     common = ["--data", str(tmp_path), "--results", str(results), "--variant", "drop",
               "encoder.dropout=0.4", "--variant", "wd", "weight_decay=0.1"]  # fmt: skip
-    assert rv.main(common + ["--train", "ours,drop"]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["incomplete"] == ["wd"]
+    assert rv.main(common + ["--train", "drop"]) == 0  # ours has no fit yet: no report
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["incomplete"] == ["ours"]
+    assert rv.main(common + ["--train", "ours"]) == 0  # a model with no fit is left out
+    assert set(json.loads(capsys.readouterr().out.splitlines()[-1])["models"]) == {"ours", "drop"}
     assert rv.main(common + ["--train", "wd"]) == 0
     capsys.readouterr()
-    assert sorted(trained) == sorted(
-        [(n, s) for n in ("ours", "drop", "wd") for s in (0, 1)]
-    )  # each fit once, by the process that owned it
+    assert trained == [(n, s) for n in ("drop", "ours", "wd") for s in (0, 1)]  # each once
     assert rv.main(common) == 0
     out = capsys.readouterr().out
     assert len(trained) == 6  # the report read everything
@@ -150,3 +150,18 @@ def test_quick_run_on_movielens(ml100k_dir, tmp_path, capsys):
         assert 0 < scores["valid"] < 1 and 0 < scores["test"] < 1
     assert rv.main(argv) == 0
     assert capsys.readouterr().out.count("read from") == 2
+
+
+def test_a_variant_with_fewer_seeds_is_compared_on_its_own(tmp_path, monkeypatch, capsys):
+    """A variant stopped after seed 0 is set against ours' seed 0, not ours' mean."""
+    (tmp_path / "u.data").write_text("")
+    monkeypatch.setattr(rv, "most_popular", lambda qa: {"valid": 0.035, "test": 0.045})
+    monkeypatch.setattr(rv, "fit_and_score", fake_fit([]))
+    results = tmp_path / "runs.jsonl"
+    common = ["--data", str(tmp_path), "--results", str(results), "--variant", "drop",
+              "encoder.dropout=0.4"]  # fmt: skip
+    assert rv.main(common + ["--seeds", "1"]) == 0  # both at seed 0
+    assert rv.main(common + ["--train", "ours"]) == 0  # ours at seeds 0 and 1, drop at 0
+    out = capsys.readouterr().out
+    assert "| drop | encoder.dropout=0.4 | 1 | 0.1500 | 1.071 | 0.1300 | 1.083 |" in out
+    assert "| ours | - | 2 | 0.1395 ± 0.0007 |" in out
