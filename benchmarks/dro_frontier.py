@@ -53,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pretrain_quality as pq  # noqa: E402
+from saved_rows import save_run, saved_run  # noqa: E402
 
 TARGET_MACRO = 1.15  # >= this x the macro recall@10 of λ = inf ...
 TARGET_NDCG_DROP = 0.03  # ... at no more than this relative NDCG@10 loss
@@ -136,13 +137,6 @@ def run_key(log: str, temperature: float, seed: int, args: argparse.Namespace) -
     ), default=str))  # fmt: skip
 
 
-def read_results(path: Path | None) -> list[dict]:
-    """The runs of a ``--results`` file (none when it does not exist yet)."""
-    if path is None or not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def fit_and_score(
     log: str, temperature: float, seed: int, args: argparse.Namespace
 ) -> tuple[Any, Any]:
@@ -184,18 +178,15 @@ def frontier(log: str, args: argparse.Namespace) -> tuple[list[Point], int]:
         for seed in range(args.seeds):
             t0 = time.perf_counter()
             key = run_key(log, temperature, seed, args)
-            # read at each run, not once: another process sharing the file may have added it
-            done = [r for r in read_results(args.results) if r["key"] == key]
-            if done:
-                run, source = done[0], f"read from {args.results}"
+            run = saved_run(args.results, key)
+            if run is not None:
+                source = f"read from {args.results}"
             else:
                 report, control = fit_and_score(log, temperature, seed, args)
                 run = dict(key=key, **scores(report), tail_targets=report.buckets[-1]["targets"],
                            another_user=scores(control))  # fmt: skip
                 source = f"{time.perf_counter() - t0:.0f} s"
-                if args.results is not None:
-                    with args.results.open("a") as f:  # one line per run: parts may share it
-                        f.write(json.dumps(run) + "\n")
+                save_run(args.results, run)
             tail = run["tail_targets"]
             point.ndcg.append(run["ndcg10"])
             point.macro.append(run["macro_recall10"])

@@ -46,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pretrain_quality as pq  # noqa: E402
+from saved_rows import save_run, saved_run  # noqa: E402
 
 #: README's "Recipe diagnostics": regularisation and capacity levers not tried before
 DEFAULT_VARIANTS = [
@@ -190,13 +191,6 @@ def run_key(variant: Variant, seed: int, qa: argparse.Namespace) -> dict:
     ), default=str))  # fmt: skip
 
 
-def read_results(path: Path | None) -> list[dict]:
-    """The fits of a ``--results`` file (none when it does not exist yet)."""
-    if path is None or not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def fit_and_score(variant: Variant, seed: int, qa: argparse.Namespace) -> dict[str, float]:
     """Train ``variant`` once with ``seed`` and score it (validation, test, another user)."""
     from userfm.eval import OtherUsersInput
@@ -222,19 +216,16 @@ def scores_of(variant: Variant, args: argparse.Namespace, qa: argparse.Namespace
     trains = args.train is None or variant.name in args.train
     for seed in range(args.seed, args.seed + args.seeds):
         t0, key = time.perf_counter(), run_key(variant, seed, qa)
-        # read at each fit, not once: another process sharing the file may have added it
-        done = [r for r in read_results(args.results) if r["key"] == key]
-        if done:
-            fit, source = done[0], f"read from {args.results}"
+        fit = saved_run(args.results, key)
+        if fit is not None:
+            source = f"read from {args.results}"
         elif not trains:
             print(f"{variant.name} seed {seed}: not in --results, not trained (--train)")
             continue
         else:
             fit = dict(key=key, **fit_and_score(variant, seed, qa))
             source = f"{time.perf_counter() - t0:.0f} s"
-            if args.results is not None:
-                with args.results.open("a") as f:  # one line per fit: parts may share it
-                    f.write(json.dumps(fit) + "\n")
+            save_run(args.results, fit)
         out.seeds.append(seed)
         for name in ("valid", "test", "test_hr", "another_user"):
             getattr(out, name).append(fit[name])

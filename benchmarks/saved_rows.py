@@ -1,7 +1,8 @@
 """A benchmark row saved with ``--out`` and read back with ``--reuse``
 (benchmarks/pretrain_quality.py): the row (`Result`), its JSON round trip, the check that a
 saved row was made with the current configuration, and the merge of a row saved in several
-files with other seeds.
+files with other seeds. Also the runs a ``--results`` file keeps one per line
+(benchmarks/dro_frontier.py, benchmarks/recipe_variants.py): `saved_run`, `save_run`.
 
 A row's JSON entry holds its label, its configuration (everything that decides its numbers),
 the first seed's report and every seed's, the first fit's timing and loss, and ``extra``
@@ -193,3 +194,20 @@ def merge_seed_parts(name: str, found: list[tuple[Path, dict]]) -> tuple[Path, d
             extra[key] = [x for _, entry in found for x in entry["extra"][key]]
     merged["extra"] = extra
     return found[0][0], merged
+
+
+def saved_run(path: Path | None, key: dict) -> dict | None:
+    """The run whose ``"key"`` is ``key`` in the JSON-lines file ``path``, or None (also when
+    there is no file yet). Read at each call: another process may have added it."""
+    if path is None or not path.is_file():
+        return None
+    runs = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return next((run for run in runs if run["key"] == key), None)
+
+
+def save_run(path: Path | None, run: dict) -> None:
+    """Append ``run`` (with its ``"key"``) to ``path`` as one line, so that processes training
+    other parts can share the file; nothing when ``path`` is None."""
+    if path is not None:
+        with path.open("a") as f:
+            f.write(json.dumps(run) + "\n")
