@@ -54,6 +54,7 @@ DEFAULT_VARIANTS = [
     ["hidden_100", "encoder.hidden_size=100"],
     ["layers_3", "encoder.num_layers=3"],
     ["batch_64", "batch_size=64"],
+    ["ffn_50", "encoder.intermediate_size=50"],  # the SASRec paper's feed-forward width
 ]
 OURS = "ours"
 
