@@ -22,8 +22,9 @@ A variant is ``--variant NAME KEY=VALUE [KEY=VALUE ...]``; VALUE is JSON (``0.4`
         --variant dropout_0.4 encoder.dropout=0.4 --variant hidden_100 encoder.hidden_size=100
 
 ``--results runs.jsonl`` keeps every finished fit (its configuration and scores) and reads
-back the fits it already holds: processes given other ``--variant``s (or ``--seed``) can share
-the file, a stopped run resumes, and a last call with every variant reads them and reports.
+back the fits it already holds: processes given other ``--train`` models (or ``--seed``) can
+share the file, a stopped run resumes, and ``--report`` reads them all and reports, training
+nothing. A variant is compared with ours on the seeds the variant has.
 Without ``--variant`` the variants of README's "Recipe diagnostics" run.
 
 The last line is one JSON object: per model the mean validation / test NDCG@10 and the ratios
@@ -105,7 +106,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train", type=lambda text: [n for n in text.split(",") if n], default=None,
                    help="train only these models (comma-separated: ours and variant names); "
                    "the others are read from --results, or left out")  # fmt: skip
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: report the fits --results holds")  # fmt: skip
     args = p.parse_args(argv)
+    if args.report:
+        if args.train is not None:
+            p.error("--report trains nothing: leave out --train")
+        if args.results is None:
+            p.error("--report reads --results FILE: name it")
+        args.train = []
     args.seeds = args.seeds or (1 if args.quick else 2)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
@@ -120,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.train or []) - {OURS, *names})
     if unknown:
         p.error(f"--train: no model named {unknown}; the models are {[OURS, *names]}")
-    if args.train is not None and args.results is None:
+    if args.train and args.results is None:
         p.error("--train trains a part: add --results FILE to keep it")
     return args
 

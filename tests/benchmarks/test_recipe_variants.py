@@ -67,6 +67,8 @@ def test_variant_arguments_are_checked(capsys, tmp_path):
         ["--variant", "x", "lr=1", "--variant", "x", "lr=2"],
         ["--variant", "x", "lr=1", "--train", "y", "--results", str(tmp_path / "r")],
         ["--variant", "x", "lr=1", "--train", "x"],  # a part without a file to keep it in
+        ["--report"],  # nothing to read
+        ["--report", "--train", "ours", "--results", str(tmp_path / "r")],
     ):
         with pytest.raises(SystemExit):
             rv.parse_args(argv)
@@ -102,9 +104,9 @@ def test_parts_trained_apart_merge_and_fits_are_read_back(tmp_path, monkeypatch,
     assert rv.main(common + ["--train", "wd"]) == 0
     capsys.readouterr()
     assert trained == [(n, s) for n in ("drop", "ours", "wd") for s in (0, 1)]  # each once
-    assert rv.main(common) == 0
+    assert rv.main(common + ["--report", "--seeds", "3"]) == 0  # seed 2: in no file
     out = capsys.readouterr().out
-    assert len(trained) == 6  # the report read everything
+    assert len(trained) == 6  # the report read everything and trained nothing
     summary = json.loads(out.splitlines()[-1])
     assert summary["best_on_valid"] == "drop"
     assert summary["models"]["drop"]["test_x_ours"] == round(0.13 / 0.12, 3)
