@@ -503,14 +503,15 @@ def paired_throughput(
     }
 
 
-def most_popular(args: argparse.Namespace) -> Result:
+def most_popular(args: argparse.Namespace, split: str = "test") -> Result:
+    """Training counts (`MostPopular`) on ``split``: counted without that split's targets."""
     from userfm.data.formats import load_movielens_100k
     from userfm.eval.baselines import MostPopular
     from userfm.eval.retrieval import evaluate_retrieval
 
     log = load_movielens_100k(args.data)
-    pop = MostPopular().fit(log, split="test")
-    return Result("MostPopular", evaluate_retrieval(pop, log, split="test"))
+    pop = MostPopular().fit(log, split=split)
+    return Result("MostPopular", evaluate_retrieval(pop, log, split=split))
 
 
 # ---- printing ---------------------------------------------------------------------------------

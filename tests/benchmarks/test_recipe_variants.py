@@ -167,3 +167,28 @@ def test_a_variant_with_fewer_seeds_is_compared_on_its_own(tmp_path, monkeypatch
     out = capsys.readouterr().out
     assert "| drop | encoder.dropout=0.4 | 1 | 0.1500 | 1.071 | 0.1300 | 1.083 |" in out
     assert "| ours | - | 2 | 0.1395 ± 0.0007 |" in out
+
+
+def test_most_popular_is_counted_without_each_splits_targets(monkeypatch, tmp_path):
+    """Validation's most popular must not count the validation targets (the test split's
+    counts include them)."""
+    from userfm.data import formats
+    from userfm.data.synthetic import SyntheticConfig
+    from userfm.eval.baselines import MostPopular
+    from userfm.eval.retrieval import evaluate_retrieval
+    from userfm.pretrain.data import EventDataModule
+
+    dm = EventDataModule(source="synthetic", synthetic=SyntheticConfig(num_users=60,
+                         num_items=40, seed=3).to_dict(), max_len=8)  # fmt: skip
+    dm.setup("fit")
+    monkeypatch.setattr(formats, "load_movielens_100k", lambda path: dm.log_)
+    splits = []
+    fit = MostPopular.fit
+    monkeypatch.setattr(MostPopular, "fit", lambda self, log, split: splits.append(split)
+                        or fit(self, log, split))  # fmt: skip
+    qa = rv.quality_args(rv.parse_args(["--data", str(tmp_path)]))
+    scores = rv.most_popular(qa)
+    assert splits == ["valid", "test"]
+    valid = MostPopular().fit(dm.log_, split="valid")
+    expected = evaluate_retrieval(valid, dm.log_, split="valid").metrics["NDCG@10"]
+    assert scores["valid"] == round(expected, 4)
