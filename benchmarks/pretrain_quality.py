@@ -1026,11 +1026,15 @@ def seeds_of(run: Run, name: str) -> list[int]:
     return run.configs[alias.get(name, name)]["seeds"]
 
 
+def shared_seeds(run: Run, a: str, b: str) -> list[int]:
+    """The seeds rows ``a`` and ``b`` were both trained on, in ``a``'s order."""
+    return [seed for seed in seeds_of(run, a) if seed in seeds_of(run, b)]
+
+
 def on_shared_seeds(run: Run, results: dict[str, Result], a: str, b: str) -> tuple[Result, Result]:
     """Rows ``a`` and ``b`` restricted to the seeds both were trained on, so that a row of
     one seed is compared with the other's same seed, not with its mean over more."""
-    seeds_a, seeds_b = seeds_of(run, a), seeds_of(run, b)
-    shared = [seed for seed in seeds_a if seed in seeds_b]
+    seeds_a, seeds_b, shared = seeds_of(run, a), seeds_of(run, b), shared_seeds(run, a, b)
 
     def pick(res: Result, seeds: list[int]) -> Result:
         kept = [res.seed_reports[seeds.index(seed)] for seed in shared]
@@ -1089,7 +1093,7 @@ def report_dro(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     ndcg_change = ratio(with_dro.m("NDCG@10"), no_dro.m("NDCG@10")) - 1.0
     print_table(
         f"DRO check: ours + DRO vs the same model without DRO (ours), seed(s) "
-        f"{[s for s in seeds_of(run, 'ours_dro') if s in seeds_of(run, 'ours')]}",
+        f"{shared_seeds(run, 'ours_dro', 'ours')}",
         [("ours", no_dro, ""), ("ours + DRO", with_dro, "")],
         EXTRA_COLS,
     )
