@@ -16,8 +16,9 @@ Protocol:
   measure their bucket losses, nothing else), no early stopping: every model trains for the
   same number of epochs with the same batch size (128), max_len 200, AdamW lr 5e-3 (``--lr``;
   one rate for every model), weight decay 0.01, linear warmup then cosine decay to 0.
-- models (one shape for all, 2 blocks, hidden 50, 1 head, dropout 0.2, unless --hidden /
-  --heads change ours):
+- models (SASRec's shape for all: 2 blocks, hidden 50, 1 head, dropout 0.2, unless --hidden /
+  --heads change ours and the ablation rows; ours' rows have ``--layers`` blocks, 3 by
+  default, the validation pick of `recipe_variants.py` (README, "Recipe diagnostics")):
     * SASRec-BCE: ``loss="bce"`` (one uniform negative per position, the SASRec paper's
       loss), item ids + positions only (``use_time=False``, no actions, no categories);
     * SASRec (reference code): `sasrec_reference.py`, the SASRec authors' model and training
@@ -32,7 +33,7 @@ Protocol:
       features in the input; each item scored with its genres too, ``output_features``) +
       a future window (``future_window=2``: each position is trained on its next 2 items) +
       the items already in the history left out of each position's training softmax
-      (``mask_seen``);
+      (``mask_seen``), with ``--layers`` (3) blocks;
     * ours, best validation checkpoint (``ours_selected``, every seed): the same, validated
       every tenth of its epochs and the weights of the best validation NDCG@10 kept
       (`best_validation.KeepBestValidation`): the reference recipe's selection (10
@@ -43,7 +44,8 @@ Protocol:
       losses measured on the validation split at the end of each epoch
       (``dro_losses_from="valid"``; the test split stays unseen) and applied as a logit
       adjustment, ``dro_apply="logits"``), + future window, + seen items masked, + side
-      information (input and output), all three (= ours), all five.
+      information (input and output), + ``--layers`` blocks (when not 2), all four (= ours),
+      ours + contrastive + DRO ("all").
   With the default shape, "next-item only" in the ablation IS SASRec-CE (same run).
 - evaluation: every model by the same call, ``evaluate_retrieval(model, log, split="test")``:
   full ranking over all items with the user's seen items filtered (HR@K, NDCG@K, MRR, macro /
@@ -215,10 +217,14 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
         use_time=False,
     )
     sasrec = dict(encoder=sasrec_shape, **common)
+    # the ablation rows: SASRec's depth (so that "next-item only" is SASRec-CE by default)
     shape = dict(hidden_size=args.hidden, num_layers=2, num_heads=args.heads, dropout=0.2)
     ours = dict(encoder=shape, loss="full", **common)
     no_time = dict(ours, encoder=dict(shape, use_time=False))
-    ours_side = dict(ours, encoder=dict(shape, use_time=True, output_features=True))
+    side_shape = dict(shape, use_time=True, output_features=True)
+    plus_side = dict(ours, encoder=side_shape)
+    # ours' rows: side information at --layers blocks
+    ours_side = dict(ours, encoder=dict(side_shape, num_layers=args.layers))
     recipe = dict(future_window=args.future_window, mask_seen=args.mask_seen)  # ours' losses
     cl = dict(contrastive_weight=args.contrastive_weight)
     # held-out class losses, applied as a logit adjustment (see PretrainModule.dro_apply)
@@ -246,11 +252,17 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
                 no_side,
             ),
             Spec("plus_masked", "+ seen masked", dict(no_time, mask_seen=True), no_side),
-            Spec("plus_side", "+ side information", ours_side, side),
+            Spec("plus_side", "+ side information", plus_side, side),
         ]
+        if args.layers != shape["num_layers"]:
+            deeper = dict(no_time, encoder=dict(no_time["encoder"], num_layers=args.layers))
+            specs.append(Spec("plus_layers", f"+ {args.layers} blocks", deeper, no_side))
     specs += [
         Spec(
-            "ours", "ours (side info, future window, seen masked)", dict(ours_side, **recipe), side
+            "ours",
+            f"ours (side info, future window, seen masked, {args.layers} blocks)",
+            dict(ours_side, **recipe),
+            side,
         ),
         Spec(
             "ours_selected",
@@ -278,6 +290,8 @@ def validate(args: argparse.Namespace, specs: list[Spec]) -> None:
     problems = []
     if args.epochs is not None and args.epochs < 1:
         problems.append(f"--epochs must be >= 1, got {args.epochs}")
+    if args.layers < 1:
+        problems.append(f"--layers must be >= 1, got {args.layers}")
     if args.batch_size < 1 or args.max_len < 1:
         problems.append("--batch-size and --max-len must be >= 1")
     if args.contrastive_weight <= 0:
@@ -605,6 +619,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-len", type=int, default=200)
     p.add_argument("--hidden", type=int, default=50, help="our encoder's width (SASRec: 50)")
     p.add_argument("--heads", type=int, default=1, help="our encoder's heads (SASRec: 1)")
+    p.add_argument(
+        "--layers",
+        type=int,
+        default=3,
+        help="blocks of ours' rows (SASRec and the other ablation rows: 2); 3 is the "
+        "validation pick of recipe_variants.py",
+    )
     p.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate of every model")
     p.add_argument(
         "--warmup", type=int, default=50, help="warmup steps, capped at 10%% of all steps"
@@ -781,7 +802,7 @@ def print_setup(run: Run, stats: Any, steps_per_epoch: int) -> None:
         f"{args.seed} for the other ablation rows; quick={args.quick}"
     )
     print(
-        f"ours: hidden {args.hidden}, 2 blocks, {args.heads} head(s), dropout 0.2, full "
+        f"ours: hidden {args.hidden}, {args.layers} blocks, {args.heads} head(s), dropout 0.2, full "
         f"softmax, genres + ratings + time in the input, items scored with their genres, "
         f"each position trained on its next {args.future_window} items, history items "
         f"{'left out of' if args.mask_seen else 'kept in'} its training softmax; "
