@@ -1,8 +1,9 @@
 """Recipe diagnostics: ours with one change at a time, beside ours, chosen on validation.
 
 The judged recipe ("ours" of `pretrain_quality.py`: full softmax, side information, future
-window 2, seen items masked, hidden 50, 2 blocks, 1 head, dropout 0.2, 100 epochs, AdamW lr
-5e-3, batch 128, max_len 200, on MovieLens-100K) is trained once per seed, and so is each
+window 2, seen items masked, hidden 50, 3 blocks (``--layers``), 1 head, dropout 0.2, 100
+epochs, AdamW lr 5e-3, batch 128, max_len 200, on MovieLens-100K) is trained once per seed,
+and so is each
 ``--variant``: the same recipe with the settings it names changed. Every model is scored on
 the validation split (where a change is chosen) and the test split (where it is reported),
 full ranking with seen items filtered (NDCG@10, HR@10), and on the test split given another
@@ -25,7 +26,9 @@ A variant is ``--variant NAME KEY=VALUE [KEY=VALUE ...]``; VALUE is JSON (``0.4`
 back the fits it already holds: processes given other ``--train`` models (or ``--seed``) can
 share the file, a stopped run resumes, and ``--report`` reads them all and reports, training
 nothing. A variant is compared with ours on the seeds the variant has.
-Without ``--variant`` the variants of README's "Recipe diagnostics" run.
+Without ``--variant`` the variants of README's "Recipe diagnostics" run, less the one that
+would be ours itself (said): README's table is ``--layers 2`` (ours before 3 blocks were
+chosen there), the depth variant of today's recipe is ``layers_2``.
 
 The last line is one JSON object: per model the mean validation / test NDCG@10 and the ratios
 to ours, the variant best on validation, most popular, "quick" and "machine". Exits 0 with
@@ -49,10 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pretrain_quality as pq  # noqa: E402
 from saved_rows import save_run, saved_run  # noqa: E402
 
-#: README's "Recipe diagnostics": regularisation and capacity levers not tried before
+#: README's "Recipe diagnostics": regularisation and capacity levers not tried before (the
+#: depth variant that equals ours' --layers is left out of a run)
 DEFAULT_VARIANTS = [
     ["dropout_0.4", "encoder.dropout=0.4"],
     ["hidden_100", "encoder.hidden_size=100"],
+    ["layers_2", "encoder.num_layers=2"],
     ["layers_3", "encoder.num_layers=3"],
     ["batch_64", "batch_size=64"],
     ["ffn_50", "encoder.intermediate_size=50"],  # the SASRec paper's feed-forward width
@@ -100,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--seeds", type=int, default=None, help="seeds per model (default 2; 1 quick)")
     p.add_argument("--epochs", type=int, default=None, help="ours' epochs (100; 2 with --quick)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="ours' blocks (default pretrain_quality.py's: 3; README's table: 2)")  # fmt: skip
     p.add_argument("--results", type=Path, default=None,
                    help="JSON lines, one per finished fit: a fit already there with the same "
                    "configuration is read, not retrained; new fits are appended")  # fmt: skip
@@ -118,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.seeds = args.seeds or (1 if args.quick else 2)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
+    args.default_variants = args.variant is None
     if args.variant is None:
         args.variant = DEFAULT_VARIANTS[:1] if args.quick else DEFAULT_VARIANTS
     for words in args.variant:
@@ -136,7 +144,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def quality_args(args: argparse.Namespace) -> argparse.Namespace:
     """`pretrain_quality`'s settings (its defaults: the judged recipe), on ``--data``."""
-    qa = pq.parse_args(["--data", str(args.data)] + (["--quick"] if args.quick else []))
+    layers = [] if args.layers is None else ["--layers", str(args.layers)]
+    qa = pq.parse_args(["--data", str(args.data)] + (["--quick"] if args.quick else []) + layers)
+    if qa.layers < 1:
+        raise SystemExit(f"--layers must be >= 1, got {qa.layers}")
     qa.epochs = args.epochs or (2 if args.quick else None)
     return qa
 
@@ -172,6 +183,11 @@ def make_variant(base: Variant, name: str, settings: list[str]) -> Variant:
                       batch_size)  # fmt: skip
     check(variant)
     return variant
+
+
+def same_fit(a: Variant, b: Variant, qa: argparse.Namespace) -> bool:
+    """Whether two variants train the same model (the same run for every seed)."""
+    return run_key(a, 0, qa) == run_key(b, 0, qa)
 
 
 def check(variant: Variant) -> None:
@@ -299,7 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     pq.quiet()
     qa = quality_args(args)
     ours = ours_variant(qa)
-    variants = [ours] + [make_variant(ours, w[0], w[1:]) for w in args.variant]
+    variants = [ours]
+    for words in args.variant:
+        variant = make_variant(ours, words[0], words[1:])
+        if not same_fit(variant, ours, qa):
+            variants.append(variant)
+        elif args.default_variants:
+            print(f"{variant.name}: left out, ours already has {' '.join(words[1:])}")
+        else:
+            raise SystemExit(f"--variant {variant.name} changes nothing: ours already has "
+                             f"{' '.join(words[1:])}")  # fmt: skip
     print(f"machine: {pq.machine_description()}; ours: {ours.epochs} epochs, seeds "
           f"{args.seed}..{args.seed + args.seeds - 1}; quick={args.quick}")  # fmt: skip
     scores = {v.name: scores_of(v, args, qa) for v in variants}

@@ -118,8 +118,8 @@ def test_a_run_in_parts_is_merged_from_several_files(tmp_path, capsys):
     assert set(merged.reused) == {"sasrec_reference", "sasrec_bce", "sasrec_ce", "ours"}
     assert merged.train == set()
     assert pq.not_run(merged) == [
-        "plus_cl", "plus_dro", "plus_future", "plus_masked", "plus_side", "ours_selected",
-        "ours_dro", "all", "throughput",
+        "plus_cl", "plus_dro", "plus_future", "plus_masked", "plus_side", "plus_layers",
+        "ours_selected", "ours_dro", "all", "throughput",
     ]  # fmt: skip
     assert "not run (neither trained here nor read): plus_cl" in capsys.readouterr().out
     again = configured(["--reuse", str(a), "--reuse", str(b), "--rows", "ours"])
@@ -349,3 +349,67 @@ def test_the_saved_results_still_match_the_current_configuration():
     pq.read_reused(run)  # exits naming the row and the keys that differ
     assert pq.not_run(run) == []
     assert json.loads(saved.read_text())["ours_selected"]["extra"]["selected_epoch"]
+
+
+def test_ours_rows_have_layers_blocks_and_the_ablation_shows_the_step():
+    """Issue 20: 3 blocks won on validation (recipe_variants.py); ours' rows take them and
+    the ablation rows keep SASRec's depth, so "next-item only" is still SASRec-CE and the
+    depth is one more "+" row."""
+
+    def depths(argv: list[str]) -> dict[str, int]:
+        return {
+            s.name: s.module["encoder"]["num_layers"] for s in pq.build_specs(pq.parse_args(argv))
+        }
+
+    assert pq.parse_args([]).layers == 3
+    deep = depths([])
+    assert {n: deep[n] for n in ("ours", "ours_selected", "ours_dro", "all", "plus_layers")} == {
+        "ours": 3, "ours_selected": 3, "ours_dro": 3, "all": 3, "plus_layers": 3}  # fmt: skip
+    assert {
+        deep[n] for n in deep if not n.startswith("ours") and n not in ("all", "plus_layers")
+    } == {2}
+    specs = {s.name: s for s in pq.build_specs(pq.parse_args([]))}
+    assert specs["next_item"].alias_of == "sasrec_ce"
+    assert specs["plus_layers"].module == dict(
+        specs["next_item"].module, encoder=dict(specs["next_item"].module["encoder"], num_layers=3)
+    )
+    assert specs["ours"].label.endswith("3 blocks)")
+    two = depths(["--layers", "2"])  # the recipe before: no depth step in the ablation
+    assert "plus_layers" not in two and set(two.values()) == {2}
+    assert "plus_layers" not in depths(["--quick"])
+    args = pq.parse_args(["--layers", "0"])
+    with pytest.raises(SystemExit, match="--layers must be >= 1, got 0"):
+        pq.validate(args, pq.build_specs(args))
+
+
+def test_the_ml100k_config_is_the_recipe_reported_as_ours():
+    """configs/pretrain/ml100k.yaml says it is pretrain_quality.py's "ours" and quotes its
+    number: the two must not drift apart (a recipe change goes to both)."""
+    import inspect
+
+    import yaml
+
+    from userfm.encoder.config import UserEncoderConfig
+    from userfm.pretrain.module import PretrainModule
+
+    root = Path(__file__).resolve().parents[2]
+    config = yaml.safe_load((root / "configs" / "pretrain" / "ml100k.yaml").read_text())
+    args = pq.parse_args([])
+    ours = {s.name: s for s in pq.build_specs(args)}["ours"]
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(PretrainModule).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    want, have = dict(ours.module), dict(config["model"])
+    encoder_want, encoder_have = want.pop("encoder"), have.pop("encoder")
+    assert {**defaults, **have} == {**defaults, **want}
+    base = UserEncoderConfig(num_items=10).to_dict()  # the defaults of every other field
+    assert {k: {**base, **encoder_have}[k] for k in base} == {
+        k: {**base, **encoder_want}[k] for k in base
+    }
+    assert (config["data"]["max_len"], config["data"]["batch_size"]) == (
+        args.max_len,
+        args.batch_size,
+    )
+    assert config["trainer"]["max_epochs"] == pq.epochs_of(args)

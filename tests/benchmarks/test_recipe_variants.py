@@ -192,3 +192,40 @@ def test_most_popular_is_counted_without_each_splits_targets(monkeypatch, tmp_pa
     valid = MostPopular().fit(dm.log_, split="valid")
     expected = evaluate_retrieval(valid, dm.log_, split="valid").metrics["NDCG@10"]
     assert scores["valid"] == round(expected, 4)
+
+
+def test_ours_has_pretrain_qualitys_depth_unless_layers_says_otherwise(tmp_path):
+    """README's diagnostics table was run on the 2-block recipe (``--layers 2``); the judged
+    recipe has 3 blocks since (pretrain_quality.py's ``--layers`` default)."""
+
+    def depth(argv: list[str]) -> int:
+        qa = rv.quality_args(rv.parse_args(["--data", str(tmp_path), *argv]))
+        return rv.ours_variant(qa).spec.module["encoder"]["num_layers"]
+
+    assert depth([]) == pq.parse_args([]).layers == 3
+    assert depth(["--layers", "2"]) == 2
+    with pytest.raises(SystemExit, match="--layers must be >= 1, got 0"):
+        depth(["--layers", "0"])
+
+
+@pytest.mark.parametrize("layers, left_out", [("2", "layers_2"), ("3", "layers_3")])
+def test_the_default_variant_equal_to_ours_is_left_out_and_said(
+    tmp_path, monkeypatch, capsys, layers, left_out
+):
+    (tmp_path / "u.data").write_text("")
+    monkeypatch.setattr(rv, "most_popular", lambda qa: {"valid": 0.035, "test": 0.045})
+    trained: list = []
+    monkeypatch.setattr(rv, "fit_and_score", fake_fit(trained))
+    assert rv.main(["--data", str(tmp_path), "--seeds", "1", "--layers", layers]) == 0
+    out = capsys.readouterr().out
+    assert f"{left_out}: left out, ours already has encoder.num_layers={layers}" in out
+    expected = ["ours"] + [w[0] for w in rv.DEFAULT_VARIANTS if w[0] != left_out]
+    assert [name for name, _ in trained] == expected
+    assert set(json.loads(out.splitlines()[-1])["models"]) == set(expected)
+
+
+def test_a_named_variant_that_changes_nothing_is_refused(tmp_path):
+    (tmp_path / "u.data").write_text("")
+    with pytest.raises(SystemExit, match="--variant deep changes nothing: ours already has "
+                       "encoder.num_layers=3"):  # fmt: skip
+        rv.main(["--data", str(tmp_path), "--variant", "deep", "encoder.num_layers=3"])

@@ -88,3 +88,18 @@ def test_a_soft_prompt_at_chance_meets_none(tmp_path, stuck):
     assert not any(v for k, v in verdict["targets"].items() if "position bias" not in k)
     assert verdict["targets"]["no scored method flagged for position bias"] == (not stuck)
     assert verdict["flagged"] == (["stuck"] if stuck else [])
+
+
+def test_the_encoder_keeps_the_depth_the_published_numbers_were_measured_with(
+    monkeypatch, tmp_path
+):
+    """configs/pretrain/ml100k.yaml went to 3 blocks (issue 20); README's UQA numbers come
+    from a 2-block encoder, so the benchmark pins that depth unless told otherwise."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "cli", calls.append)
+    assert bench.parse_args([]).encoder_layers == 2
+    layers = bench.parse_args(["--encoder-layers", "3"]).encoder_layers
+    bench.pretrain(tmp_path, "ml-100k", 1, layers, {})
+    fit = calls[0]
+    assert fit[:2] == ["pretrain", "fit"]
+    assert fit[fit.index("--model.encoder.num_layers") + 1] == "3"
