@@ -3,8 +3,7 @@
 The judged recipe ("ours" of `pretrain_quality.py`: full softmax, side information, future
 window 2, seen items masked, hidden 50, 3 blocks (``--layers``), 1 head, dropout 0.2, 100
 epochs, AdamW lr 5e-3, batch 128, max_len 200, on MovieLens-100K) is trained once per seed,
-and so is each
-``--variant``: the same recipe with the settings it names changed. Every model is scored on
+and so is each ``--variant``: the same recipe with the settings it names changed. Every model is scored on
 the validation split (where a change is chosen) and the test split (where it is reported),
 full ranking with seen items filtered (NDCG@10, HR@10), and on the test split given another
 user's history (`userfm.eval.OtherUsersInput`: what the model scores when it cannot read its
