@@ -1069,16 +1069,19 @@ def report_ablation(run: Run, results: dict[str, Result]) -> None:
     were trained on (`on_shared_seeds`)."""
     rows = []
     base = results.get("next_item")
-    for spec_name, label in (
+    deeper = run.args.layers != 2  # ours' depth is a step of its own (`build_specs`)
+    steps = [
         ("next_item", "next-item only"),
         ("plus_cl", "+ contrastive"),
         ("plus_dro", "+ DRO"),
         ("plus_future", f"+ future window ({run.args.future_window})"),
         ("plus_masked", "+ seen masked"),
         ("plus_side", "+ side info"),
-        ("ours", "ours: all three"),
+        *([("plus_layers", f"+ {run.args.layers} blocks")] if deeper else []),
+        ("ours", f"ours: all {'four' if deeper else 'three'}"),
         ("all", "all"),
-    ):
+    ]
+    for spec_name, label in steps:
         res = results.get(spec_name)
         note = ""
         if spec_name == "next_item" and run.specs[2].alias_of:
@@ -1098,8 +1101,7 @@ def report_ablation(run: Run, results: dict[str, Result]) -> None:
     if run.args.quick:
         print(
             "note: --quick skips the '+ contrastive', '+ DRO', '+ future window', '+ seen "
-            "masked', '+ side info' and 'all' rows; "
-            "run without it for all"
+            "masked', '+ side info', '+ N blocks' and 'all' rows; run without it for all"
         )
 
 

@@ -413,3 +413,21 @@ def test_the_ml100k_config_is_the_recipe_reported_as_ours():
         args.batch_size,
     )
     assert config["trainer"]["max_epochs"] == pq.epochs_of(args)
+
+
+@pytest.mark.parametrize("layers, depth_row, ours_row", [
+    ("3", "+ 3 blocks", "ours: all four"), ("2", None, "ours: all three")])  # fmt: skip
+def test_the_ablation_table_shows_ours_depth_as_a_step(capsys, layers, depth_row, ours_row):
+    run = configured(["--layers", layers])
+    three = [full_report(0.1)] * 3  # the judged rows' seeds 0-2; plus_layers: seed 0
+    results = {n: pq.Result(n, full_report(0.1), seed_reports=three) for n in ("next_item", "ours")}
+    results["plus_layers"] = pq.Result("plus_layers", full_report(0.1))
+    pq.report_ablation(run, results)
+    lines = capsys.readouterr().out.splitlines()
+    labels = [line[:24].strip() for line in lines]
+    assert ours_row in labels
+    if depth_row:
+        assert labels.index(depth_row) == labels.index("+ side info") + 1
+        assert "1.00x next-item only" in lines[labels.index(depth_row)]
+    else:
+        assert not any("blocks" in label for label in labels)
