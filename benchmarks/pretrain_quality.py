@@ -218,7 +218,8 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
     )
     sasrec = dict(encoder=sasrec_shape, **common)
     # the ablation rows: SASRec's depth (so that "next-item only" is SASRec-CE by default)
-    shape = dict(hidden_size=args.hidden, num_layers=2, num_heads=args.heads, dropout=0.2)
+    depth = SASREC_SHAPE["num_blocks"]
+    shape = dict(hidden_size=args.hidden, num_layers=depth, num_heads=args.heads, dropout=0.2)
     ours = dict(encoder=shape, loss="full", **common)
     no_time = dict(ours, encoder=dict(shape, use_time=False))
     side_shape = dict(shape, use_time=True, output_features=True)
@@ -254,7 +255,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
             Spec("plus_masked", "+ seen masked", dict(no_time, mask_seen=True), no_side),
             Spec("plus_side", "+ side information", plus_side, side),
         ]
-        if args.layers != shape["num_layers"]:
+        if args.layers != depth:
             deeper = dict(no_time, encoder=dict(no_time["encoder"], num_layers=args.layers))
             specs.append(Spec("plus_layers", f"+ {args.layers} blocks", deeper, no_side))
     specs += [
@@ -1069,7 +1070,8 @@ def report_ablation(run: Run, results: dict[str, Result]) -> None:
     were trained on (`on_shared_seeds`)."""
     rows = []
     base = results.get("next_item")
-    deeper = run.args.layers != 2  # ours' depth is a step of its own (`build_specs`)
+    # ours' depth is a step of its own when it is not SASRec's (`build_specs`)
+    deeper = run.args.layers != SASREC_SHAPE["num_blocks"]
     steps = [
         ("next_item", "next-item only"),
         ("plus_cl", "+ contrastive"),
