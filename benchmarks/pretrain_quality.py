@@ -94,7 +94,9 @@ rows; ``--reuse A --reuse B [--rows throughput]`` then reads both and reports. A
 file and not in ``--rows`` is not run: the report names it (``"not_run"`` in the JSON line)
 and skips the sections that need it. More seeds: ``--seed 3 --seeds 2 --rows ... --out C``
 trains seeds 3 and 4 of the named rows; ``--reuse A --reuse C --seeds 5`` reads each row
-over seeds 0-4 (a row in several files is merged when only its seeds differ).
+over seeds 0-4 (a row in several files is merged when only its seeds differ). After a recipe
+change, ``--reuse OLD --reuse NEW`` reads a row that both hold from the file made with the
+current configuration, and names the other copy as left out.
 
 Output: a table per section (baselines, ablation, DRO check, throughput), then one JSON line
 {"benchmark": "pretrain_quality", ...}: the settings (epochs, hidden, heads, seeds), the mean
@@ -825,7 +827,7 @@ def read_reused(run: Run) -> None:
     args = run.args
     names = row_names(run)
     run.train = set(names if args.rows is None and not args.reuse else args.rows or [])
-    saved = read_saved(args.reuse or [], names)
+    saved = read_saved(args.reuse or [], names, run.configs)
     run.reused = {
         name: reuse_row({name: saved[name][1]}, saved[name][0], name, run.configs[name])
         for name in names

@@ -108,6 +108,17 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _differing(saved: dict, want: dict) -> list[str]:
+    """The keys (flattened, ``"module.lr"``) whose values differ between two configurations,
+    JSON-normalised (tuples and lists compare equal)."""
+    a, b = _flat(json.loads(json.dumps(saved))), _flat(json.loads(json.dumps(want)))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _without_seeds(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "seeds"}
+
+
 def reuse_row(saved: dict, path: Path, name: str, config: dict) -> dict:
     """The saved entry ``name`` of a ``--reuse`` file, if it was made with ``config``
     (JSON-normalised: tuples and lists compare equal); exits naming what differs if not."""
@@ -117,13 +128,10 @@ def reuse_row(saved: dict, path: Path, name: str, config: dict) -> dict:
             f"--reuse {path}: no row {name!r} with its configuration (written by an older "
             f"version of this script, or without that row); add {name} to --rows"
         )
-    saved_config, want = _flat(entry["config"]), _flat(json.loads(json.dumps(config)))
-    diff = sorted(
-        k for k in saved_config.keys() | want.keys() if saved_config.get(k) != want.get(k)
-    )
+    diff = _differing(entry["config"], config)
     if diff:
         seeds = (
-            f"; it has seeds {saved_config.get('seeds')}, this run {want.get('seeds')} "
+            f"; it has seeds {entry['config'].get('seeds')}, this run {config.get('seeds')} "
             f"(--seed, --seeds)"
             if "seeds" in diff
             else ""
@@ -135,20 +143,50 @@ def reuse_row(saved: dict, path: Path, name: str, config: dict) -> dict:
     return entry
 
 
-def read_saved(paths: list[Path], names: list[str]) -> dict[str, tuple[Path, dict]]:
+def read_saved(
+    paths: list[Path], names: list[str], configs: dict[str, dict] | None = None
+) -> dict[str, tuple[Path, dict]]:
     """The rows ``names`` of several ``--out`` files: name -> (file, entry). A row in several
-    files is one row trained on more seeds when only their seeds differ (`merge_seed_parts`);
-    otherwise it is refused (which one holds the right numbers is not ours to guess). Most
-    popular, which every run recomputes, is not read."""
+    files is one row trained on more seeds when only their seeds differ (`merge_seed_parts`).
+    Given this run's ``configs`` (name -> configuration), a row in several files of which
+    some were made with this run's configuration (seeds aside) and some not is read from the
+    former, and each file left out is named with what differs: a row retrained after a recipe
+    change supersedes the old file's copy. Otherwise a row in several files is refused (which
+    one holds the right numbers is not ours to guess). Most popular, which every run
+    recomputes, is not read."""
     parts: dict[str, list[tuple[Path, dict]]] = {}
     for path in paths:
         for name, entry in json.loads(path.read_text()).items():
             if name in names:
                 parts.setdefault(name, []).append((path, entry))
+    if configs:
+        parts = {
+            name: current_parts(name, found, configs.get(name)) for name, found in parts.items()
+        }
     return {
         name: found[0] if len(found) == 1 else merge_seed_parts(name, found)
         for name, found in parts.items()
     }
+
+
+def current_parts(
+    name: str, found: list[tuple[Path, dict]], config: dict | None
+) -> list[tuple[Path, dict]]:
+    """The parts of row ``name`` made with ``config`` (seeds aside), when some are and some
+    are not; each part left out is printed with the keys that differ. All of them otherwise."""
+    if config is None or len(found) < 2:
+        return found
+    want = _without_seeds(config)
+    diffs = [_differing(_without_seeds(entry.get("config") or {}), want) for _, entry in found]
+    if all(diffs) or not any(diffs):
+        return found
+    kept = [part for part, diff in zip(found, diffs) if not diff]
+    where = " and ".join(str(path) for path, _ in kept)
+    for (path, _), diff in zip(found, diffs):
+        if diff:
+            print(f"--reuse {path}: row {name!r} not read, made with another configuration "
+                  f"({', '.join(diff)} differ); {where} hold(s) this run's")  # fmt: skip
+    return kept
 
 
 #: ``extra`` entries that hold one value per seed (the others describe the first seed's fit)
@@ -166,11 +204,10 @@ def merge_seed_parts(name: str, found: list[tuple[Path, dict]]) -> tuple[Path, d
     if any(not entry.get("config") for _, entry in found):
         raise SystemExit(f"--reuse: row {name!r} is in both {where}; keep it in one")
     found = sorted(found, key=lambda part: min(part[1]["config"]["seeds"]))
-    first = _flat({k: v for k, v in found[0][1]["config"].items() if k != "seeds"})
+    first = _without_seeds(found[0][1]["config"])
     seeds: list[int] = []
     for _, entry in found:
-        config = _flat({k: v for k, v in entry["config"].items() if k != "seeds"})
-        diff = sorted(k for k in first.keys() | config.keys() if first.get(k) != config.get(k))
+        diff = _differing(first, _without_seeds(entry["config"]))
         if diff:
             raise SystemExit(
                 f"--reuse: row {name!r} is in both {where} with different configurations "

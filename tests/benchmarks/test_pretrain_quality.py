@@ -174,8 +174,9 @@ def test_parts_of_a_row_with_shared_seeds_or_other_settings_are_refused(tmp_path
     lr.seeds = [3, 4]
     pq.configure(lr)
     b = seed_part(tmp_path / "b.json", lr, "ours", [0.1, 0.1], {})
+    neither = configured(["--lr", "2e-3", "--reuse", str(a), "--reuse", str(b)])
     with pytest.raises(SystemExit, match=r"different configurations \(module\.lr differ\)"):
-        pq.read_reused(configured(["--reuse", str(a), "--reuse", str(b)]))
+        pq.read_reused(neither)  # neither part is this run's: which to read is not ours to guess
     overlap = configured(["--seed", "2"])
     overlap.seeds = [2, 3]
     pq.configure(overlap)
@@ -431,3 +432,20 @@ def test_the_ablation_table_shows_ours_depth_as_a_step(capsys, layers, depth_row
         assert "1.00x next-item only" in lines[labels.index(depth_row)]
     else:
         assert not any("blocks" in label for label in labels)
+
+
+def test_a_row_retrained_after_a_recipe_change_supersedes_the_old_files_copy(tmp_path, capsys):
+    """Issue 20: ours went to 3 blocks and its rows were retrained into new files; the merge
+    reads them beside the old file's unchanged rows, and says which copy it left out."""
+    old_run = configured(["--layers", "2"])
+    old = part_file(tmp_path / "old.json", old_run, ["sasrec_ce", "ours"])
+    new = part_file(tmp_path / "new.json", configured([]), ["ours"])
+    run = configured(["--reuse", str(old), "--reuse", str(new)])
+    pq.read_reused(run)
+    assert set(run.reused) == {"sasrec_ce", "ours"}
+    assert run.reused["ours"]["config"]["module"]["encoder"]["num_layers"] == 3
+    out = capsys.readouterr().out
+    assert f"--reuse {old}: row 'ours' not read, made with another configuration" in out
+    assert "module.encoder.num_layers differ" in out and f"{new} hold(s) this run's" in out
+    with pytest.raises(SystemExit, match="row 'ours' was made with a different configuration"):
+        pq.read_reused(configured(["--reuse", str(old)]))  # the old copy alone is still refused
