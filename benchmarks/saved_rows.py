@@ -144,12 +144,12 @@ def reuse_row(saved: dict, path: Path, name: str, config: dict) -> dict:
 
 
 def read_saved(
-    paths: list[Path], names: list[str], configs: dict[str, dict] | None = None
+    paths: list[Path], names: list[str], configs: dict[str, dict]
 ) -> dict[str, tuple[Path, dict]]:
     """The rows ``names`` of several ``--out`` files: name -> (file, entry). A row in several
     files is one row trained on more seeds when only their seeds differ (`merge_seed_parts`).
-    Given this run's ``configs`` (name -> configuration), a row in several files of which
-    some were made with this run's configuration (seeds aside) and some not is read from the
+    With this run's ``configs`` (name -> configuration, every name), a row in several files
+    of which some were made with this run's configuration (seeds aside) and some not is read from the
     former, and each file left out is named with what differs: a row retrained after a recipe
     change supersedes the old file's copy. Otherwise a row in several files is refused (which
     one holds the right numbers is not ours to guess). Most popular, which every run
@@ -159,10 +159,7 @@ def read_saved(
         for name, entry in json.loads(path.read_text()).items():
             if name in names:
                 parts.setdefault(name, []).append((path, entry))
-    if configs:
-        parts = {
-            name: current_parts(name, found, configs.get(name)) for name, found in parts.items()
-        }
+    parts = {name: current_parts(name, found, configs[name]) for name, found in parts.items()}
     return {
         name: found[0] if len(found) == 1 else merge_seed_parts(name, found)
         for name, found in parts.items()
@@ -170,11 +167,11 @@ def read_saved(
 
 
 def current_parts(
-    name: str, found: list[tuple[Path, dict]], config: dict | None
+    name: str, found: list[tuple[Path, dict]], config: dict
 ) -> list[tuple[Path, dict]]:
     """The parts of row ``name`` made with ``config`` (seeds aside), when some are and some
     are not; each part left out is printed with the keys that differ. All of them otherwise."""
-    if config is None or len(found) < 2:
+    if len(found) < 2:
         return found
     want = _without_seeds(config)
     diffs = [_differing(_without_seeds(entry.get("config") or {}), want) for _, entry in found]
