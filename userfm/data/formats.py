@@ -25,6 +25,10 @@ joined by ``|`` (``"Animation|Children's|Comedy"``), ``title``, extra ``year`` (
 with ``user_attributes=True`` also ``gender``, ``age``, ``occupation`` (the user's, repeated on
 each event). Amazon -> ``action`` = the star rating, ``title`` and ``category`` from metadata
 (null for items without metadata). SASRec -> user and item only, ``has_time`` False.
+
+`movielens_100k_items` reads the MovieLens-100K movies (``u.item``, parsed by the code
+`load_movielens_100k` uses) as an item side table (`userfm.data.items.ItemTable`): text
+columns ``title``, ``year`` and ``genres`` keyed by the log's item ids.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from userfm.data.items import ItemTable, read_items
 from userfm.data.log import EventLog
 from userfm.data.readers import read_events, read_table
 from userfm.data.schema import CATEGORY_SEP, EventSchema
@@ -49,6 +54,7 @@ __all__ = [
     "load_movielens_1m",
     "load_amazon_reviews",
     "load_sasrec_txt",
+    "movielens_100k_items",
     "ML100K_GENRES",
 ]
 
@@ -77,9 +83,10 @@ def _require(path: Path, help_text: str) -> Path:
     return path
 
 
-def _folder(path: str | os.PathLike, marker: str) -> Path:
+def _folder(path: str | os.PathLike, *markers: str) -> Path:
+    """The dataset folder: ``path``, or its parent when ``path`` is one of the ``markers`` files."""
     p = Path(path).expanduser()
-    return p.parent if p.is_file() and p.name == marker else p
+    return p.parent if p.is_file() and p.name in markers else p
 
 
 def _attach(ds: datasets.Dataset, key: str, lookup: pa.Table) -> datasets.Dataset:
@@ -143,6 +150,44 @@ def load_movielens_100k(
         names=["user", "item", "rating", "timestamp"],
         cache_dir=cache_dir,
     )
+    meta = _ml100k_item_table(folder, items_file)
+    ds = _attach(ds, "item", meta)
+    user_table = None
+    if user_attributes:
+        users_file = _require(folder / "u.user", _ML100K_HELP)
+        users = pd.read_csv(
+            users_file, sep="|", header=None, dtype=str, encoding="latin-1", keep_default_na=False
+        )
+        user_table = {"user": users[0], "age": users[1], "gender": users[2], "occupation": users[3]}
+    return _movielens_log(ds, user_table, min_events)
+
+
+def movielens_100k_items(path: str | os.PathLike) -> ItemTable:
+    """The MovieLens-100K movies as an item side table, read from ``u.item`` (and ``u.genre``
+    when present) exactly as `load_movielens_100k` reads them for the log.
+
+    Args:
+        path: the ``ml-100k`` folder (or its ``u.item`` or ``u.data`` file).
+
+    Returns:
+        One row per movie (1,682 for the original file), in file order, with text columns
+        ``title`` (``"Toy Story (1995)"``), ``year`` (release year, ``"1995"``) and ``genres``
+        (``|``-joined, ``"Animation|Children's|Comedy"``, as the log's ``category``); ids are
+        the log's item ids.
+
+    Raises:
+        FileNotFoundError: ``u.item`` is missing (the message says what the folder needs).
+        FileFormatError: ``u.item`` is not a MovieLens-100K item file.
+    """
+    folder = _folder(path, "u.data", "u.item")
+    meta = _ml100k_item_table(folder, _require(folder / "u.item", _ML100K_HELP))
+    return read_items(meta, id_column="item", text_columns=["title", "year", "genres"])
+
+
+def _ml100k_item_table(folder: Path, items_file: Path) -> pa.Table:
+    """``u.item`` as string columns item, title, genres (``|``-joined names of the set flags,
+    null when none is set; names from ``u.genre`` when it lists 19) and year (null when the
+    release date has none)."""
     genres = list(ML100K_GENRES)
     if (folder / "u.genre").is_file():
         g = pd.read_csv(
@@ -164,7 +209,7 @@ def load_movielens_100k(
         )
     flags = items.iloc[:, 5:].to_numpy() == "1"
     year = items[2].str[-4:].where(items[2].str.len() >= 4)
-    meta = _string_table(
+    return _string_table(
         {
             "item": items[0],
             "title": items[1].str.strip(),
@@ -172,15 +217,6 @@ def load_movielens_100k(
             "year": year.where(year.str.fullmatch(r"\d{4}", na=False)),
         }
     )
-    ds = _attach(ds, "item", meta)
-    user_table = None
-    if user_attributes:
-        users_file = _require(folder / "u.user", _ML100K_HELP)
-        users = pd.read_csv(
-            users_file, sep="|", header=None, dtype=str, encoding="latin-1", keep_default_na=False
-        )
-        user_table = {"user": users[0], "age": users[1], "gender": users[2], "occupation": users[3]}
-    return _movielens_log(ds, user_table, min_events)
 
 
 def _movielens_log(

@@ -20,6 +20,8 @@ from userfm.data.read_plan import (
     UNIT_NAME,
     ReadPlan,
     TimestampPlan,
+    _attr_kind,
+    _id_kind,
     infer_unit,
     plain,
     text_ids,
@@ -28,7 +30,7 @@ from userfm.data.read_plan import (
 from userfm.data.schema import CATEGORY_SEP, TIMESTAMP
 from userfm.errors import DataError
 
-__all__ = ["HASH", "MAX_TIMESTAMP", "normalise_batch"]
+__all__ = ["HASH", "MAX_TIMESTAMP", "normalise_attribute", "normalise_batch", "normalise_ids"]
 
 #: 2100-01-01T00:00:00Z: later timestamps are treated as a unit mistake
 MAX_TIMESTAMP = 4_102_444_800
@@ -69,6 +71,44 @@ def normalise_batch(batch: pa.Table, indices: list[int], plan: ReadPlan) -> pa.T
         frame = pa.table({k: out[k] for k in plan.out}).to_pandas()
         out[HASH] = pa.array(pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64))
     return pa.table(out)
+
+
+def normalise_ids(arr: pa.Array | pa.ChunkedArray, column: str, offset: int = 0) -> pa.Array:
+    """One whole id column as the event readers keep it, for other tables keyed by ids (an
+    item side table, `userfm.data.items`): the same kind decision (`make_plan`) and the same
+    conversion (`normalise_batch`), so ``7``, ``7.0`` and ``" 7 "`` are the one id ``"7"``.
+
+    Args:
+        arr: (n,) raw ids of any type the event readers accept.
+        column: the input column, named in errors.
+        offset: the input row of ``arr[0]`` (errors count rows from it).
+
+    Returns:
+        (n,) string ids.
+
+    Raises:
+        DataError: a null / empty id, a non-integral or inexact float id, a nested id, or a
+            column of a type ids cannot have (names ``column`` and the first bad row).
+    """
+    kind = _id_kind(arr.type, column)
+    return _ids(_combine(arr), kind, column, offset)
+
+
+def normalise_attribute(arr: pa.Array | pa.ChunkedArray, column: str) -> pa.Array:
+    """One whole attribute column as the event readers keep it: scalars cast to text
+    (``5.0`` -> ``"5"``), lists joined with ``|``, nulls kept (values are not stripped).
+
+    Args:
+        arr: (n,) raw values.
+        column: the input column, named in errors.
+
+    Returns:
+        (n,) strings, null where the input is null.
+
+    Raises:
+        DataError: a column of an unsupported type (nested values, binary).
+    """
+    return _attribute(_combine(arr), _attr_kind(arr.type, column))
 
 
 def _combine(col: pa.ChunkedArray) -> pa.Array:
