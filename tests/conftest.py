@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,71 @@ def ml100k_dir() -> Path:
     if not (ML100K_DIR / "u.data").is_file() or not (ML100K_DIR / "u.item").is_file():
         pytest.skip(f"MovieLens-100K not found at {ML100K_DIR}")
     return ML100K_DIR
+
+
+# a tiny random sentence encoder built in code (no downloads), for item text features
+_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# fmt: off
+_WORDS = [
+    "a", "an", "the", "and", "of", "for", "to", "in", "with", "is", "film", "movie", "story",
+    "war", "comedy", "drama", "cartoon", "kids", "children", "funny", "animated", "documentary",
+    "love", "crime", "space", "horror", "action", "adventure", "romance", "thriller", "music",
+    "western", "fantasy", "mystery", "family", "toy", "life", "night", "day", "man", "woman",
+    "world",
+]
+# fmt: on
+_LETTERS = list("abcdefghijklmnopqrstuvwxyz0123456789") + ["|", ",", "(", ")", "'", "-", "."]
+#: Width of the tiny model's vectors.
+TINY_TEXT_DIM = 16
+
+
+def build_tiny_text_model(folder: Path, *, seed: int = 0) -> Path:
+    """Save a random 1-layer BERT (hidden 16) and a WordPiece tokenizer into ``folder``.
+
+    Args:
+        folder: where to save (created).
+        seed: the weights' seed: another seed is another model (another fingerprint).
+
+    Returns:
+        ``folder``, loadable by `userfm.encoder.text_model` as a local model folder.
+    """
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
+    pieces = [f"##{c}" for c in _LETTERS]
+    vocab.write_text("\n".join(_SPECIALS + _WORDS + _LETTERS + pieces) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_TEXT_DIM,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def make_tiny_text_model(tmp_path_factory) -> Callable[[int], Path]:
+    """``make(seed) -> folder`` of a tiny random sentence encoder, built once per seed."""
+    built: dict[int, Path] = {}
+
+    def make(seed: int = 0) -> Path:
+        if seed not in built:
+            folder = tmp_path_factory.mktemp(f"tiny_text_model_{seed}")
+            built[seed] = build_tiny_text_model(folder, seed=seed)
+        return built[seed]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(make_tiny_text_model) -> Path:
+    """The folder of a tiny random BERT sentence encoder (16-d vectors, seed 0); read-only."""
+    return make_tiny_text_model(0)
