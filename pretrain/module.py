@@ -44,8 +44,9 @@ from userfm.pretrain.objectives import (
 logger = logging.getLogger(__name__)
 
 #: `UserEncoderConfig` fields the data sets, never `PretrainModule(encoder=...)`
-FROM_DATA = ("num_items", "num_actions", "num_categories", "text_dim", "max_len",
-             "max_categories", "event_schema", "userfm_version")  # fmt: skip
+FROM_DATA = ("num_items", "num_actions", "num_categories", "text_dim", "text_model",
+             "text_model_fingerprint", "text_columns", "max_len", "max_categories",
+             "event_schema", "userfm_version")  # fmt: skip
 #: every `UserEncoderConfig` field (its keyword-only constructor arguments)
 ENCODER_FIELDS = frozenset(
     name
@@ -169,7 +170,9 @@ class PretrainModule(L.LightningModule):
             )
         # PretrainedConfig would keep a misspelt field as an attribute, unused
         check_fields("encoder", encoder, ENCODER_FIELDS - set(FROM_DATA), "UserEncoderConfig")
-        UserEncoderConfig(num_items=NUM_SPECIALS + 1, **encoder)  # names a bad value now
+        # names a bad value now; whether the data has text (`item_ids`, `item_id_dropout`
+        # need it) is checked when the encoder is built from the data
+        UserEncoderConfig(num_items=NUM_SPECIALS + 1, text_dim=1, **encoder)
         if loss not in LOSS_CHOICES:
             raise ConfigError(f"`loss` must be one of {LOSS_CHOICES}, got {loss!r}")
         full_only = {"full", "auto"}  # auto picks the full softmax when these need it
@@ -243,7 +246,7 @@ class PretrainModule(L.LightningModule):
         through the rows a step samples, and nothing needs its dense gradient (see
         ``sparse_items``)."""
         return (
-            not self.encoder.config.output_features
+            self.encoder.embeddings.scores_by_id_only
             and self.trainer.world_size == 1
             and not self.trainer.gradient_clip_val
         )
@@ -260,6 +263,14 @@ class PretrainModule(L.LightningModule):
         hp = self.hparams
         fields = dict(hp.encoder or {})  # LightningCLI saves `encoder: null` as given
         fields["use_time"] = fields.get("use_time", True) and dm.log_.has_time
+        text = getattr(dm, "item_text", None)
+        if text is not None:  # the item table's text vectors (`data.items`)
+            fields.update(
+                text_dim=text.model.dim,
+                text_model=text.model.name,
+                text_model_fingerprint=text.model.fingerprint,
+                text_columns=text.columns,
+            )
         self.encoder = UserEncoder.from_vocabs(
             vocabs,
             max_categories=dm.hparams.max_categories,
@@ -267,6 +278,14 @@ class PretrainModule(L.LightningModule):
             event_schema=None if dm.log_.schema is None else dm.log_.schema.to_dict(),
             **fields,
         )
+        if text is not None:
+            self.encoder.set_item_text_features(text.vectors)
+        if self.sparse and not self.encoder.embeddings.scores_by_id_only:
+            raise ConfigError(
+                "`sparse_items: true` reads the item id table row by row: it needs items "
+                "scored by their id embedding alone (no `data.items` text, `item_ids: true`, "
+                "no `output_features`)"
+            )
         if hp.loss == "auto" and self.loss_kind == "sampled":
             self.sparse = self._sparse_rows_apply()
             if self.trainer.is_global_zero:
@@ -280,7 +299,8 @@ class PretrainModule(L.LightningModule):
                     ", sparse item rows" if self.sparse else "",
                 )
         # the input lookup's gradient is sparse too (the loss's own read: `sparse_grad`)
-        self.encoder.embeddings.item.sparse = self.sparse
+        if self.encoder.embeddings.item is not None:
+            self.encoder.embeddings.item.sparse = self.sparse
         if self.encoder.embeddings.item_categories is not None:
             self.encoder.set_item_categories(self.encoder.featurizer().item_category_table(dm.log_))
         if hp.contrastive_weight > 0:  # training only: not exported with the encoder

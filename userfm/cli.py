@@ -107,6 +107,40 @@ def cmd_embed(args: Namespace) -> int:
     return 0
 
 
+def cmd_items_encode(args: Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from userfm.api.embed import resolve_device
+    from userfm.data.items import read_items
+    from userfm.encoder.item_vectors import encode_items
+    from userfm.encoder.text_model import resolve_text_model
+    from userfm.outputs import atomic_output, check_output
+
+    resolve_device(args.device)  # bad flags are refused before any work
+    resolve_text_model(args.text_model)
+    items = args["items"]  # `args.items` is the namespace's own method (jsonargparse)
+    out = check_output(args.output, overwrite=args.overwrite, inputs=[items], suffixes=[".parquet"])
+    table = read_items(items, id_column=args.id_column)
+    found = encode_items(
+        table,
+        args.text,
+        text_model=args.text_model,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=args.progress,
+        cache_dir=args.cache_dir,
+    )
+    with atomic_output(out) as tmp:
+        pq.write_table(found.to_arrow(), tmp)
+    without = int((~found.has_text).sum())
+    print(
+        f"encoded {len(found.ids) - without:,} item texts ({', '.join(found.columns)}) with "
+        f"{found.model.name} ({found.model.dim}-d) -> {out}\nitems without text (null vector): "
+        f"{without:,}"
+    )
+    return 0
+
+
 def cmd_configs(args: Namespace) -> int:
     """List the shipped configs, or print one (to copy and edit)."""
     from userfm import configs
@@ -394,6 +428,7 @@ COMMANDS = {
     "eval questions": cmd_eval_questions,
     "eval descriptions": cmd_eval_descriptions,
     "eval uqa": cmd_eval_uqa,
+    "items encode": cmd_items_encode,
 }
 
 
@@ -421,8 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         args, command = args[args.command], args.command
-        if command == "eval":
-            args, command = args[args.eval_command], f"eval {args.eval_command}"
+        if command in ("eval", "items"):  # command groups: the sub-command runs
+            sub = args[f"{command}_command"]
+            args, command = args[sub], f"{command} {sub}"
         run = partial(COMMANDS[command], args)
     try:  # the one error handler of every command
         return run()

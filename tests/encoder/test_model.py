@@ -230,11 +230,22 @@ def test_set_item_text_features_checks_shape():
 
 
 def test_item_scores_use_the_tied_item_embedding():
-    model = make_model()
+    model = make_model(text_dim=0)
     out = model(make_batch(random_users([3, 2])))
     scores = model.item_scores(out.states)
     assert scores.shape == (2, 3, NUM_ITEMS)
     torch.testing.assert_close(scores, out.states @ model.embeddings.item.weight.T)
+    assert model.embeddings.item_vectors() is model.embeddings.item.weight  # the table itself
+
+
+def test_an_items_output_vector_reads_its_text_as_its_input_token_does():
+    # issue 33: input and output item vectors come from one item representation
+    model = make_model()
+    emb = model.embeddings
+    expected = emb.item.weight + emb.text_proj(emb.item_text)  # (V, D)
+    torch.testing.assert_close(emb.item_vectors(), expected)
+    items = torch.arange(NUM_ITEMS)[None]  # (1, V)
+    torch.testing.assert_close(emb.item_inputs(items)[0], expected)
 
 
 def test_output_features_add_each_items_categories_and_text_to_its_output_vector(tmp_path):
@@ -255,9 +266,10 @@ def test_output_features_add_each_items_categories_and_text_to_its_output_vector
     loaded = UserEncoder.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(loaded.embeddings.item_categories, table)
     torch.testing.assert_close(loaded.embeddings.item_vectors(), emb.item_vectors())
-    # off (the default): the id embedding alone, and no table to set
+    # off (the default): the id embedding and its text (no categories), and no table to set
     plain = make_model()
-    torch.testing.assert_close(plain.embeddings.item_vectors(), plain.embeddings.item.weight)
+    e = plain.embeddings
+    torch.testing.assert_close(e.item_vectors(), e.item.weight + e.text_proj(e.item_text))
     with pytest.raises(ConfigError, match="output_features=True"):
         plain.set_item_categories(table)
 

@@ -83,10 +83,8 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         "num_items": cfg.num_items,
         "num_actions": cfg.num_actions or "not used",
         "num_categories": cfg.num_categories or "not used",
-        "text_features": f"{cfg.text_dim}-d, projected" if cfg.text_dim else "not used",
-        "output_layer": "their id embedding plus their category and text features"
-        if cfg.output_features
-        else "their id embedding (the input item embedding, tied)",
+        "text_features": _text_features(cfg),
+        "output_layer": _output_layer(cfg),
         "time_features": "gap to previous event (log buckets), hour, weekday"
         if cfg.use_time
         else "not used",
@@ -98,3 +96,28 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         tags=["user-embedding", "recommender-systems", "userfm"],
     )
     return fill_card("template.md", values, card_data, metadata)
+
+
+def _text_features(cfg: Any) -> str:
+    """The card's line on item text: which text model, of which columns, how wide."""
+    if not cfg.text_dim:
+        return "not used"
+    model = f"`{cfg.text_model}`" if cfg.text_model else "an unnamed text model"
+    columns = ", ".join(f"`{c}`" for c in cfg.text_columns or []) or "unnamed columns"
+    line = f"{cfg.text_dim}-d vectors of {columns} by {model}, projected"
+    if not cfg.item_ids:
+        return line + " (inductive: no id table, items are read from their text only)"
+    if cfg.item_id_dropout:
+        line += f" (ID dropout {cfg.item_id_dropout:g}: trained to read items from text alone)"
+    return line + "; `add_items` gives new items a vector from their text"
+
+
+def _output_layer(cfg: Any) -> str:
+    """What an item's output vector is made of (the parts of its input token)."""
+    features = (["category"] if cfg.output_features and cfg.num_categories else []) + (
+        ["text"] if cfg.text_dim else []
+    )
+    if not features:
+        return "their id embedding (the input item embedding, tied)"
+    named = f"their {' and '.join(features)} features"
+    return f"their id embedding plus {named}" if cfg.item_ids else f"{named} (no id table)"

@@ -8,7 +8,7 @@ Batching (chunks, length sorting, no grad) is shared with the embedding API (`ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -157,6 +157,41 @@ def _seen_items(batch: list[UserHistory], vocab: Vocab, device: torch.device) ->
     return torch.from_numpy(seen).to(device)
 
 
+def _candidate_rows(vocab: Vocab, candidates: Iterable[str]) -> np.ndarray:
+    """(n,) rows among the real items (index - NUM_SPECIALS) of the distinct candidate ids,
+    in the order given.
+
+    Raises:
+        ConfigError: ``candidates`` is a single string, or empty.
+        DataError: an id the vocabulary does not know (the first few are named).
+    """
+    if isinstance(candidates, str):
+        raise ConfigError(
+            f"`candidates` must be a collection of item ids, got the string {candidates!r} "
+            "(write [id] for one item)"
+        )
+    ids = list(dict.fromkeys(str(c) for c in candidates))
+    if not ids:
+        raise ConfigError("`candidates` is empty: give at least one item id to rank")
+    unknown = [i for i in ids if i not in vocab]
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} candidate item id(s) are not in the model's vocabulary (first: "
+            f"{unknown[:5]}); add new items with model.add_items(table) first"
+        )
+    return vocab.encode(ids)[0] - NUM_SPECIALS
+
+
+def _to_candidate_indices(seen: torch.Tensor, rows: np.ndarray, num_items: int) -> torch.Tensor:
+    """(B, S) item indices -> the same items as indices into the candidates' own index space
+    (NUM_SPECIALS + their position), 0 for items that are no candidate."""
+    remap = torch.zeros(num_items, dtype=torch.long, device=seen.device)  # (V,)
+    remap[torch.from_numpy(rows + NUM_SPECIALS).to(seen.device)] = torch.arange(
+        NUM_SPECIALS, NUM_SPECIALS + len(rows), device=seen.device
+    )
+    return remap[seen]
+
+
 def _blockwise_topk(
     model: UserEncoder,
     emb: torch.Tensor,
@@ -211,6 +246,7 @@ def recommend(
     chunk_size: int | None = None,
     schema: EventSchema | None = None,
     item_block: int | None = None,
+    candidates: Iterable[str] | None = None,
 ) -> Recommendations:
     """Recommend the k highest-scoring items to each user.
 
@@ -236,17 +272,22 @@ def recommend(
             (batch_size, item_block + k) scores, not (batch_size, num_items), and a running
             top-k is merged block by block (the same result, ties included). ``k=None`` (the
             full ranking) scores every item at once.
+        candidates: rank only these item ids (each must be in the model's vocabulary:
+            `UserEncoder.add_items` adds new ones), e.g. today's new items; repeated ids count
+            once. None: every real item.
 
     Returns:
         `Recommendations`: N user ids in input order, (N, k) item ids and scores.
 
     Raises:
         ConfigError: ``k`` < 1, ``item_block`` < 1, the model has no vocabularies or no
-            real items.
+            real items, or ``candidates`` is empty.
+        DataError: a candidate id the model does not know.
     """
     k = check_k(k, allow_none=True)
     vocab = model._require_vocabs().items
-    num_real = len(vocab.tokens)  # real items: indices NUM_SPECIALS .. NUM_SPECIALS + num_real
+    rows = None if candidates is None else _candidate_rows(vocab, candidates)
+    num_real = len(vocab.tokens) if rows is None else len(rows)  # items ranked
     if num_real == 0:
         raise ConfigError("the item vocabulary has no items to recommend")
     k_eff = num_real if k is None else min(k, num_real)
@@ -258,15 +299,21 @@ def recommend(
     item_vectors: list[torch.Tensor] = []  # built by the first batch, reused by the rest
 
     def head(emb: torch.Tensor, batch: list[UserHistory]) -> tuple[np.ndarray, np.ndarray]:
-        if not item_vectors:  # the real items' output vectors
-            item_vectors.append(
-                model.embeddings.item_vectors()[NUM_SPECIALS : NUM_SPECIALS + num_real]
-            )
+        if not item_vectors:  # the ranked items' output vectors
+            table = model.embeddings.item_vectors()  # (V, D)
+            if rows is None:
+                item_vectors.append(table[NUM_SPECIALS : NUM_SPECIALS + num_real])
+            else:
+                item_vectors.append(table[torch.from_numpy(rows + NUM_SPECIALS).to(table.device)])
         seen = _seen_items(batch, vocab, emb.device) if exclude_seen else None
+        if seen is not None and rows is not None:  # item index -> its place among candidates
+            seen = _to_candidate_indices(seen, rows, len(vocab))
         values, cols = _blockwise_topk(model, emb, item_vectors[0], seen, k_eff, block)
         return cols.cpu().numpy(), values.cpu().numpy()
 
     tokens = np.asarray(vocab.tokens, dtype=object)
+    if rows is not None:
+        tokens = tokens[rows]
     parts = []
     for chunk in run_chunks(
         model,

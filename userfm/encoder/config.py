@@ -29,7 +29,22 @@ class UserEncoderConfig(PretrainedConfig):
         num_categories: size of the category index space; 0 = no category features.
         max_categories: C, categories kept per event (the first C listed), summed as a bag.
         text_dim: width of precomputed item text vectors (e.g. 384 for all-MiniLM-L6-v2);
-            0 = no text features.
+            0 = no text features. An item's text vector is projected and added to its id
+            embedding, in its input token and in its output vector alike.
+        text_model: the sentence encoder that made the text vectors (an alias such as
+            ``"all-MiniLM-L6-v2"`` or a folder, `userfm.encoder.text_model`); `add_items`
+            loads it to embed new items' text. None: no text features.
+        text_model_fingerprint: the text model's `TextModelInfo.fingerprint`: `add_items`
+            refuses a model of another fingerprint (its vectors live in another space).
+        text_columns: the item-table columns an item's text is made of, in order
+            (`userfm.data.items.item_text`), e.g. ``["title", "genres"]``.
+        item_ids: learn an id embedding per item. False: the **inductive** mode, no id table
+            at all: an item is its text (and side features) only, so the model reads items
+            it has never seen as well as known ones (needs ``text_dim`` > 0).
+        item_id_dropout: in training, the probability that an item occurrence (an input
+            event, or an item's output vector in a step) is read without its id embedding,
+            from its text and side features alone: teaches the model to read items it has
+            no id for (new items added with `add_items`). 0 = off; needs ``text_dim`` > 0.
         output_features: score items with their attribute features too: an item's output
             vector is its id embedding + the embeddings of its categories + its projected
             text vector (the features of its input token), not the id embedding alone, so a
@@ -72,6 +87,11 @@ class UserEncoderConfig(PretrainedConfig):
         num_categories: int = 0,
         max_categories: int = 4,
         text_dim: int = 0,
+        text_model: str | None = None,
+        text_model_fingerprint: str | None = None,
+        text_columns: list[str] | None = None,
+        item_ids: bool = True,
+        item_id_dropout: float = 0.0,
         output_features: bool = False,
         hidden_size: int = 64,
         num_layers: int = 2,
@@ -98,6 +118,12 @@ class UserEncoderConfig(PretrainedConfig):
         self.num_categories = num_categories
         self.max_categories = max_categories
         self.text_dim = text_dim
+        self.text_model = text_model
+        self.text_model_fingerprint = text_model_fingerprint
+        # a tuple (from YAML / JSON as a list) is kept as a list; anything else is checked
+        self.text_columns = list(text_columns) if isinstance(text_columns, tuple) else text_columns
+        self.item_ids = item_ids
+        self.item_id_dropout = item_id_dropout
         self.output_features = output_features
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -170,9 +196,10 @@ class UserEncoderConfig(PretrainedConfig):
             if not is_number(value) or not value > 0:
                 raise field_error(name, value, "a float > 0")
             setattr(self, name, float(value))
-        for name in ("use_time", "normalize", "output_features"):
+        for name in ("use_time", "normalize", "output_features", "item_ids"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
+        self._check_text()
         if self.event_schema is not None:
             try:
                 EventSchema.from_dict(self.event_schema)
@@ -186,6 +213,32 @@ class UserEncoderConfig(PretrainedConfig):
             raise ConfigError(
                 f"`attn_backend` must be one of {ATTN_BACKENDS}, got {self.attn_backend!r}"
             )
+
+    def _check_text(self) -> None:
+        """The text fields: a model without an id table or with id dropout reads text."""
+        value = self.item_id_dropout
+        if not is_number(value) or not 0.0 <= value <= 1.0:
+            raise field_error("item_id_dropout", value, "a probability in [0, 1]")
+        self.item_id_dropout = float(value)
+        if not self.text_dim and not self.item_ids:
+            raise ConfigError(
+                "`item_ids: false` (the inductive mode) reads items from their text only: it "
+                "needs text features (`text_dim` > 0; pretraining sets it from `data.items`)"
+            )
+        if not self.text_dim and self.item_id_dropout:
+            raise ConfigError(
+                f"`item_id_dropout`={self.item_id_dropout} hides item ids to teach the model "
+                "to read their text: it needs text features (`text_dim` > 0; pretraining sets "
+                "it from `data.items`)"
+            )
+        columns = self.text_columns
+        if columns is not None and (
+            not isinstance(columns, list) or not all(isinstance(c, str) and c for c in columns)
+        ):
+            raise field_error("text_columns", columns, "a list of column names")
+        for name in ("text_model", "text_model_fingerprint"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise field_error(name, getattr(self, name), "a string or None")
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise to a dict, stamping the current userfm version (like ``transformers_version``)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,9 +38,13 @@ from userfm.errors import ConfigError, FileFormatError, UserfmError
 from userfm.quiet import transformers_output
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from userfm.api.embed import HistoriesLike
     from userfm.api.embeddings import UserEmbeddings
     from userfm.api.recommend import Recommendations
+    from userfm.data.items import ItemTable
+    from userfm.encoder.open_catalogue import AddedItems
 
 logger = logging.getLogger("userfm.encoder")
 VOCAB_FILE = "vocab.json"
@@ -71,13 +75,23 @@ class EncoderOutput(ModelOutput):
     embedding: torch.Tensor | None = None
 
 
+def _sum(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``parts[0] + parts[1] + ...`` in order (the order the features were always added in)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
 class EventEmbedding(nn.Module):
     """Sum of the per-event features and the position embedding: Batch -> (B, T, D)."""
 
     def __init__(self, config: UserEncoderConfig):
         super().__init__()
         D = config.hidden_size
-        self.item = nn.Embedding(config.num_items, D, padding_idx=0)
+        # the inductive mode has no id table: an item is its text (and side features) only
+        self.item = nn.Embedding(config.num_items, D, padding_idx=0) if config.item_ids else None
+        self.item_id_dropout = config.item_id_dropout
         self.action = (
             nn.Embedding(config.num_actions, D, padding_idx=0) if config.num_actions else None
         )
@@ -85,8 +99,9 @@ class EventEmbedding(nn.Module):
             nn.Embedding(config.num_categories, D, padding_idx=0) if config.num_categories else None
         )
         if config.text_dim:
-            # Frozen sentence-encoder vectors of each item (zeros until set): saved with the
-            # weights, never trained; only their projection is. Lets cold items share signal.
+            # Frozen sentence-encoder vectors of each item (zeros until set, and for items
+            # without text): saved with the weights, never trained; only their projection is.
+            # Items known only by their text (new ones, other catalogues) share what it learnt.
             self.register_buffer("item_text", torch.zeros(config.num_items, config.text_dim))
             self.text_proj = nn.Linear(config.text_dim, D, bias=False)
         else:
@@ -111,7 +126,7 @@ class EventEmbedding(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        x = self.item(batch.items)  # (B, T, D)
+        x = self.item_inputs(batch.items)  # (B, T, D)
         if self.action is not None:
             if batch.actions is None:
                 raise ConfigError(
@@ -126,8 +141,6 @@ class EventEmbedding(nn.Module):
                     "categories; build it with num_categories=0 for logs without categories"
                 )
             x = x + self.category(batch.categories).sum(dim=2)  # (B, T, C, D) -> (B, T, D)
-        if self.text_proj is not None:
-            x = x + self.text_proj(self.item_text[batch.items])  # (B, T, text_dim) -> (B, T, D)
         if self.time_gap is not None:
             x = x + self.time_gap(batch.time_gaps) + self.hour(batch.hours)
             x = x + self.weekday(batch.weekdays)
@@ -135,17 +148,49 @@ class EventEmbedding(nn.Module):
         x = x + self.position(positions)  # (T, D) broadcast over B
         return self.dropout(x)
 
-    def item_vectors(self) -> torch.Tensor:
-        """(V, D) output vector of every item index: the id embedding, plus (with
-        ``output_features``) the sum of its category embeddings and its projected text vector."""
-        table = self.item.weight  # (V, D)
-        if not self.output_features:
-            return table
-        if self.item_categories is not None:
-            table = table + self.category(self.item_categories).sum(dim=1)  # (V, C, D) -> (V, D)
+    @property
+    def scores_by_id_only(self) -> bool:
+        """Whether an item's output vector is its id embedding alone: `item_vectors` is then
+        the id table itself, whose rows a sampled loss can read sparsely."""
+        return self.item is not None and self.text_proj is None and not self.output_features
+
+    def _ids_kept(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
+        """ID dropout: a (shape + (1,)) 0/1 mask of the occurrences that read their id
+        embedding in this training step; None when every one does (evaluation, or off)."""
+        if not self.training or not self.item_id_dropout:
+            return None
+        keep = torch.rand(shape, device=device) >= self.item_id_dropout
+        return keep[..., None].to(self.position.weight.dtype)
+
+    def item_inputs(self, items: torch.Tensor) -> torch.Tensor:
+        """The item part of each input token: (B, T) item indices -> (B, T, D), the id
+        embedding (none in the inductive mode; hidden by ID dropout in training) plus the
+        projected text vector. The output vectors (`item_vectors`) read the same parts."""
+        parts = []
+        if self.item is not None:
+            ids = self.item(items)  # (B, T, D)
+            keep = self._ids_kept(tuple(items.shape), items.device)
+            parts.append(ids if keep is None else ids * keep)
         if self.text_proj is not None:
-            table = table + self.text_proj(self.item_text)  # (V, text_dim) -> (V, D)
-        return table
+            parts.append(self.text_proj(self.item_text[items]))  # (B, T, text_dim) -> (B, T, D)
+        return _sum(parts)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(V, D) output vector of every item index, from the same parts as its input token
+        (`item_inputs`): the id embedding (hidden by ID dropout for a random share of the
+        items in a training step) plus the projected text vector, plus (with
+        ``output_features``) the sum of its category embeddings."""
+        if self.scores_by_id_only:
+            return self.item.weight  # (V, D) the table itself (sparse rows read it directly)
+        parts = []
+        if self.item is not None:
+            keep = self._ids_kept((self.item.num_embeddings,), self.item.weight.device)
+            parts.append(self.item.weight if keep is None else self.item.weight * keep)
+        if self.text_proj is not None:
+            parts.append(self.text_proj(self.item_text))  # (V, text_dim) -> (V, D)
+        if self.output_features and self.item_categories is not None:
+            parts.append(self.category(self.item_categories).sum(dim=1))  # (V, C, D) -> (V, D)
+        return _sum(parts)
 
 
 class SelfAttention(nn.Module):
@@ -429,12 +474,12 @@ class UserEncoder(PreTrainedModel):
         self.embeddings.item_categories.copy_(table)
 
     @torch.no_grad()
-    def set_item_text_features(self, vectors: torch.Tensor) -> None:
+    def set_item_text_features(self, vectors: torch.Tensor | np.ndarray) -> None:
         """Store precomputed item text vectors (e.g. sentence-encoder embeddings of titles).
 
         Args:
             vectors: (num_items, text_dim) float tensor, row i for item index i (rows of
-                specials / items without text may be zero).
+                specials / items without text are zero).
 
         Raises:
             ConfigError: the encoder has ``text_dim`` 0, or the shape does not match.
@@ -443,6 +488,7 @@ class UserEncoder(PreTrainedModel):
             raise ConfigError(
                 "`text_dim` is 0: build the encoder with text_dim > 0 to use text features"
             )
+        vectors = torch.as_tensor(vectors)
         expected = tuple(self.embeddings.item_text.shape)
         if tuple(vectors.shape) != expected:
             raise ConfigError(
@@ -450,6 +496,48 @@ class UserEncoder(PreTrainedModel):
                 f"got {tuple(vectors.shape)}"
             )
         self.embeddings.item_text.copy_(vectors)
+
+    def add_items(
+        self,
+        items: ItemTable | pd.DataFrame | str | Path,
+        *,
+        id_column: str = "item",
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        progress: bool | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> AddedItems:
+        """Open the catalogue: give every item of ``items`` the model does not know a vector
+        from its text (the text model is loaded for this), no retraining. Afterwards `embed`
+        reads the new items in histories, `recommend` ranks them, and `save_pretrained`
+        keeps them. An item without text stays OOV and is counted.
+
+        Args:
+            items: an `ItemTable`, or a DataFrame / file with ``id_column`` and the text
+                columns the model was trained with (``config.text_columns``).
+            id_column: the id column of a DataFrame / file.
+            batch_size, device, progress, cache_dir: text-model options
+                (`userfm.encoder.text_model.encode_texts`).
+
+        Returns:
+            `AddedItems`: how many were added, already known, and without text.
+
+        Example:
+            >>> model.add_items("new_movies.csv")
+            AddedItems(added=12, known=0, without_text=1)
+            >>> model.recommend(log, candidates=new_ids)   # rank only today's new items
+        """
+        from userfm.encoder.open_catalogue import add_items
+
+        return add_items(
+            self,
+            items,
+            id_column=id_column,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            cache_dir=cache_dir,
+        )
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """Parameter groups for ``torch.optim.AdamW``: decay only on 2-D weight matrices.
@@ -663,6 +751,7 @@ class UserEncoder(PreTrainedModel):
         chunk_size: int | None = None,
         schema: EventSchema | None = None,
         item_block: int | None = None,
+        candidates: Iterable[str] | None = None,
     ) -> Recommendations:
         """Top-k items per user by embedding · item embedding (`userfm.api.recommend`).
 
@@ -679,6 +768,8 @@ class UserEncoder(PreTrainedModel):
                 `training_schema`, else `EventSchema()`).
             item_block: items scored at a time (default 65,536): memory holds
                 (batch_size, item_block + k) scores, not (batch_size, num_items).
+            candidates: rank only these item ids (e.g. today's new items, after
+                `add_items`); None: every real item.
 
         Returns:
             `Recommendations`: N user ids in input order, (N, k) item ids and scores.
@@ -696,6 +787,7 @@ class UserEncoder(PreTrainedModel):
             chunk_size=chunk_size,
             schema=schema,
             item_block=item_block,
+            candidates=candidates,
         )
 
     def save_pretrained(

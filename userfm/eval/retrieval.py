@@ -413,6 +413,24 @@ def _target_ranks(
     return ranks, sampled, details
 
 
+def split_ranks(
+    model: Recommender,
+    data: LeaveOneOutSplit,
+    *,
+    batch_size: int = 256,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """(N,) full-ranking rank of each evaluated user's target, in ``data.users`` order: the
+    per-user ranks behind `evaluate_retrieval`'s metrics, for breakdowns and paired
+    bootstraps (1-based; ``inf`` = not ranked, e.g. an item the model does not know or one
+    in the user's input, which the ranking filters).
+    """
+    recs = model.recommend(
+        data.inputs, k=None, exclude_seen=True, batch_size=batch_size, progress=progress
+    )
+    return _target_ranks(recs, data, sampled_negatives=0, seed=0)[0]
+
+
 def evaluate_retrieval(
     model: Recommender,
     log: EventLog,
