@@ -37,7 +37,7 @@ from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import EventSchema, schema_dict
 from userfm.data.sources import load_source
 from userfm.data.vocab import VocabSet, build_vocabs
-from userfm.encoder.item_vectors import encode_items
+from userfm.encoder.item_vectors import vocab_text_vectors
 from userfm.encoder.text_model import DEFAULT_TEXT_MODEL, TextModelInfo
 from userfm.errors import ConfigError
 
@@ -468,13 +468,9 @@ class EventDataModule(L.LightningDataModule):
             table = read_items(hp["items"], id_column=hp.item_id_column)
         columns = list(hp.item_text or table.columns)
         table.texts(columns)  # names a missing column before the text model runs
-        listed = set(table.ids)
-        ids = [t for t in vocabs.items.tokens if t in listed]
-        found = encode_items(
-            table, columns, ids=ids, text_model=hp.text_model, cache_dir=hp.text_cache_dir
+        matrix, found = vocab_text_vectors(
+            vocabs.items, table, columns, text_model=hp.text_model, cache_dir=hp.text_cache_dir
         )
-        full = np.zeros((len(vocabs.items), found.model.dim), dtype=np.float32)  # specials: 0
-        full[vocabs.items.encode(ids)[0]] = found.vectors
         without = len(vocabs.items.tokens) - int(found.has_text.sum())
         if without:
             logger.warning(
@@ -484,7 +480,7 @@ class EventDataModule(L.LightningDataModule):
                 len(vocabs.items.tokens),
                 columns,
             )
-        return ItemTextFeatures(torch.from_numpy(full), found.model, columns, without)
+        return ItemTextFeatures(torch.from_numpy(matrix), found.model, columns, without)
 
     @property
     def item_counts(self) -> torch.Tensor:

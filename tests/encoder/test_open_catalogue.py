@@ -60,28 +60,24 @@ def _new_items() -> pd.DataFrame:
 def text_encoder(text_model, *, seed: int = 0, **config) -> UserEncoder:
     """A (random) encoder of the toy log whose items carry the tiny text model's vectors."""
     log = _log()
-    info = text_model_info(text_model)
     model = UserEncoder.from_log(
-        log,
-        seed=seed,
-        hidden_size=8,
-        num_layers=1,
-        num_heads=1,
-        max_len=8,
-        text_dim=info.dim,
-        text_model=str(text_model),
-        text_model_fingerprint=info.fingerprint,
-        text_columns=COLUMNS,
-        **config,
-    )
-    found = encode_items(
-        items_from_log(log), COLUMNS, ids=model.vocabs.items.tokens, text_model=text_model,
-        cache_dir=False,
+        log, seed=seed, items=items_from_log(log), item_text=COLUMNS, text_model=text_model,
+        text_cache_dir=False, hidden_size=8, num_layers=1, num_heads=1, max_len=8, **config,
     )  # fmt: skip
-    vectors = np.zeros((model.config.num_items, info.dim), dtype=np.float32)
-    vectors[NUM_SPECIALS:] = found.vectors
-    model.set_item_text_features(vectors)
     return model.eval()
+
+
+def test_from_log_with_items_stores_each_items_text_vector(tiny_text_model):
+    model = text_encoder(tiny_text_model)
+    info = text_model_info(tiny_text_model)
+    cfg = model.config
+    assert (cfg.text_dim, cfg.text_model_fingerprint) == (info.dim, info.fingerprint)
+    tokens = model.vocabs.items.tokens
+    found = encode_items(ItemTable(ids=list(TITLES), columns={
+        "title": [t for t, _ in TITLES.values()], "category": [c for _, c in TITLES.values()]}),
+        COLUMNS, ids=tokens, text_model=tiny_text_model, cache_dir=False)  # fmt: skip
+    np.testing.assert_allclose(model.embeddings.item_text[NUM_SPECIALS:].numpy(), found.vectors)
+    assert model.embeddings.item_text[:NUM_SPECIALS].abs().sum() == 0
 
 
 def test_text_vectors_are_saved_bit_exact_and_loading_needs_no_text_model(
@@ -223,3 +219,24 @@ def test_text_config_fields_are_checked():
         UserEncoderConfig(num_items=10, item_id_dropout=0.2)
     with pytest.raises(ConfigError, match="text_columns"):
         UserEncoderConfig(num_items=10, text_dim=4, text_columns="title")
+
+
+def test_add_items_gives_new_items_their_categories_when_the_model_scores_with_them(
+    tiny_text_model,
+):
+    model = text_encoder(tiny_text_model, output_features=True)
+    assert model.scores_categories
+    added = model.add_items(_new_items(), cache_dir=False)
+    assert added.without_categories == 0
+    n1, n2 = model.vocabs.items.encode(["n1", "n2"])[0]
+    comedy = model.vocabs.categories.encode(["comedy"])[0][0]
+    assert model.embeddings.item_categories[n1].tolist() == [comedy, 0, 0, 0]
+    # "documentary" is no category the model knows: OOV, as in an event
+    assert model.embeddings.item_categories[n2, 0] == 2
+    # a table without the category column: added from text alone, and said
+    other = text_encoder(tiny_text_model, output_features=True)
+    table = _new_items().assign(category=None).rename(columns={"category": "kind"})
+    other.config.text_columns = ["title"]
+    added = other.add_items(table, cache_dir=False)
+    assert added.added == 2 and added.without_categories == 2
+    assert other.embeddings.item_categories[-2:].abs().sum() == 0

@@ -60,3 +60,30 @@ def test_unfitted_or_bad_arguments_raise(log):
         MostPopular().fit(log, split="train")
     with pytest.raises(ConfigError, match="`k`"):
         MostPopular().fit(log).recommend({"p": ["a"]}, k=0)
+
+
+def test_text_neighbours_ranks_items_by_cosine_to_the_users_mean_text_vector():
+    from userfm.eval.baselines import TextNeighbours
+
+    ids = ["a", "b", "c", "d"]
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0, 0]], dtype=np.float32)  # d: no text
+    nn = TextNeighbours(ids, vectors)
+    recs = nn.recommend({"u": ["a"], "v": ["c", "c"]}, k=None)
+    assert recs["u"] == ["b", "c", "d"]  # a is seen; c and d (no text) tie at 0: item order
+    assert recs["v"] == ["b", "a", "d"]  # c is seen
+    np.testing.assert_allclose(recs.scores[0, 0], 0.9 / np.hypot(0.9, 0.1), rtol=1e-6)
+    assert nn.recommend({"u": ["a"]}, k=1, exclude_seen=False)["u"] == ["a"]
+    assert nn.recommend({"u": ["zzz"]}, k=2)["u"] == ["a", "b"]  # nothing known: all tie at 0
+    with pytest.raises(ConfigError, match="vectors"):
+        TextNeighbours(ids, vectors[:3])
+
+
+def test_split_ranks_are_the_per_user_ranks_behind_evaluate_retrieval(log):
+    from userfm.eval.retrieval import evaluate_retrieval, leave_one_out_split, ndcg, split_ranks
+
+    pop = MostPopular().fit(log, split="test")
+    data = leave_one_out_split(log, "test")
+    ranks = split_ranks(pop, data)
+    assert ranks.shape == (len(data.users),)
+    report = evaluate_retrieval(pop, log, split="test", sampled_negatives=None)
+    assert ndcg(ranks, 10) == pytest.approx(report.metrics["NDCG@10"])

@@ -120,7 +120,7 @@ class Featurizer:
         categories = None
         if self.vocabs.categories is not None:
             if history.categories is not None:
-                categories = np.stack([self._categories(c) for c in history.categories[-L:]])
+                categories = np.stack([self.categories_of(c) for c in history.categories[-L:]])
             else:
                 categories = np.zeros((len(items), self.max_categories), dtype=np.int64)
         missing = (self.vocabs.actions is not None and history.actions is None) or (
@@ -155,10 +155,12 @@ class Featurizer:
         for index, attrs in zip(items.tolist(), attributes.values(), strict=True):
             if NUM_SPECIALS <= index < known:
                 value = attrs[CATEGORY]  # a missing value comes back from pandas as NaN
-                table[index] = self._categories(value if isinstance(value, str) else None)
+                table[index] = self.categories_of(value if isinstance(value, str) else None)
         return table
 
-    def _categories(self, value: str | None) -> np.ndarray:
+    def categories_of(self, value: str | None) -> np.ndarray:
+        """(max_categories,) int64 category indices of one ``|``-joined value (its first
+        ``max_categories`` names; unknown names OOV, PAD where there are fewer or none)."""
         cached = self._category_cache.get(value)
         if cached is None:
             names = [c for c in (value or "").split(CATEGORY_SEP) if c][: self.max_categories]

@@ -12,6 +12,7 @@ from userfm.errors import ConfigError, check_int, field_error, is_number
 
 POOLINGS = ("last", "mean", "attention")
 ATTN_BACKENDS = ("sdpa", "xformers", "auto")
+TEXT_ADAPTORS = ("linear", "mlp")
 
 
 class UserEncoderConfig(PretrainedConfig):
@@ -36,6 +37,10 @@ class UserEncoderConfig(PretrainedConfig):
             loads it to embed new items' text. None: no text features.
         text_model_fingerprint: the text model's `TextModelInfo.fingerprint`: `add_items`
             refuses a model of another fingerprint (its vectors live in another space).
+        text_adaptor: how a text vector becomes a D-wide item feature: ``"linear"`` (one
+            projection) or ``"mlp"`` (Linear(text_dim, 4D) -> GELU -> Linear(4D, D): the
+            adaptor between a frozen text space and the recommender matters more than the
+            text model's size, UniSRec).
         text_columns: the item-table columns an item's text is made of, in order
             (`userfm.data.items.item_text`), e.g. ``["title", "genres"]``.
         item_ids: learn an id embedding per item. False: the **inductive** mode, no id table
@@ -90,6 +95,7 @@ class UserEncoderConfig(PretrainedConfig):
         text_model: str | None = None,
         text_model_fingerprint: str | None = None,
         text_columns: list[str] | None = None,
+        text_adaptor: str = "linear",
         item_ids: bool = True,
         item_id_dropout: float = 0.0,
         output_features: bool = False,
@@ -122,6 +128,7 @@ class UserEncoderConfig(PretrainedConfig):
         self.text_model_fingerprint = text_model_fingerprint
         # a tuple (from YAML / JSON as a list) is kept as a list; anything else is checked
         self.text_columns = list(text_columns) if isinstance(text_columns, tuple) else text_columns
+        self.text_adaptor = text_adaptor
         self.item_ids = item_ids
         self.item_id_dropout = item_id_dropout
         self.output_features = output_features
@@ -231,6 +238,8 @@ class UserEncoderConfig(PretrainedConfig):
                 "to read their text: it needs text features (`text_dim` > 0; pretraining sets "
                 "it from `data.items`)"
             )
+        if self.text_adaptor not in TEXT_ADAPTORS:
+            raise field_error("text_adaptor", self.text_adaptor, f"one of {TEXT_ADAPTORS}")
         columns = self.text_columns
         if columns is not None and (
             not isinstance(columns, list) or not all(isinstance(c, str) and c for c in columns)

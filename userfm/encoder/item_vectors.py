@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from userfm.data.items import ItemTable
+from userfm.data.vocab import Vocab
 from userfm.encoder.text_model import (
     DEFAULT_TEXT_MODEL,
     TextModelInfo,
@@ -24,7 +25,7 @@ from userfm.encoder.text_model import (
     text_model_info,
 )
 
-__all__ = ["ItemVectors", "encode_items"]
+__all__ = ["ItemVectors", "encode_items", "vocab_text_vectors"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,31 @@ def encode_items(
     if present:
         vectors[present] = encode_texts([texts[i] for i in present], model=text_model, **encode)
     return ItemVectors(list(rows.ids), texts, vectors, info, columns)
+
+
+def vocab_text_vectors(
+    vocab: Vocab,
+    table: ItemTable,
+    columns: Sequence[str] | None = None,
+    *,
+    text_model: str | os.PathLike = DEFAULT_TEXT_MODEL,
+    **encode: Any,
+) -> tuple[np.ndarray, ItemVectors]:
+    """The text vector of every index of an item vocabulary, as the encoder stores them.
+
+    Args:
+        vocab: the item vocabulary.
+        table: the item table; vocabulary items it lacks get no text.
+        columns, text_model, **encode: as in `encode_items`.
+
+    Returns:
+        ((len(vocab), dim) float32, row i the text vector of item index i: zero for the
+        specials, hash buckets and items without text; the `ItemVectors` of the vocabulary's
+        items found in the table, in vocabulary order).
+    """
+    listed = set(table.ids)
+    ids = [t for t in vocab.tokens if t in listed]
+    found = encode_items(table, columns, ids=ids, text_model=text_model, **encode)
+    matrix = np.zeros((len(vocab), found.model.dim), dtype=np.float32)
+    matrix[vocab.encode(ids)[0]] = found.vectors
+    return matrix, found

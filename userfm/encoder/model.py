@@ -103,7 +103,12 @@ class EventEmbedding(nn.Module):
             # without text): saved with the weights, never trained; only their projection is.
             # Items known only by their text (new ones, other catalogues) share what it learnt.
             self.register_buffer("item_text", torch.zeros(config.num_items, config.text_dim))
-            self.text_proj = nn.Linear(config.text_dim, D, bias=False)
+            if config.text_adaptor == "mlp":
+                self.text_proj = nn.Sequential(
+                    nn.Linear(config.text_dim, 4 * D), nn.GELU(), nn.Linear(4 * D, D)
+                )
+            else:
+                self.text_proj = nn.Linear(config.text_dim, D, bias=False)
         else:
             self.item_text = None
             self.text_proj = None
@@ -442,6 +447,12 @@ class UserEncoder(PreTrainedModel):
             item_vectors = self.embeddings.item_vectors()
         return x @ item_vectors.T
 
+    @property
+    def scores_categories(self) -> bool:
+        """Whether an item's output vector adds its category embeddings (``output_features``
+        with categories): the item -> category table is then part of the model."""
+        return self.embeddings.item_categories is not None
+
     @torch.no_grad()
     def set_item_categories(self, table: torch.Tensor | np.ndarray) -> None:
         """Store each item's category indices, used by its output vector.
@@ -514,7 +525,9 @@ class UserEncoder(PreTrainedModel):
 
         Args:
             items: an `ItemTable`, or a DataFrame / file with ``id_column`` and the text
-                columns the model was trained with (``config.text_columns``).
+                columns the model was trained with (``config.text_columns``); a model that
+                scores items with their categories (`scores_categories`) also reads the
+                column named as the training log's categories were (e.g. ``genres``).
             id_column: the id column of a DataFrame / file.
             batch_size, device, progress, cache_dir: text-model options
                 (`userfm.encoder.text_model.encode_texts`).
@@ -588,20 +601,42 @@ class UserEncoder(PreTrainedModel):
         max_size: int | None = None,
         num_hash_buckets: int = 0,
         seed: int | None = None,
+        items: ItemTable | None = None,
+        item_text: list[str] | None = None,
+        text_model: str | Path = "all-MiniLM-L6-v2",
+        text_cache_dir: str | Path | None = None,
         **config_kwargs: Any,
     ) -> UserEncoder:
         """A new (untrained) encoder sized for ``log``: vocabularies built from it, actions and
-        categories used when the log has them.
+        categories used when the log has them, and item text features when ``items`` is given.
 
         Args:
             log: the training log.
             min_count, max_size, num_hash_buckets: item vocabulary options (`build_vocabs`).
             seed: seed the weight initialisation.
+            items: an item table (`userfm.data.items`) that describes items in words: each
+                item's text is embedded by ``text_model`` and stored with the model.
+            item_text: the table's columns an item's text is made of (default: all).
+            text_model: the sentence encoder (`userfm.encoder.text_model`).
+            text_cache_dir: where text vectors are cached (`encode_texts`).
             **config_kwargs: any `UserEncoderConfig` field (hidden_size, num_layers, ...).
         """
         vocabs = build_vocabs(
             log, min_count=min_count, max_size=max_size, num_hash_buckets=num_hash_buckets
         )
+        text = None
+        if items is not None:
+            from userfm.encoder.item_vectors import vocab_text_vectors
+
+            text, found = vocab_text_vectors(
+                vocabs.items, items, item_text, text_model=text_model, cache_dir=text_cache_dir
+            )
+            config_kwargs.update(
+                text_dim=found.model.dim,
+                text_model=found.model.name,
+                text_model_fingerprint=found.model.fingerprint,
+                text_columns=found.columns,
+            )
         if not log.has_time:
             config_kwargs.setdefault("use_time", False)
         if log.schema is not None:
@@ -611,6 +646,8 @@ class UserEncoder(PreTrainedModel):
         model = cls.from_vocabs(vocabs, **config_kwargs)
         if model.embeddings.item_categories is not None:
             model.set_item_categories(model.featurizer().item_category_table(log))
+        if text is not None:
+            model.set_item_text_features(text)
         return model
 
     @classmethod

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,12 +42,17 @@ class AddedItems:
         without_text: new items with no text in any of the model's text columns: not added,
             they stay OOV (counted by `embed` as unknown).
         ids: the added item ids, in table order.
+        without_categories: added items whose output vector lacks the category features the
+            model scores with (`UserEncoder.scores_categories`), because the table has no
+            column of the training log's category name: they are scored from id-less text
+            alone, a handicap against known items.
     """
 
     added: int
     known: int
     without_text: int
     ids: list[str] = field(default_factory=list, repr=False)
+    without_categories: int = 0
 
 
 def add_items(
@@ -64,7 +70,8 @@ def add_items(
     Args:
         model: an encoder trained with text features (``config.text_model`` set).
         items: an `ItemTable`, or a DataFrame / file `read_items` reads, holding ``id_column``
-            and the model's ``config.text_columns``.
+            and the model's ``config.text_columns`` (and, for a model that scores items with
+            their categories, the column of the training log's category name).
         id_column: the id column of a DataFrame / file.
         batch_size, device, progress, cache_dir: `encode_texts` options for the new texts.
 
@@ -110,20 +117,39 @@ def add_items(
     )
     has_text = vectors.has_text
     added = [i for i, t in zip(new, has_text) if t]
+    categories = _categories(model, table, added)
     if added:
-        _grow(model, added, torch.from_numpy(vectors.vectors[has_text]))
+        _grow(model, added, torch.from_numpy(vectors.vectors[has_text]), categories)
     return AddedItems(
         added=len(added),
         known=len(table) - len(new),
         without_text=len(new) - len(added),
         ids=added,
+        without_categories=len(added) if categories is None and model.scores_categories else 0,
     )
 
 
+def _categories(model: UserEncoder, table: ItemTable, ids: list[str]) -> torch.Tensor | None:
+    """(n, max_categories) category indices of the new items, for a model whose output
+    vectors add their categories: read from the table's column of the name the training log's
+    categories had (``config.event_schema``, e.g. ``genres``); None when the model has no use
+    for them or the table lacks that column."""
+    schema = model.training_schema()
+    column = schema.category if schema is not None else None
+    if not model.scores_categories or column not in table.columns:
+        return None
+    featurizer = model.featurizer()
+    values = table.subset(ids).columns[column]
+    return torch.from_numpy(np.stack([featurizer.categories_of(v) for v in values]))
+
+
 @torch.no_grad()
-def _grow(model: UserEncoder, ids: list[str], vectors: torch.Tensor) -> None:
+def _grow(
+    model: UserEncoder, ids: list[str], vectors: torch.Tensor, categories: torch.Tensor | None
+) -> None:
     """Append ``ids`` to the item index space: zero id rows, ``vectors`` (n, text_dim) as
-    their text, PAD categories; the vocabulary and ``config.num_items`` follow."""
+    their text, ``categories`` (n, C) as their categories (PAD when None); the vocabulary and
+    ``config.num_items`` follow."""
     emb = model.embeddings
     old, n = model.config.num_items, len(ids)
     if emb.item is not None:
@@ -136,8 +162,10 @@ def _grow(model: UserEncoder, ids: list[str], vectors: torch.Tensor) -> None:
     text = emb.item_text
     emb.item_text = torch.cat([text, vectors.to(device=text.device, dtype=text.dtype)])
     if emb.item_categories is not None:
-        pad = emb.item_categories.new_zeros(n, emb.item_categories.shape[1])
-        emb.item_categories = torch.cat([emb.item_categories, pad])
+        rows = emb.item_categories.new_zeros(n, emb.item_categories.shape[1])
+        if categories is not None:
+            rows.copy_(categories)
+        emb.item_categories = torch.cat([emb.item_categories, rows])
     vocab = model.vocabs.items
     counts = None if vocab.counts is None else [*vocab.counts, *([0] * n)]
     model.vocabs.items = Vocab([*vocab.tokens, *ids], vocab.num_hash_buckets, counts)
