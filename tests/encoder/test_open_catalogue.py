@@ -101,7 +101,8 @@ def test_text_vectors_are_saved_bit_exact_and_loading_needs_no_text_model(
 
 
 def test_add_items_gives_new_items_vectors_that_embed_and_recommend_read(tiny_text_model, tmp_path):
-    model = text_encoder(tiny_text_model)
+    text_encoder(tiny_text_model).save_pretrained(tmp_path / "trained")
+    model = UserEncoder.from_pretrained(tmp_path / "trained").eval()  # a saved model
     before = model.config.num_items
     added = model.add_items(_new_items(), cache_dir=tmp_path / "cache")
     assert (added.added, added.known, added.without_text) == (2, 1, 1)

@@ -159,7 +159,7 @@ def _seen_items(batch: list[UserHistory], vocab: Vocab, device: torch.device) ->
 
 def _candidate_rows(vocab: Vocab, candidates: Iterable[str]) -> np.ndarray:
     """(n,) rows among the real items (index - NUM_SPECIALS) of the distinct candidate ids,
-    in the order given.
+    ascending: equal scores keep the model's item order, as in the full ranking.
 
     Raises:
         ConfigError: ``candidates`` is a single string, or empty.
@@ -179,7 +179,7 @@ def _candidate_rows(vocab: Vocab, candidates: Iterable[str]) -> np.ndarray:
             f"{len(unknown)} candidate item id(s) are not in the model's vocabulary (first: "
             f"{unknown[:5]}); add new items with model.add_items(table) first"
         )
-    return vocab.encode(ids)[0] - NUM_SPECIALS
+    return np.sort(vocab.encode(ids)[0] - NUM_SPECIALS)
 
 
 def _to_candidate_indices(seen: torch.Tensor, rows: np.ndarray, num_items: int) -> torch.Tensor:

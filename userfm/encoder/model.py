@@ -34,6 +34,7 @@ from userfm.data.schema import EventSchema
 from userfm.data.vocab import NUM_SPECIALS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
+from userfm.encoder.text_model import DEFAULT_TEXT_MODEL
 from userfm.errors import ConfigError, FileFormatError, UserfmError
 from userfm.quiet import transformers_output
 
@@ -603,7 +604,7 @@ class UserEncoder(PreTrainedModel):
         seed: int | None = None,
         items: ItemTable | None = None,
         item_text: list[str] | None = None,
-        text_model: str | Path = "all-MiniLM-L6-v2",
+        text_model: str | Path = DEFAULT_TEXT_MODEL,
         text_cache_dir: str | Path | None = None,
         **config_kwargs: Any,
     ) -> UserEncoder:
