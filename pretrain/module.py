@@ -20,6 +20,7 @@ from userfm._version import __version__
 from userfm.data.vocab import NUM_SPECIALS
 from userfm.encoder import UserEncoder, UserEncoderConfig
 from userfm.encoder.model import decay_groups
+from userfm.encoder.warm_start import warm_start
 from userfm.errors import ConfigError, check_fields, check_int
 from userfm.eval.ranking import target_ranks
 from userfm.eval.retrieval import BUCKET_BY, hit_rate, ndcg
@@ -131,6 +132,11 @@ class PretrainModule(L.LightningModule):
         lr: AdamW learning rate. weight_decay: on 2-D weight matrices only.
         warmup_steps: linear warmup, then cosine decay to 0 over the run.
         eval_k: K of the HR@K / NDCG@K logged on validation and test.
+        init_from: fine-tune a pretrained encoder (a `save_pretrained` / ``userfm pretrain
+            export`` folder) on this log: its architecture and settings (``encoder`` fields
+            given here override the others), and its weights copied by
+            `userfm.encoder.warm_start.warm_start` (tables indexed by a vocabulary row by
+            row, by token: another catalogue keeps what its text projection learnt).
     """
 
     def __init__(
@@ -159,6 +165,7 @@ class PretrainModule(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
         eval_k: int = 10,
+        init_from: str | None = None,
     ):
         super().__init__()
         encoder = dict(encoder or {})
@@ -262,6 +269,11 @@ class PretrainModule(L.LightningModule):
             vocabs = dm.vocabs
         hp = self.hparams
         fields = dict(hp.encoder or {})  # LightningCLI saves `encoder: null` as given
+        pretrained = None
+        if hp.init_from is not None:  # its settings, then the ones given here
+            pretrained = UserEncoder.from_pretrained(hp.init_from)
+            own = pretrained.config.to_dict()
+            fields = {**{k: own[k] for k in ENCODER_FIELDS - set(FROM_DATA)}, **fields}
         fields["use_time"] = fields.get("use_time", True) and dm.log_.has_time
         text = getattr(dm, "item_text", None)
         if text is not None:  # the item table's text vectors (`data.items`)
@@ -280,6 +292,10 @@ class PretrainModule(L.LightningModule):
         )
         if text is not None:
             self.encoder.set_item_text_features(text.vectors)
+        if pretrained is not None:
+            copied = warm_start(self.encoder, pretrained)
+            if self.trainer.is_global_zero:
+                logger.info("init_from %s: %s", hp.init_from, copied)
         if self.sparse and not self.encoder.embeddings.scores_by_id_only:
             raise ConfigError(
                 "`sparse_items: true` reads the item id table row by row: it needs items "

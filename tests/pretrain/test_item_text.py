@@ -140,3 +140,31 @@ def test_sparse_item_rows_are_refused_with_text(tiny_text_model, tmp_path):
             ),  # fmt: skip
             dm,
         )
+
+
+class KeepBlocks(L.Callback):
+    """Keeps the first block's attention weights as training starts."""
+
+    def on_train_start(self, trainer, module):
+        self.start = module.encoder.blocks[0].attn.qkv.weight.detach().clone()
+        self.config = module.encoder.config
+
+
+def test_init_from_fine_tunes_a_pretrained_encoder_on_another_catalogue(tiny_text_model, tmp_path):
+    fit(text_data(tiny_text_model, tmp_path), tmp_path, item_ids=False, dropout=0.3)
+    pretrained = export_checkpoint(tmp_path / "last.ckpt", tmp_path / "pretrained")
+    source = UserEncoder.from_pretrained(pretrained)
+    other = EventDataModule(
+        synthetic={**SYNTHETIC, "seed": 7, "num_items": 30}, max_len=10, batch_size=16,
+        items="auto", text_model=str(tiny_text_model), text_cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    L.seed_everything(0)
+    kept = KeepBlocks()
+    module = PretrainModule(init_from=str(pretrained), encoder={"dropout": 0.0}, lr=1e-3)
+    L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+              callbacks=[kept]).fit(module, other)  # fmt: skip
+    assert torch.equal(kept.start, source.blocks[0].attn.qkv.weight)  # the pretrained weights
+    assert kept.config.item_ids is False and kept.config.hidden_size == 16  # its architecture
+    assert kept.config.dropout == 0.0  # a setting given here wins
+    assert module.encoder.vocabs.items.tokens != source.vocabs.items.tokens  # its own catalogue
