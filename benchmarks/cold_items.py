@@ -122,37 +122,58 @@ def make_split(args: argparse.Namespace, log: Any, items: Any, seed: int, folder
 
 
 # ---- training and scoring ----------------------------------------------------------------------
-def row_config(args: argparse.Namespace, row: str) -> dict[str, Any]:
-    """The recipe's model and data sections with the row's changes and this run's epochs."""
+def recipe_config(
+    kind: str, *, epochs: int | None, text_model: str, id_dropout: float
+) -> dict[str, Any]:
+    """The recipe's model and data sections for ``kind``: ``id`` (as it is), ``text`` (+ the
+    item table and ID dropout) or ``inductive`` (+ the item table, no id table); ``epochs``
+    (None: the recipe's)."""
     cfg = recipe()
     model, data = dict(cfg["model"]), dict(cfg["data"])
     model["encoder"] = dict(model["encoder"])
-    if row in TEXT_ROWS:
-        data.update(items="<items table>", item_text=TEXT_COLUMNS, text_model=args.text_model)
-        key, value = ("item_id_dropout", args.id_dropout) if row == "text" else ("item_ids", False)
+    if kind in TEXT_ROWS:
+        data.update(items="<items table>", item_text=TEXT_COLUMNS, text_model=text_model)
+        key, value = ("item_id_dropout", id_dropout) if kind == "text" else ("item_ids", False)
         model["encoder"][key] = value
-    epochs = args.epochs or cfg["trainer"]["max_epochs"]
-    return {"model": model, "data": data, "epochs": epochs, "cold_fraction": args.cold_fraction}
+    return {"model": model, "data": data, "epochs": epochs or cfg["trainer"]["max_epochs"]}
 
 
-def train(args: argparse.Namespace, row: str, seed: int, split: Split) -> tuple[Any, float]:
-    """Fit one row on ``split``'s training log; returns (encoder, fit seconds)."""
+def row_config(args: argparse.Namespace, row: str) -> dict[str, Any]:
+    """The recipe of ``row`` with this run's epochs and cold share."""
+    kind = row if row in TEXT_ROWS else "id"
+    cfg = recipe_config(
+        kind, epochs=args.epochs, text_model=args.text_model, id_dropout=args.id_dropout
+    )
+    return {**cfg, "cold_fraction": args.cold_fraction}
+
+
+def fit_recipe(
+    cfg: dict[str, Any],
+    source: dict[str, Any],
+    seed: int,
+    *,
+    items: Path | None = None,
+    init_from: Path | None = None,
+) -> tuple[Any, float]:
+    """Train ``cfg`` (`recipe_config`) on ``source`` (`EventDataModule`'s ``source`` and
+    ``format`` / ``schema``), as a user would with the CLI; returns (encoder, fit seconds).
+
+    Args:
+        items: the items table file, for a recipe that reads item text.
+        init_from: a saved encoder to fine-tune (`PretrainModule`'s ``init_from``).
+    """
     import lightning as L
 
     from userfm.pretrain.data import EventDataModule
     from userfm.pretrain.module import PretrainModule
 
-    cfg = row_config(args, row)
     data = {k: v for k, v in cfg["data"].items() if k not in ("source", "format")}
-    if row in TEXT_ROWS:
-        data["items"] = str(split.items)
-    if row == "warm_reference":
-        source = dict(source=str(args.data), format="movielens-100k")
-    else:
-        source = dict(source=str(split.warm_log), schema=WARM_SCHEMA)
+    if "items" in data:
+        data["items"] = str(items)
     dm = EventDataModule(**source, **data, seed=seed)
     L.seed_everything(seed, verbose=False)
-    module = PretrainModule(**cfg["model"])
+    extra = {} if init_from is None else {"init_from": str(init_from)}
+    module = PretrainModule(**cfg["model"], **extra)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=cfg["epochs"], enable_checkpointing=False,
         logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -161,6 +182,15 @@ def train(args: argparse.Namespace, row: str, seed: int, split: Split) -> tuple[
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     return module.encoder.eval(), time.perf_counter() - t0
+
+
+def train(args: argparse.Namespace, row: str, seed: int, split: Split) -> tuple[Any, float]:
+    """Fit one row on ``split``'s training log; returns (encoder, fit seconds)."""
+    if row == "warm_reference":
+        source = dict(source=str(args.data), format="movielens-100k")
+    else:
+        source = dict(source=str(split.warm_log), schema=WARM_SCHEMA)
+    return fit_recipe(row_config(args, row), source, seed, items=split.items)
 
 
 def ranks_of(model: Any, splits: dict[str, Any]) -> dict[str, list[int]]:
@@ -210,11 +240,14 @@ def saved(path: Path | None) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def find(records: list[dict], row: str, seed: int, config: dict) -> dict | None:
-    """The saved fit of (row, seed) made with ``config`` (JSON-normalised), if any."""
+def find(
+    records: list[dict], row: str, seed: int, config: dict, fraction: float | None = None
+) -> dict | None:
+    """The saved fit of (row, seed[, fraction]) made with ``config`` (JSON-normalised)."""
     want = json.loads(json.dumps(config))
     for r in records:
-        if r["row"] == row and r["seed"] == seed and r["config"] == want:
+        same = r["row"] == row and r["seed"] == seed and r.get("fraction") == fraction
+        if same and r["config"] == want:
             return r
     return None
 

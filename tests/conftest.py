@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # MovieLens-100K lives beside the repository (its licence forbids copying it in): ../shared/data
@@ -85,3 +86,30 @@ def make_tiny_text_model(tmp_path_factory) -> Callable[[int], Path]:
 def tiny_text_model(make_tiny_text_model) -> Path:
     """The folder of a tiny random BERT sentence encoder (16-d vectors, seed 0); read-only."""
     return make_tiny_text_model(0)
+
+
+# a tiny folder in MovieLens-100K's file format, for the benchmarks' smoke tests
+def write_fake_ml100k(folder: Path, users: int = 24, items: int = 30, seed: int = 0) -> Path:
+    """A tiny folder in MovieLens-100K's file format (synthetic, not MovieLens data)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["space", "war", "love", "night", "toy", "story", "crime", "day", "family", "life"]
+    lines = []
+    for i in range(1, items + 1):
+        title = f"{words[i % 10]} {words[(3 * i) % 10]} ({1980 + i % 20})"
+        flags = ["0"] * 19  # u.item's genre flags
+        flags[1 + i % 5] = flags[8 + i % 3] = "1"
+        lines.append("|".join([str(i), title, f"01-Jan-{1980 + i % 20}", "", "url", *flags]))
+    (folder / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    rows = []
+    for u in range(1, users + 1):
+        for t, i in enumerate(rng.choice(items, size=int(rng.integers(6, 14)), replace=False)):
+            rows.append(f"{u}\t{i + 1}\t{int(rng.integers(1, 6))}\t{880_000_000 + 3600 * t}")
+    (folder / "u.data").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture
+def fake_ml100k_dir(tmp_path) -> Path:
+    """A tiny folder in MovieLens-100K's file format (synthetic, not MovieLens data)."""
+    return write_fake_ml100k(tmp_path / "fake-ml-100k")

@@ -13,28 +13,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import cold_items as ci  # noqa: E402
 
-GENRES = 19
-
-
-def fake_ml100k(folder: Path, users: int = 24, items: int = 30, seed: int = 0) -> Path:
-    """A tiny folder in MovieLens-100K's file format (synthetic, not MovieLens data)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    words = ["space", "war", "love", "night", "toy", "story", "crime", "day", "family", "life"]
-    lines = []
-    for i in range(1, items + 1):
-        title = f"{words[i % 10]} {words[(3 * i) % 10]} ({1980 + i % 20})"
-        flags = ["0"] * GENRES
-        flags[1 + i % 5] = flags[8 + i % 3] = "1"
-        lines.append("|".join([str(i), title, f"01-Jan-{1980 + i % 20}", "", "url", *flags]))
-    (folder / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
-    rows = []
-    for u in range(1, users + 1):
-        for t, i in enumerate(rng.choice(items, size=int(rng.integers(6, 14)), replace=False)):
-            rows.append(f"{u}\t{i + 1}\t{int(rng.integers(1, 6))}\t{880_000_000 + 3600 * t}")
-    (folder / "u.data").write_text("\n".join(rows) + "\n")
-    return folder
-
 
 def test_cold_movies_are_a_seeded_share_of_the_catalogue():
     ids = [str(i) for i in range(100)]
@@ -51,8 +29,10 @@ def test_paired_interval_is_the_ratio_of_pooled_means_with_a_covering_interval()
     assert c["diff"] == pytest.approx(np.concatenate(a).mean() - np.concatenate(b).mean())
 
 
-def test_quick_run_on_a_tiny_catalogue_reports_every_row(tmp_path, tiny_text_model, capsys):
-    data = fake_ml100k(tmp_path / "ml")
+def test_quick_run_on_a_tiny_catalogue_reports_every_row(
+    tmp_path, tiny_text_model, fake_ml100k_dir, capsys
+):
+    data = fake_ml100k_dir
     results = tmp_path / "runs.jsonl"
     argv = ["--data", str(data), "--quick", "--epochs", "1", "--text-model",
             str(tiny_text_model), "--results", str(results)]  # fmt: skip

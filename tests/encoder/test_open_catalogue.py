@@ -229,6 +229,7 @@ def test_add_items_gives_new_items_their_categories_when_the_model_scores_with_t
     assert model.scores_categories
     added = model.add_items(_new_items(), cache_dir=False)
     assert added.without_categories == 0
+    assert model.add_items(_new_items(), cache_dir=False).added == 0  # all known now
     n1, n2 = model.vocabs.items.encode(["n1", "n2"])[0]
     comedy = model.vocabs.categories.encode(["comedy"])[0][0]
     assert model.embeddings.item_categories[n1].tolist() == [comedy, 0, 0, 0]

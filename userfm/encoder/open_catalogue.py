@@ -136,7 +136,7 @@ def _categories(model: UserEncoder, table: ItemTable, ids: list[str]) -> torch.T
     for them or the table lacks that column."""
     schema = model.training_schema()
     column = schema.category if schema is not None else None
-    if not model.scores_categories or column not in table.columns:
+    if not ids or not model.scores_categories or column not in table.columns:
         return None
     featurizer = model.featurizer()
     values = table.subset(ids).columns[column]
