@@ -274,21 +274,34 @@ def iter_embed(
         events, unknown items (``oov_items``) and histories cut to ``max_len``
         (``truncated_users``).
     """
+    head = model.user_text  # users in words: their vectors in the text space too
+
+    def outputs(emb: torch.Tensor, _: Any) -> np.ndarray:
+        if head is not None:
+            emb = torch.cat([emb, head(emb)], dim=1)  # (B, D + text_dim)
+        return emb.float().cpu().numpy()
+
     chunks = run_chunks(
         model,
         histories,
-        lambda emb, _: emb.float().cpu().numpy(),
+        outputs,
         batch_size=batch_size,
         device=device,
         progress=progress,
         chunk_size=chunk_size,
         schema=schema,
     )
+    D = model.config.hidden_size
     for chunk in chunks:
-        out = np.empty((len(chunk.histories), model.config.hidden_size), dtype=np.float32)
+        out = np.empty((len(chunk.histories), D + model.config.user_text_dim), dtype=np.float32)
         for idx, vectors in chunk.outputs:
             out[idx] = vectors
-        yield UserEmbeddings([h.user for h in chunk.histories], out, chunk.stats)
+        users = [h.user for h in chunk.histories]
+        if head is None:
+            yield UserEmbeddings(users, out, chunk.stats)
+        else:
+            yield UserEmbeddings(users, out[:, :D], chunk.stats, out[:, D:],
+                                 model.config.user_text_model)  # fmt: skip
 
 
 def embed(

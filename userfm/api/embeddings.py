@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from userfm.errors import DataError, UnknownUserError, check_k
+from userfm.errors import ConfigError, DataError, UnknownUserError, check_k
 
 
 def sum_stats(stats: Iterable[dict]) -> dict:
@@ -30,11 +31,16 @@ class UserEmbeddings:
         user_ids: (N,) user ids, row order of ``vectors``.
         vectors: (N, D) float32.
         stats: what embedding did (users, events, oov_items, truncated_users).
+        text_vectors: (N, text_dim) float32 unit rows: the users in the text space of a
+            model with a user-text head (`userfm.encoder.user_text`), for `search`; or None.
+        text_model: the text model of that space (queries are embedded with it).
     """
 
     user_ids: list[str]
     vectors: np.ndarray
     stats: dict = field(default_factory=dict)
+    text_vectors: np.ndarray | None = None
+    text_model: str | None = None
 
     def __post_init__(self) -> None:
         self.user_ids = [str(u) for u in self.user_ids]
@@ -43,6 +49,13 @@ class UserEmbeddings:
             raise ValueError(
                 f"vectors must be (N, D) with N = {len(self.user_ids)} user ids, got {self.vectors.shape}"
             )
+        if self.text_vectors is not None:
+            self.text_vectors = np.ascontiguousarray(self.text_vectors, dtype=np.float32)
+            if len(self.text_vectors) != len(self.user_ids):
+                raise ValueError(
+                    f"text_vectors must have one row per user ({len(self.user_ids)}), got "
+                    f"{len(self.text_vectors)}"
+                )
         self._row: dict[str, int] | None = None
 
     def __len__(self) -> int:
@@ -112,11 +125,40 @@ class UserEmbeddings:
         """Stack parts (e.g. the chunks of `UserEncoder.iter_embed`); stats are summed."""
         if not parts:
             raise ValueError("nothing to concatenate")
+        texts = [p.text_vectors for p in parts]
         return cls(
             [u for p in parts for u in p.user_ids],
             np.concatenate([p.vectors for p in parts]),
             sum_stats(p.stats for p in parts),
+            None if any(t is None for t in texts) else np.concatenate(texts),
+            parts[0].text_model,
         )
+
+    def search(self, query: str, k: int = 10, **encode: Any) -> list[tuple[str, float]]:
+        """The ``k`` users whose vectors in the text space are nearest a text query (e.g.
+        ``"sci-fi and animation"``), best first, with their cosine.
+
+        Args:
+            query: the words.
+            k: users returned.
+            **encode: `userfm.encoder.text_model.encode_texts` options (cache_dir, ...).
+
+        Raises:
+            ConfigError: these embeddings carry no text vectors (the model had no user-text
+                head: `userfm.encoder.user_text.fit_user_text`), or ``k`` < 1.
+        """
+        from userfm.encoder.text_model import encode_texts
+
+        k = check_k(k)
+        if self.text_vectors is None or self.text_model is None:
+            raise ConfigError(
+                "these embeddings have no text vectors: embed with a model that has a "
+                "user-text head (userfm.encoder.user_text.fit_user_text)"
+            )
+        q = encode_texts([query], model=self.text_model, progress=False, **encode)[0]
+        sims = self.text_vectors @ q  # (N,) both unit vectors: cosines
+        top = np.argsort(-sims, kind="stable")[: min(k, len(sims))]
+        return [(self.user_ids[i], float(sims[i])) for i in top]
 
     def nearest(self, query: str | np.ndarray, k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` users with the highest cosine similarity to a user id or a (D,) vector.

@@ -50,6 +50,11 @@ class UserEncoderConfig(PretrainedConfig):
             event, or an item's output vector in a step) is read without its id embedding,
             from its text and side features alone: teaches the model to read items it has
             no id for (new items added with `add_items`). 0 = off; needs ``text_dim`` > 0.
+        user_text_dim: width of the user-text head's output (`userfm.encoder.user_text`,
+            set by `fit_user_text`): user embeddings mapped into a text model's space for
+            `UserEmbeddings.search` and `UserEncoder.describe`; 0 = no head.
+        user_text_model: the text model of that space (queries are embedded with it).
+        user_text_phrases: the attribute phrases `describe` picks from.
         output_features: score items with their attribute features too: an item's output
             vector is its id embedding + the embeddings of its categories + its projected
             text vector (the features of its input token), not the id embedding alone, so a
@@ -98,6 +103,9 @@ class UserEncoderConfig(PretrainedConfig):
         text_adaptor: str = "linear",
         item_ids: bool = True,
         item_id_dropout: float = 0.0,
+        user_text_dim: int = 0,
+        user_text_model: str | None = None,
+        user_text_phrases: list[str] | None = None,
         output_features: bool = False,
         hidden_size: int = 64,
         num_layers: int = 2,
@@ -131,6 +139,9 @@ class UserEncoderConfig(PretrainedConfig):
         self.text_adaptor = text_adaptor
         self.item_ids = item_ids
         self.item_id_dropout = item_id_dropout
+        self.user_text_dim = user_text_dim
+        self.user_text_model = user_text_model
+        self.user_text_phrases = user_text_phrases
         self.output_features = output_features
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -170,7 +181,7 @@ class UserEncoderConfig(PretrainedConfig):
         self.num_items = check_int(
             "num_items", self.num_items, minimum=4, why="indices 0-2 are PAD/MASK/OOV"
         )
-        for name in ("num_actions", "num_categories", "text_dim"):
+        for name in ("num_actions", "num_categories", "text_dim", "user_text_dim"):
             value = check_int(name, getattr(self, name), minimum=0, why="0 turns the feature off")
             setattr(self, name, value)
         for name in (

@@ -34,7 +34,8 @@ from userfm.data.schema import EventSchema
 from userfm.data.vocab import NUM_SPECIALS, VocabSet, build_vocabs
 from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
-from userfm.encoder.text_model import DEFAULT_TEXT_MODEL
+from userfm.encoder.text_model import DEFAULT_TEXT_MODEL, TextModelInfo
+from userfm.encoder.user_text import UserTextHead, check_head
 from userfm.errors import ConfigError, FileFormatError, UserfmError
 from userfm.quiet import transformers_output
 
@@ -349,6 +350,15 @@ class UserEncoder(PreTrainedModel):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.pool = AttentionPooling(config) if config.pooling == "attention" else None
+        self.user_text = (  # users in words (`userfm.encoder.user_text`), once trained
+            UserTextHead(
+                dim=config.hidden_size,
+                text_dim=config.user_text_dim,
+                num_phrases=len(config.user_text_phrases or []),
+            )
+            if config.user_text_dim
+            else None
+        )
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -552,6 +562,50 @@ class UserEncoder(PreTrainedModel):
             progress=progress,
             cache_dir=cache_dir,
         )
+
+    def set_user_text_head(
+        self, head: UserTextHead, *, text_model: TextModelInfo, phrases: list[str]
+    ) -> None:
+        """Attach a trained user-text head (`userfm.encoder.user_text.fit_user_text` calls
+        this); the config records its width, text model and phrases, so it is saved."""
+        self.user_text = head
+        self.config.user_text_dim = text_model.dim
+        self.config.user_text_model = text_model.name
+        self.config.user_text_phrases = list(phrases)
+
+    @torch.no_grad()
+    def describe(
+        self, histories: HistoriesLike, *, k: int = 5, **embed: Any
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Each user's ``k`` nearest attribute phrases (e.g. genres) in the text space the
+        user-text head maps embeddings into (`userfm.encoder.user_text`).
+
+        Args:
+            histories: as in `embed`.
+            k: phrases per user.
+            **embed: `embed` options (batch_size, device, progress, ...).
+
+        Returns:
+            user id -> [(phrase, cosine), ...], best first.
+
+        Raises:
+            ConfigError: the model has no user-text head, or it holds no phrases.
+        """
+        from userfm.errors import check_k
+
+        k = check_k(k)
+        head = check_head(self)
+        emb = self.embed(histories, **embed)
+        phrases = self.config.user_text_phrases or []
+        if not phrases:
+            raise ConfigError("the user-text head holds no phrases to describe users with")
+        table = head.phrase_vectors.float().cpu().numpy()  # (P, text_dim)
+        sims = emb.text_vectors @ table.T  # (N, P)
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return {
+            user: [(phrases[j], float(sims[i, j])) for j in top[i]]
+            for i, user in enumerate(emb.user_ids)
+        }
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """Parameter groups for ``torch.optim.AdamW``: decay only on 2-D weight matrices.

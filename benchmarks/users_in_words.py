@@ -1,0 +1,172 @@
+"""Users in words: does a text query find the users who will do what it says?
+
+Issue 33 §3. On MovieLens-100K each user's last ``--horizon`` (10) events are held out: the
+encoder (configs/pretrain/ml100k.yaml) is trained on the rest, and its user-text head
+(`userfm.encoder.user_text.fit_user_text`) is aligned on the rest too: each user's input
+but its last 10 events against a description of those 10 (their top genres and titles). Then
+for each genre the query "<genre> movies" ranks the users by the cosine between its MiniLM
+vector and their aligned vectors (`UserEmbeddings.search`); a user's relevance is the share
+of that genre among their **held-out** 10 events, which neither the encoder nor the head saw.
+NDCG@50 (graded by the share) is averaged over the 18 genres (``unknown`` left out), beside:
+
+- ``history_share``: users ranked by the genre's share in their input history (no model);
+- ``random``: users in a random order (the mean over 20 orders);
+- ``another_user``: the aligned vectors of other users (each user scored with the vector of
+  the user next in a seeded permutation): the control of a head that does not read its user.
+
+    python benchmarks/users_in_words.py --quick      # 2 epochs, seed 0
+    python benchmarks/users_in_words.py --seeds 0 1 2
+
+The last line is one JSON object of the headline figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cold_items as ci  # noqa: E402
+import pretrain_quality as pq  # noqa: E402
+
+K = 50
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=pq.DEFAULT_DATA, help="MovieLens-100K folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--horizon", type=int, default=10, help="held-out events per user")
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's (100)")
+    p.add_argument("--steps", type=int, default=500, help="alignment steps")
+    p.add_argument("--text-model", default="all-MiniLM-L6-v2", help="alias or folder")
+    p.add_argument("--quick", action="store_true", help="2 epochs, seed 0")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.epochs, args.seeds = args.epochs or 2, args.seeds[:1]
+    return args
+
+
+def ndcg_at(scores: np.ndarray, relevance: np.ndarray, k: int = K) -> float:
+    """NDCG@k of ranking users by ``scores`` (ties by user order) against graded
+    ``relevance``; 0 when no user is relevant."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    discounts = 1.0 / np.log2(np.arange(2, len(order) + 2))
+    ideal = float(np.sort(relevance)[::-1][: len(order)] @ discounts)
+    return float(relevance[order] @ discounts) / ideal if ideal > 0 else 0.0
+
+
+def genre_shares(histories: list[list[str]], genres_of: dict[str, set[str]], genres: list[str]):
+    """(U, G) share of each genre among each user's events."""
+    out = np.zeros((len(histories), len(genres)))
+    for u, items in enumerate(histories):
+        for item in items:
+            for g, name in enumerate(genres):
+                out[u, g] += name in genres_of.get(item, ())
+        out[u] /= max(len(items), 1)
+    return out
+
+
+def split_log(log: Any, horizon: int, folder: Path) -> tuple[Path, list[str], list, list]:
+    """Write each user's events but their last ``horizon`` (the training log); returns its
+    path, the users, their inputs and their held-out items."""
+    events = log.to_pandas().rename(columns=ci.ML_COLUMNS)
+    last = events.groupby("user").cumcount(ascending=False) < horizon
+    path = folder / "inputs.parquet"
+    events[~last].to_parquet(path, index=False)
+    users, inputs, future = [], [], []
+    for user, part in events.groupby("user", sort=False):
+        users.append(str(user))
+        inputs.append(part["item"].tolist()[:-horizon])
+        future.append(part["item"].tolist()[-horizon:])
+    return path, users, inputs, future
+
+
+def aligned_scores(args, seed: int, path: Path, items: Any, queries: list[str]) -> np.ndarray:
+    """Train the encoder and its head on the inputs; (U, G) cosine of each user's aligned
+    vector to each query, users in log order."""
+    from userfm.data.readers import read_events
+    from userfm.data.schema import EventSchema
+    from userfm.encoder.text_model import encode_texts
+    from userfm.encoder.user_text import fit_user_text
+
+    cfg = ci.recipe_config("id", epochs=args.epochs, text_model=args.text_model, id_dropout=0)
+    model, _ = ci.fit_recipe(cfg, {"source": str(path), "schema": ci.WARM_SCHEMA}, seed)
+    inputs = read_events(str(path), EventSchema.from_dict(ci.WARM_SCHEMA))
+    fit_user_text(model, inputs, items, horizon=args.horizon, steps=args.steps,
+                  text_model=args.text_model, seed=seed, progress=False)  # fmt: skip
+    emb = model.embed(inputs, progress=False)
+    q = encode_texts(queries, model=args.text_model, progress=False)  # (G, text_dim)
+    return emb.user_ids, emb.text_vectors @ q.T
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pq.quiet()
+    from userfm.data.formats import load_movielens_100k, movielens_100k_items
+
+    if not (args.data / "u.data").is_file():
+        print(json.dumps({"skipped": f"MovieLens-100K not found at {args.data}"}))
+        return 0
+    t0 = time.perf_counter()
+    log, items = load_movielens_100k(args.data), movielens_100k_items(args.data)
+    genres_of = {i: set((g or "").split("|")) for i, g in zip(items.ids, items.columns["genres"])}
+    genres = sorted({g for gs in genres_of.values() for g in gs if g and g != "unknown"})
+    queries = [f"{g} movies" for g in genres]
+    rows: dict[str, list[list[float]]] = {"aligned": [], "another_user": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        path, users, inputs, future = split_log(log, args.horizon, Path(tmp))
+        relevance = genre_shares(future, genres_of, genres)  # (U, G)
+        history = genre_shares(inputs, genres_of, genres)
+        for seed in args.seeds:
+            ids, scores = aligned_scores(args, seed, path, items, queries)
+            assert ids == users, "users in another order than the split's"
+            shuffled = scores[np.random.default_rng(seed).permutation(len(users))]
+            for name, s in (("aligned", scores), ("another_user", shuffled)):
+                rows[name].append([ndcg_at(s[:, g], relevance[:, g]) for g in range(len(genres))])
+    rng = np.random.default_rng(0)
+    rand = [[ndcg_at(rng.random(len(users)), relevance[:, g]) for g in range(len(genres))]
+            for _ in range(20)]  # fmt: skip
+    table = {
+        "aligned": np.mean(rows["aligned"], axis=0),  # (G,) over seeds
+        "history_share": np.array(
+            [ndcg_at(history[:, g], relevance[:, g]) for g in range(len(genres))]
+        ),  # fmt: skip
+        "another_user": np.mean(rows["another_user"], axis=0),
+        "random": np.mean(rand, axis=0),
+    }
+    summary = report(table, genres, rows["aligned"], args, len(users))
+    summary["seconds"] = round(time.perf_counter() - t0)
+    print(json.dumps(summary))
+    return 0
+
+
+def report(table: dict[str, np.ndarray], genres: list[str], seeds: list, args, users: int):
+    print(f"\n== Users in words: MovieLens-100K, {users} users, NDCG@{K} of the query "
+          f"'<genre> movies' against each user's held-out last {args.horizon} events "
+          f"({len(seeds)} seed(s); {pq.machine_description()}) ==")  # fmt: skip
+    print(f"{'genre':<14}" + "".join(f"{r:>15}" for r in table))
+    for g, name in enumerate(genres):
+        print(f"{name:<14}" + "".join(f"{table[r][g]:>15.4f}" for r in table))
+    means = {r: float(v.mean()) for r, v in table.items()}
+    print(f"{'mean':<14}" + "".join(f"{means[r]:>15.4f}" for r in table))
+    per_seed = [float(np.mean(s)) for s in seeds]
+    diff = table["aligned"] - table["history_share"]
+    won = int((diff > 0).sum())
+    print(
+        f"aligned per seed: {', '.join(f'{m:.4f}' for m in per_seed)}; aligned - "
+        f"history_share {diff.mean():+.4f} (better on {won} of {len(genres)} genres)"
+    )
+    return {"ndcg@50": means, "aligned_per_seed": per_seed, "genres_won": won,
+            "genres": len(genres)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
