@@ -61,6 +61,10 @@ def test_the_alignment_loss_falls_and_search_and_describe_read_the_head(
     assert loaded.describe(log, k=3, progress=False) == words
     again = loaded.embed(log, progress=False)
     np.testing.assert_array_equal(again.text_vectors, emb.text_vectors)
+    # an embeddings file keeps them: search works on what `userfm embed` writes
+    read = type(emb).from_parquet(emb.to_parquet(tmp_path / "emb.parquet"))
+    np.testing.assert_array_equal(read.text_vectors, emb.text_vectors)
+    assert read.search("books", k=5, cache_dir=False) == found
 
 
 def test_without_a_head_search_and_describe_say_how_to_get_one(log, tiny_text_model):

@@ -88,13 +88,18 @@ class UserEmbeddings:
         return pd.DataFrame({"user": self.user_ids, "embedding": list(self.vectors)})
 
     def to_arrow(self) -> pa.Table:
-        """Arrow table: ``user`` string, ``embedding`` fixed-size list<float32>[D]."""
-        flat = pa.array(self.vectors.reshape(-1), type=pa.float32())
-        return pa.table(
-            {
-                "user": pa.array(self.user_ids, pa.string()),
-                "embedding": pa.FixedSizeListArray.from_arrays(flat, self.dim),
-            }
+        """Arrow table: ``user`` string, ``embedding`` fixed-size list<float32>[D], and with
+        text vectors ``text_embedding`` (fixed-size list<float32>) and the text model in the
+        schema metadata (``userfm.text_model``)."""
+        columns = {
+            "user": pa.array(self.user_ids, pa.string()),
+            "embedding": _fixed_lists(self.vectors),
+        }
+        if self.text_vectors is None:
+            return pa.table(columns)
+        columns["text_embedding"] = _fixed_lists(self.text_vectors)
+        return pa.table(columns).replace_schema_metadata(
+            {"userfm.text_model": self.text_model or ""}
         )
 
     def to_parquet(self, path: str | Path) -> Path:
@@ -115,10 +120,13 @@ class UserEmbeddings:
             raise DataError(
                 f"{path} is not a userfm embeddings file (needs columns user, embedding)"
             )
-        emb = t.column("embedding").combine_chunks()
-        dim = emb.type.list_size if pa.types.is_fixed_size_list(emb.type) else len(emb[0])
-        vectors = np.asarray(emb.flatten().to_numpy(), dtype=np.float32).reshape(len(t), dim)
-        return cls(t.column("user").to_pylist(), vectors)
+        vectors = _matrix(t.column("embedding"))
+        if "text_embedding" not in t.column_names:
+            return cls(t.column("user").to_pylist(), vectors)
+        model = (t.schema.metadata or {}).get(b"userfm.text_model", b"").decode() or None
+        return cls(
+            t.column("user").to_pylist(), vectors, {}, _matrix(t.column("text_embedding")), model
+        )
 
     @classmethod
     def concat(cls, parts: Sequence[UserEmbeddings]) -> UserEmbeddings:
@@ -186,3 +194,16 @@ class UserEmbeddings:
         top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
         top = top[np.argsort(-sims[top], kind="stable")][:k]
         return [(self.user_ids[i], float(sims[i])) for i in top]
+
+
+def _fixed_lists(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    """(N, D) float32 -> N fixed-size lists of D float32."""
+    flat = pa.array(matrix.reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A column of equal-length float lists -> (N, D) float32."""
+    arr = column.combine_chunks()
+    dim = arr.type.list_size if pa.types.is_fixed_size_list(arr.type) else len(arr[0])
+    return np.asarray(arr.flatten().to_numpy(), dtype=np.float32).reshape(len(arr), dim)
