@@ -377,17 +377,27 @@ def plot(rows: dict[str, dict], path: Path, seeds: int) -> None:
     plt.close(fig)
 
 
+def load_ml100k(folder: Path) -> tuple[Any, Any] | None:
+    """MovieLens-100K's log and items table; None (the run's JSON line says it was skipped)
+    when the folder has no u.data."""
+    from userfm.data.formats import load_movielens_100k, movielens_100k_items
+
+    if not (folder / "u.data").is_file():
+        print(json.dumps({"skipped": f"MovieLens-100K not found at {folder}"}))
+        return None
+    return load_movielens_100k(folder), movielens_100k_items(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pq.quiet()
-    from userfm.data.formats import load_movielens_100k, movielens_100k_items
     from userfm.eval.retrieval import leave_one_out_split
 
-    if not (args.data / "u.data").is_file():
-        print(json.dumps({"skipped": f"MovieLens-100K not found at {args.data}"}))
-        return 0
     t0 = time.perf_counter()
-    log, items = load_movielens_100k(args.data), movielens_100k_items(args.data)
+    loaded = load_ml100k(args.data)
+    if loaded is None:
+        return 0
+    log, items = loaded
     splits = {s: leave_one_out_split(log, s) for s in ("test", "valid")}
     records = saved(args.results)
     seeds = []

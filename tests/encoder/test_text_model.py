@@ -251,7 +251,7 @@ def _no_hashing(*args, **kwargs):
 
 def _minilm_installed() -> bool:
     alias = TEXT_MODEL_ALIASES[DEFAULT_TEXT_MODEL]
-    return tm._package_dir(alias.module) is not None
+    return tm.package_dir(alias.module) is not None
 
 
 @pytest.mark.slow

