@@ -44,10 +44,12 @@ from userfm.pretrain.objectives import (
 
 logger = logging.getLogger(__name__)
 
-#: `UserEncoderConfig` fields the data sets, never `PretrainModule(encoder=...)`
+#: `UserEncoderConfig` fields the data sets (or, for the user-text head, `fit_user_text`
+#: after training), never `PretrainModule(encoder=...)` nor a warm start's source
 FROM_DATA = ("num_items", "num_actions", "num_categories", "text_dim", "text_model",
              "text_model_fingerprint", "text_columns", "max_len", "max_categories",
-             "event_schema", "userfm_version")  # fmt: skip
+             "event_schema", "userfm_version", "user_text_dim", "user_text_model",
+             "user_text_phrases")  # fmt: skip
 #: every `UserEncoderConfig` field (its keyword-only constructor arguments)
 ENCODER_FIELDS = frozenset(
     name
