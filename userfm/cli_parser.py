@@ -53,6 +53,14 @@ def _add_noun_args(p: ArgumentParser) -> None:
     )
 
 
+def _group(sub: Any, name: str, description: str) -> Any:
+    """A command group (``userfm NAME SUBCOMMAND``): its sub-commands' container, parsed into
+    ``NAME_command`` (`userfm.cli.main` runs the chosen one)."""
+    group = ArgumentParser(description=description)
+    sub.add_subcommand(name, group, help=description[0].lower() + description[1:].rstrip("."))
+    return group.add_subcommands(dest=f"{name}_command", required=True)
+
+
 def _command(sub: Any, name: str, *, help: str, description: str | None = None) -> ArgumentParser:
     """A sub-command's parser: typed options, ``--config FILE`` (YAML/JSON of the same options)
     and ``--print_config``, as the LightningCLI stages have."""
@@ -84,9 +92,7 @@ def build_parser() -> ArgumentParser:
 
 def _add_items_commands(sub: Any) -> None:
     """`userfm items encode`."""
-    it = ArgumentParser(description="Item side tables: items described by text.")
-    sub.add_subcommand("items", it, help="item side tables: embed item texts")
-    it_sub = it.add_subcommands(dest="items_command", required=True)
+    it_sub = _group(sub, "items", "Item side tables: items described by text.")
     e = _command(
         it_sub,
         "encode",
@@ -130,9 +136,7 @@ def _add_items_commands(sub: Any) -> None:
 
 def _add_eval_commands(sub: Any) -> None:
     """`userfm eval questions / descriptions / uqa`."""
-    ev = ArgumentParser(description="Evaluation: build UQA question sets, evaluate adapters.")
-    sub.add_subcommand("eval", ev, help="evaluation: build UQA question sets, evaluate adapters")
-    ev_sub = ev.add_subcommands(dest="eval_command", required=True)
+    ev_sub = _group(sub, "eval", "Evaluation: build UQA question sets, evaluate adapters.")
     q = _command(
         ev_sub,
         "questions",
