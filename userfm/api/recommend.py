@@ -182,14 +182,14 @@ def _candidate_rows(vocab: Vocab, candidates: Iterable[str]) -> np.ndarray:
     return np.sort(vocab.encode(ids)[0] - NUM_SPECIALS)
 
 
-def _to_candidate_indices(seen: torch.Tensor, rows: np.ndarray, num_items: int) -> torch.Tensor:
-    """(B, S) item indices -> the same items as indices into the candidates' own index space
-    (NUM_SPECIALS + their position), 0 for items that are no candidate."""
-    remap = torch.zeros(num_items, dtype=torch.long, device=seen.device)  # (V,)
-    remap[torch.from_numpy(rows + NUM_SPECIALS).to(seen.device)] = torch.arange(
-        NUM_SPECIALS, NUM_SPECIALS + len(rows), device=seen.device
+def _candidate_index_map(rows: np.ndarray, num_items: int, device: torch.device) -> torch.Tensor:
+    """(V,) item index -> the same item's index in the candidates' own index space
+    (NUM_SPECIALS + its position among them), 0 for items that are no candidate."""
+    remap = torch.zeros(num_items, dtype=torch.long, device=device)  # (V,)
+    remap[torch.from_numpy(rows + NUM_SPECIALS).to(device)] = torch.arange(
+        NUM_SPECIALS, NUM_SPECIALS + len(rows), device=device
     )
-    return remap[seen]
+    return remap
 
 
 def _blockwise_topk(
@@ -297,6 +297,7 @@ def recommend(
     )
     block = num_real if k is None else max(item_block, k_eff)  # items scored at a time
     item_vectors: list[torch.Tensor] = []  # built by the first batch, reused by the rest
+    index_map: list[torch.Tensor] = []  # with candidates: likewise
 
     def head(emb: torch.Tensor, batch: list[UserHistory]) -> tuple[np.ndarray, np.ndarray]:
         if not item_vectors:  # the ranked items' output vectors
@@ -307,7 +308,9 @@ def recommend(
                 item_vectors.append(table[torch.from_numpy(rows + NUM_SPECIALS).to(table.device)])
         seen = _seen_items(batch, vocab, emb.device) if exclude_seen else None
         if seen is not None and rows is not None:  # item index -> its place among candidates
-            seen = _to_candidate_indices(seen, rows, len(vocab))
+            if not index_map:
+                index_map.append(_candidate_index_map(rows, len(vocab), emb.device))
+            seen = index_map[0][seen]
         values, cols = _blockwise_topk(model, emb, item_vectors[0], seen, k_eff, block)
         return cols.cpu().numpy(), values.cpu().numpy()
 

@@ -36,7 +36,7 @@ from userfm.encoder.attention import attention
 from userfm.encoder.config import UserEncoderConfig
 from userfm.encoder.text_model import DEFAULT_TEXT_MODEL, TextModelInfo
 from userfm.encoder.user_text import UserTextHead, check_head
-from userfm.errors import ConfigError, FileFormatError, UserfmError
+from userfm.errors import ConfigError, FileFormatError, UserfmError, check_k
 from userfm.quiet import transformers_output
 
 if TYPE_CHECKING:
@@ -591,8 +591,6 @@ class UserEncoder(PreTrainedModel):
         Raises:
             ConfigError: the model has no user-text head, or it holds no phrases.
         """
-        from userfm.errors import check_k
-
         k = check_k(k)
         head = check_head(self)
         emb = self.embed(histories, **embed)

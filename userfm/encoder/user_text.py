@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,11 +82,8 @@ def describe_events(
     parts = []
     if category_column is not None:
         values = table.columns[category_column]
-        counts = Counter(
-            c.strip() for r in rows for c in (values[r] or "").split(CATEGORY_SEP) if c.strip()
-        )
-        if counts:
-            named = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+        named = _by_frequency(values[r] for r in rows)[:top]
+        if named:
             parts.append(f"{category_column}: {', '.join(named)}")
     if title_column is not None:
         titles = table.columns[title_column]
@@ -132,11 +129,12 @@ def _pairs(
 
 def _phrases(table: ItemTable, column: str | None) -> list[str]:
     """The distinct values of the ``|``-joined attribute column, most frequent first."""
-    if column is None:
-        return []
-    counts = Counter(
-        c.strip() for v in table.columns[column] for c in (v or "").split(CATEGORY_SEP) if c.strip()
-    )
+    return [] if column is None else _by_frequency(table.columns[column])
+
+
+def _by_frequency(values: Iterable[str | None]) -> list[str]:
+    """The distinct parts of ``|``-joined values, most frequent first (ties by name)."""
+    counts = Counter(c.strip() for v in values for c in (v or "").split(CATEGORY_SEP) if c.strip())
     return [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
