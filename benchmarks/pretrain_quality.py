@@ -60,6 +60,10 @@ Protocol:
 - DRO check: ours + DRO vs ours (everything else equal, seed 0): macro_recall@10 ratio and
   the relative NDCG@10 change, reported; DRO is judged as a frontier over λ by
   `dro_frontier.py` (issue 20 §3 retired the point targets).
+- text on a known catalogue (issue 33 §2): ours + text (the MovieLens items table's title and
+  genres through all-MiniLM-L6-v2, ID dropout ``--text-id-dropout``, the recipe of
+  `cold_items.py`'s "text" row) vs ours on their shared seeds (the first 3): NDCG@10 ratio,
+  target >= 1 (text must not cost where every item is known).
 - throughput: training events/s = next-item target positions processed per second of
   training wall time (equal to input events/s here: every training input position has
   one target), i.e. epochs x target positions per epoch / fit seconds (data preparation done
@@ -155,6 +159,12 @@ TARGETS = {
 JUDGED = ("sasrec_bce", "sasrec_reference", "sasrec_ce", "ours")
 #: ours with the reference recipe's checkpoint selection (best of 10 validations), per seed too
 SELECTED = ("ours_selected",)
+#: ours reading items through their text too (issue 33 §2, "nothing lost where the catalogue
+#: is known"), trained on the first TEXT_SEEDS of the judged rows' seeds
+TEXTED = ("ours_text",)
+TEXT_SEEDS = 3
+#: the MovieLens-100K items table's columns an item's text is made of (title, year, genres)
+TEXT_COLUMNS = ["title", "genres"]
 #: validations per run of a selecting row: the reference recipe's (200 epochs, every 20)
 SELECTIONS = 10
 SASREC_SHAPE = dict(hidden=50, num_blocks=2, heads=1, dropout=0.2)
@@ -275,6 +285,16 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
             select_every=max(1, epochs_of(args) // SELECTIONS),
         ),
         Spec("ours_dro", "ours + DRO", dict(ours_side, **recipe, **dro), side),
+        Spec(
+            "ours_text",
+            f"ours + text (ID dropout {args.text_id_dropout})",
+            dict(
+                ours_side,
+                **recipe,
+                encoder=dict(ours_side["encoder"], item_id_dropout=args.text_id_dropout),
+            ),
+            dict(side, items="auto", item_text=TEXT_COLUMNS, text_model=args.text_model),
+        ),  # fmt: skip
     ]
     if not args.quick:
         specs.append(Spec("all", "all", dict(ours_side, **recipe, **cl, **dro), side))
@@ -634,6 +654,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup", type=int, default=50, help="warmup steps, capped at 10%% of all steps"
     )
     p.add_argument("--contrastive-weight", type=float, default=0.1)
+    p.add_argument(
+        "--text-model", default="all-MiniLM-L6-v2", help="ours + text: the sentence encoder"
+    )
+    p.add_argument(
+        "--text-id-dropout",
+        type=float,
+        default=0.5,
+        help="ours + text: item_id_dropout (0.5: cold_items.py's validation pick)",
+    )
     p.add_argument("--dro-temperature", type=float, default=3.0, help="DRO's λ")
     p.add_argument(
         "--future-window",
@@ -766,10 +795,7 @@ def configure(run: Run) -> list[Spec]:
         by_name["ours"],
     ]
     run.configs = {
-        s.name: row_config(
-            args, s, run.epochs, run.seeds if s.name in JUDGED + SELECTED else [args.seed]
-        )
-        for s in run.specs
+        s.name: row_config(args, s, run.epochs, seeds_for(run, s.name)) for s in run.specs
     }
     run.configs["sasrec_reference"] = dict(
         recipe="sasrec_reference.reference_quality",
@@ -791,6 +817,14 @@ def configure(run: Run) -> list[Spec]:
         runs={s.name: dict(module=s.module, data=s.data) for s in timed},
     )
     return timed
+
+
+def seeds_for(run: Run, name: str) -> list[int]:
+    """The seeds row ``name`` trains on: every judged seed, the first `TEXT_SEEDS` of them
+    (ours + text), or the first one."""
+    if name in JUDGED + SELECTED:
+        return run.seeds
+    return run.seeds[:TEXT_SEEDS] if name in TEXTED else [run.args.seed]
 
 
 def print_setup(run: Run, stats: Any, steps_per_epoch: int) -> None:
@@ -1142,6 +1176,33 @@ def report_dro(run: Run, results: dict[str, Result]) -> dict[str, Any]:
     )
 
 
+def report_text(run: Run, results: dict[str, Result]) -> dict[str, Any]:
+    """Section 3b (issue 33 §2): ours + text vs ours on the seeds both were trained on:
+    nothing should be lost where the catalogue is known. Returns the JSON line's fields."""
+    if not have(results, "Text on a known catalogue", ("ours", "ours_text")):
+        return {}
+    with_text, ours = on_shared_seeds(run, results, "ours_text", "ours")
+    seeds = shared_seeds(run, "ours_text", "ours")
+    print_table(
+        f"Text on a known catalogue: ours + text vs ours, seed(s) {seeds}",
+        [("ours", ours, ""), ("ours + text", with_text, "")],
+        EXTRA_COLS,
+    )
+    per_seed = per_seed_ratios(with_text, ours)
+    value = ratio(with_text.m("NDCG@10"), ours.m("NDCG@10"))
+    ok = value >= 1.0
+    run.met["text_nothing_lost"] = ok
+    print(
+        f"NDCG@10 ours + text / ours: {value:.3f}x (per seed {', '.join(f'{x:.3f}' for x in per_seed)}"
+        f"; target >= 1: {verdict(ok)})"
+    )
+    return dict(
+        ndcg10_ours_text_per_seed=[round(x, 4) for x in with_text.per_seed("NDCG@10")],
+        ndcg_text_vs_ours=round(value, 3),
+        ndcg_text_vs_ours_per_seed=[round(x, 3) for x in per_seed],
+    )
+
+
 def print_dro_buckets(no_dro: Result, with_dro: Result) -> None:
     """Recall@10 per item-frequency bucket without and with DRO, and DRO's final weights."""
     print(
@@ -1290,6 +1351,7 @@ def main(argv: list[str] | None = None) -> int:
     fields.update(report_selection(run, results))  # 1b. the reference's selection, control
     report_ablation(run, results)  # 2. ablation
     fields.update(report_dro(run, results))  # 3. DRO
+    fields.update(report_text(run, results))  # 3b. text on a known catalogue
     print_main_run_rates(run, results)  # 4. throughput
     throughput, paired = report_paired_throughput(run, results, timed)
     fields.update(throughput)

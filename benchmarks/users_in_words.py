@@ -3,12 +3,15 @@
 Issue 33 §3. On MovieLens-100K each user's last ``--horizon`` (10) events are held out: the
 encoder (configs/pretrain/ml100k.yaml) is trained on the rest, and its user-text head
 (`userfm.encoder.user_text.fit_user_text`) is aligned on the rest too: each user's input
-but its last 10 events against a description of those 10 (their top genres and titles). Then
-for each genre the query "<genre> movies" ranks the users by the cosine between its MiniLM
-vector and their aligned vectors (`UserEmbeddings.search`); a user's relevance is the share
-of that genre among their **held-out** 10 events, which neither the encoder nor the head saw.
-NDCG@50 (graded by the share) is averaged over the 18 genres (``unknown`` left out), beside:
+but its last 10 events against the mean MiniLM vector of those 10 events' items (each item's
+text: its title and genres). Then for each genre the query "<genre> movies" ranks the users by
+the cosine between its MiniLM vector and their aligned vectors (`UserEmbeddings.search`); a
+user's relevance is the share of that genre among their **held-out** 10 events, which neither
+the encoder nor the head saw. NDCG@50 (graded by the share) is averaged over the 18 genres
+(``unknown`` left out), for the head's two losses and beside controls:
 
+- ``aligned``: the head with its default loss (cosine to the target vector);
+- ``aligned_infonce``: the head trained with InfoNCE over the batch instead;
 - ``history_share``: users ranked by the genre's share in their input history (no model);
 - ``random``: users in a random order (the mean over 20 orders);
 - ``another_user``: the aligned vectors of other users (each user scored with the vector of
@@ -16,6 +19,11 @@ NDCG@50 (graded by the share) is averaged over the 18 genres (``unknown`` left o
 
     python benchmarks/users_in_words.py --quick      # 2 epochs, seed 0
     python benchmarks/users_in_words.py --seeds 0 1 2
+    python benchmarks/users_in_words.py --valid      # the validation split: choose on it
+
+``--valid`` first drops every user's last ``--horizon`` events (the test events, never read),
+then runs the same protocol on what is left: the split the head's loss and target were chosen
+on. Users with no input event left are not ranked (their count is printed).
 
 The last line is one JSON object of the headline figures.
 """
@@ -37,6 +45,8 @@ import cold_items as ci  # noqa: E402
 import pretrain_quality as pq  # noqa: E402
 
 K = 50
+#: the aligned rows: the head's loss of each
+ALIGNED = {"aligned": "cosine", "aligned_infonce": "infonce"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="default: the recipe's (100)")
     p.add_argument("--steps", type=int, default=500, help="alignment steps")
     p.add_argument("--text-model", default="all-MiniLM-L6-v2", help="alias or folder")
+    p.add_argument("--valid", action="store_true", help="the validation split (see above)")
     p.add_argument("--quick", action="store_true", help="2 epochs, seed 0")
     args = p.parse_args(argv)
     if args.quick:
@@ -74,24 +85,33 @@ def genre_shares(histories: list[list[str]], genres_of: dict[str, set[str]], gen
     return out
 
 
-def split_log(log: Any, horizon: int, folder: Path) -> tuple[Path, list[str], list, list]:
+def split_log(
+    log: Any, horizon: int, folder: Path, valid: bool = False
+) -> tuple[Path, list[str], list, list]:
     """Write each user's events but their last ``horizon`` (the training log); returns its
-    path, the users, their inputs and their held-out items."""
+    path, the users with events in it, their inputs and their held-out items. ``valid``:
+    each user's last ``horizon`` events are dropped first (the validation split)."""
     events = log.to_pandas().rename(columns=ci.ML_COLUMNS)
+    if valid:
+        events = events[events.groupby("user").cumcount(ascending=False) >= horizon]
     last = events.groupby("user").cumcount(ascending=False) < horizon
     path = folder / "inputs.parquet"
     events[~last].to_parquet(path, index=False)
     users, inputs, future = [], [], []
     for user, part in events.groupby("user", sort=False):
-        users.append(str(user))
-        inputs.append(part["item"].tolist()[:-horizon])
-        future.append(part["item"].tolist()[-horizon:])
+        if len(part) > horizon:  # a user with an input left
+            users.append(str(user))
+            inputs.append(part["item"].tolist()[:-horizon])
+            future.append(part["item"].tolist()[-horizon:])
     return path, users, inputs, future
 
 
-def aligned_scores(args, seed: int, path: Path, items: Any, queries: list[str]) -> np.ndarray:
-    """Train the encoder and its head on the inputs; (U, G) cosine of each user's aligned
-    vector to each query, users in log order."""
+def aligned_scores(
+    args, seed: int, path: Path, items: Any, queries: list[str]
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Train the encoder on the inputs, then its head with each loss; returns the users (log
+    order) and, per row (``aligned``: cosine, ``aligned_infonce``), the (U, G) cosine of each
+    user's aligned vector to each query."""
     from userfm.data.readers import read_events
     from userfm.data.schema import EventSchema
     from userfm.encoder.text_model import encode_texts
@@ -100,11 +120,15 @@ def aligned_scores(args, seed: int, path: Path, items: Any, queries: list[str]) 
     cfg = ci.recipe_config("id", epochs=args.epochs, text_model=args.text_model, id_dropout=0)
     model, _ = ci.fit_recipe(cfg, {"source": str(path), "schema": ci.WARM_SCHEMA}, seed)
     inputs = read_events(str(path), EventSchema.from_dict(ci.WARM_SCHEMA))
-    fit_user_text(model, inputs, items, horizon=args.horizon, steps=args.steps,
-                  text_model=args.text_model, seed=seed, progress=False)  # fmt: skip
-    emb = model.embed(inputs, progress=False)
     q = encode_texts(queries, model=args.text_model, progress=False)  # (G, text_dim)
-    return emb.user_ids, emb.text_vectors @ q.T
+    scores = {}
+    for row, loss in ALIGNED.items():
+        fit_user_text(model, inputs, items, text_columns=ci.TEXT_COLUMNS, horizon=args.horizon,
+                      loss=loss, steps=args.steps, text_model=args.text_model, seed=seed,
+                      progress=False)  # fmt: skip
+        emb = model.embed(inputs, progress=False)
+        scores[row] = emb.text_vectors @ q.T
+    return emb.user_ids, scores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,43 +142,46 @@ def main(argv: list[str] | None = None) -> int:
     genres_of = {i: set((g or "").split("|")) for i, g in zip(items.ids, items.columns["genres"])}
     genres = sorted({g for gs in genres_of.values() for g in gs if g and g != "unknown"})
     queries = [f"{g} movies" for g in genres]
-    rows: dict[str, list[list[float]]] = {"aligned": [], "another_user": []}
+    rows: dict[str, list[list[float]]] = {name: [] for name in (*ALIGNED, "another_user")}
     with tempfile.TemporaryDirectory() as tmp:
-        path, users, inputs, future = split_log(log, args.horizon, Path(tmp))
+        path, users, inputs, future = split_log(log, args.horizon, Path(tmp), args.valid)
         relevance = genre_shares(future, genres_of, genres)  # (U, G)
         history = genre_shares(inputs, genres_of, genres)
         for seed in args.seeds:
             ids, scores = aligned_scores(args, seed, path, items, queries)
             assert ids == users, "users in another order than the split's"
-            shuffled = scores[np.random.default_rng(seed).permutation(len(users))]
-            for name, s in (("aligned", scores), ("another_user", shuffled)):
+            order = np.random.default_rng(seed).permutation(len(users))
+            for name, s in (*scores.items(), ("another_user", scores["aligned"][order])):
                 rows[name].append([ndcg_at(s[:, g], relevance[:, g]) for g in range(len(genres))])
     rng = np.random.default_rng(0)
     rand = [[ndcg_at(rng.random(len(users)), relevance[:, g]) for g in range(len(genres))]
             for _ in range(20)]  # fmt: skip
     table = {
-        "aligned": np.mean(rows["aligned"], axis=0),  # (G,) over seeds
+        **{name: np.mean(rows[name], axis=0) for name in ALIGNED},  # (G,) over seeds
         "history_share": np.array(
             [ndcg_at(history[:, g], relevance[:, g]) for g in range(len(genres))]
         ),  # fmt: skip
         "another_user": np.mean(rows["another_user"], axis=0),
         "random": np.mean(rand, axis=0),
     }
-    summary = report(table, genres, rows["aligned"], args, len(users))
+    summary = report(table, genres, rows["aligned"], args, len(users), log.num_users)
     summary["seconds"] = round(time.perf_counter() - t0)
     print(json.dumps(summary))
     return 0
 
 
-def report(table: dict[str, np.ndarray], genres: list[str], seeds: list, args, users: int):
-    print(f"\n== Users in words: MovieLens-100K, {users} users, NDCG@{K} of the query "
-          f"'<genre> movies' against each user's held-out last {args.horizon} events "
-          f"({len(seeds)} seed(s); {pq.machine_description()}) ==")  # fmt: skip
-    print(f"{'genre':<14}" + "".join(f"{r:>15}" for r in table))
+def report(table: dict[str, np.ndarray], genres: list[str], seeds: list, args, users: int,
+           all_users: int):  # fmt: skip
+    split = "validation split" if args.valid else "test split"
+    print(f"\n== Users in words: MovieLens-100K {split}, {users} users ({all_users - users} "
+          f"without input left out), NDCG@{K} of the query '<genre> movies' against each "
+          f"user's held-out next {args.horizon} events ({len(seeds)} seed(s); "
+          f"{pq.machine_description()}) ==")  # fmt: skip
+    print(f"{'genre':<14}" + "".join(f"{r:>17}" for r in table))
     for g, name in enumerate(genres):
-        print(f"{name:<14}" + "".join(f"{table[r][g]:>15.4f}" for r in table))
+        print(f"{name:<14}" + "".join(f"{table[r][g]:>17.4f}" for r in table))
     means = {r: float(v.mean()) for r, v in table.items()}
-    print(f"{'mean':<14}" + "".join(f"{means[r]:>15.4f}" for r in table))
+    print(f"{'mean':<14}" + "".join(f"{means[r]:>17.4f}" for r in table))
     per_seed = [float(np.mean(s)) for s in seeds]
     diff = table["aligned"] - table["history_share"]
     won = int((diff > 0).sum())
@@ -162,8 +189,9 @@ def report(table: dict[str, np.ndarray], genres: list[str], seeds: list, args, u
         f"aligned per seed: {', '.join(f'{m:.4f}' for m in per_seed)}; aligned - "
         f"history_share {diff.mean():+.4f} (better on {won} of {len(genres)} genres)"
     )
-    return {"ndcg@50": means, "aligned_per_seed": per_seed, "genres_won": won,
-            "genres": len(genres)}  # fmt: skip
+    return {"split": "valid" if args.valid else "test", "ndcg@50": means,
+            "aligned_per_seed": per_seed, "genres_won": won, "genres": len(genres),
+            "users": users}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def test_a_run_in_parts_is_merged_from_several_files(tmp_path, capsys):
     assert merged.train == set()
     assert pq.not_run(merged) == [
         "plus_cl", "plus_dro", "plus_future", "plus_masked", "plus_side", "plus_layers",
-        "ours_selected", "ours_dro", "all", "throughput",
+        "ours_selected", "ours_dro", "ours_text", "all", "throughput",
     ]  # fmt: skip
     assert "not run (neither trained here nor read): plus_cl" in capsys.readouterr().out
     again = configured(["--reuse", str(a), "--reuse", str(b), "--rows", "ours"])
@@ -271,6 +271,33 @@ def test_one_seed_rows_are_compared_with_the_same_seed_not_a_mean_over_more(caps
     out = capsys.readouterr().out
     assert "seed(s) [0]" in out and "NDCG@10 1.10x next-item only (same seed)" in out
     assert "NDCG@10 1.67x next-item only (same 5 seeds)" in out  # ours 0.10 / 0.06
+
+
+def test_ours_with_text_is_judged_against_ours_on_its_three_seeds(capsys):
+    """Issue 33 §2: ours + text (the items table through the text model, ID dropout) trains
+    on the first 3 judged seeds and is set against ours on those seeds, not on ours' 5."""
+    run = configured([])
+    run.seeds = [0, 1, 2, 3, 4]
+    pq.configure(run)
+    assert run.configs["ours_text"]["seeds"] == [0, 1, 2]
+    spec = next(s for s in run.specs if s.name == "ours_text")
+    assert spec.data["items"] == "auto" and spec.data["item_text"] == ["title", "genres"]
+    assert spec.module["encoder"]["item_id_dropout"] == 0.5
+    assert spec.module == dict(run.configs["ours"]["module"], encoder=dict(
+        run.configs["ours"]["module"]["encoder"], item_id_dropout=0.5))  # fmt: skip
+
+    def row(*ndcgs):
+        return pq.Result("r", full_report(ndcgs[0]), seed_reports=[full_report(x) for x in ndcgs])
+
+    results = {"ours": row(0.10, 0.12, 0.11, 0.02, 0.02), "ours_text": row(0.10, 0.12, 0.11)}
+    fields = pq.report_text(run, results)
+    assert fields["ndcg_text_vs_ours"] == 1.0  # seeds 0-2 only: 0.11 / 0.11, not 0.11 / 0.074
+    assert fields["ndcg_text_vs_ours_per_seed"] == [1.0, 1.0, 1.0]
+    assert run.met["text_nothing_lost"] is True
+    results["ours_text"] = row(0.09, 0.12, 0.11)
+    assert pq.report_text(run, results)["ndcg_text_vs_ours"] < 1
+    assert run.met["text_nothing_lost"] is False
+    assert "seed(s) [0, 1, 2]" in capsys.readouterr().out
 
 
 def test_ours_selecting_on_validation_is_judged_against_the_reference_with_its_control(capsys):

@@ -35,6 +35,30 @@ def test_quick_run_reports_every_row(tiny_text_model, fake_ml100k_dir, capsys):
             "--horizon", "3", "--text-model", str(tiny_text_model)]  # fmt: skip
     assert uw.main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(summary["ndcg@50"]) == {"aligned", "history_share", "another_user", "random"}
+    assert set(summary["ndcg@50"]) == {
+        "aligned", "aligned_infonce", "history_share", "another_user", "random"}  # fmt: skip
     assert all(0 <= v <= 1 for v in summary["ndcg@50"].values())
     assert summary["genres"] >= 2 and len(summary["aligned_per_seed"]) == 1
+    assert summary["split"] == "test"
+
+
+def test_the_validation_split_never_reads_the_test_events(fake_ml100k_dir, tmp_path):
+    """--valid drops each user's last `horizon` events before anything: its held-out events
+    are the ones before them, its inputs the ones before those."""
+    import cold_items as ci
+    import pandas as pd
+
+    log, _ = ci.load_ml100k(fake_ml100k_dir)
+    events = log.to_pandas()
+    per_user = {str(u): part["item"].tolist() for u, part in events.groupby("user", sort=False)}
+    (tmp_path / "t").mkdir()
+    (tmp_path / "v").mkdir()
+    path, users, inputs, future = uw.split_log(log, 2, tmp_path / "t")
+    vpath, vusers, vinputs, vfuture = uw.split_log(log, 2, tmp_path / "v", valid=True)
+    for user, inp, fut in zip(users, inputs, future):
+        assert inp + fut == per_user[user] and len(fut) == 2
+    for user, inp, fut in zip(vusers, vinputs, vfuture):
+        assert inp + fut == per_user[user][:-2] and len(fut) == 2 and inp
+    assert set(vusers) == {u for u, items in per_user.items() if len(items) > 4}
+    written = pd.read_parquet(vpath)
+    assert len(written) == sum(len(i) for i in vinputs)

@@ -1,16 +1,20 @@
 """Users in words: a head that maps user embeddings into a sentence encoder's text space.
 
-Issue 33 §3. A small linear head is trained contrastively (InfoNCE over the batch, both
-directions, as InstructUE aligns users with text) between each user's embedding and the
-sentence-encoder vector of a text describing what the user did next: the top categories and
-titles of the ``horizon`` events that follow the input. Aligned with what comes next, not with
-the past, the head turns the encoder's forecast into words. Then:
+Issue 33 §3. A small linear head is trained (the encoder frozen) to map each user's embedding
+onto the text vector of what the user did next: the normalised mean of the sentence-encoder
+vectors of the items of the ``horizon`` events that follow the input (each item's text made of
+the item table's columns, as `userfm.encoder.item_vectors.encode_items` makes it). Aligned with
+what comes next, not with the past, the head turns the encoder's forecast into words. Then:
 
 - `UserEmbeddings.search("sci-fi and animation", k=10)`: users ranked by the cosine between
   their aligned vector and the query's text vector;
 - `UserEncoder.describe(histories, k=5)`: each user's nearest phrases among the item table's
   attribute values (e.g. the genres), stored with the model.
 
+Two losses: ``"cosine"`` (default: 1 - cosine to the target, a regression onto the expected text
+vector of the next events) and ``"infonce"`` (InfoNCE over the batch, both directions, as
+InstructUE aligns users with text). On MovieLens-100K's validation split the regression ranks
+users for genre queries better (`benchmarks/users_in_words.py`, README "Users in words").
 The encoder is frozen: the embeddings are computed once and only the head trains (seconds).
 """
 
@@ -22,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,13 +34,17 @@ from torch import nn
 from userfm.data.items import ItemTable
 from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import CATEGORY_SEP
-from userfm.encoder.text_model import DEFAULT_TEXT_MODEL, encode_texts, text_model_info
+from userfm.encoder.item_vectors import encode_items
+from userfm.encoder.text_model import DEFAULT_TEXT_MODEL, encode_texts
 from userfm.errors import ConfigError, DataError, SchemaError, check_int
 
 if TYPE_CHECKING:
     from userfm.encoder.model import UserEncoder
 
-__all__ = ["UserTextHead", "UserTextFit", "describe_events", "fit_user_text"]
+__all__ = ["UserTextHead", "UserTextFit", "LOSSES", "fit_user_text"]
+
+#: the alignment losses of `fit_user_text`
+LOSSES = ("cosine", "infonce")
 
 
 class UserTextHead(nn.Module):
@@ -57,74 +66,45 @@ class UserTextHead(nn.Module):
         return F.normalize(self.proj(embedding), dim=-1)  # (B, text_dim), unit rows
 
 
-def describe_events(
-    items: Sequence[str],
-    table: ItemTable,
-    *,
-    category_column: str | None,
-    title_column: str | None,
-    top: int = 3,
-) -> str | None:
-    """A text of what a run of events holds: its ``top`` most frequent categories, then its
-    last ``top`` distinct titles, e.g. ``"genres: Drama, Comedy. titles: Heat (1995); ..."``.
-
-    Args:
-        items: the events' item ids, oldest first.
-        table: the item table the categories and titles come from.
-        category_column, title_column: its columns (None: left out).
-        top: categories and titles named.
-
-    Returns:
-        The text, or None when none of the items has a category or title in the table.
-    """
-    position = {item: i for i, item in enumerate(table.ids)}
-    rows = [position[i] for i in items if i in position]
-    parts = []
-    if category_column is not None:
-        values = table.columns[category_column]
-        named = _by_frequency(values[r] for r in rows)[:top]
-        if named:
-            parts.append(f"{category_column}: {', '.join(named)}")
-    if title_column is not None:
-        titles = table.columns[title_column]
-        recent = list(dict.fromkeys(titles[r] for r in reversed(rows) if titles[r]))[:top]
-        if recent:
-            parts.append(f"{title_column}: {'; '.join(recent)}")
-    return ". ".join(parts) or None
-
-
 @dataclass(frozen=True)
 class UserTextFit:
     """What `fit_user_text` trained on.
 
     Attributes:
-        users: (input, description) pairs trained on.
-        losses: the InfoNCE loss of each step (it should fall).
+        users: (input, target) pairs trained on.
+        losses: the loss of each step (it should fall).
         phrases: the phrases `describe` picks from.
+        text_columns: the item-table columns the item texts were made of.
     """
 
     users: int
     losses: list[float]
     phrases: list[str]
+    text_columns: list[str]
 
 
 def _pairs(
-    log: EventLog, table: ItemTable, horizon: int, category: str | None, title: str | None
-) -> tuple[list[UserHistory], list[str]]:
-    """Each user's input (all but their last ``horizon`` events) and the description of
-    those last events; users with fewer than ``horizon + 1`` events or no description are
-    left out."""
-    inputs, texts = [], []
+    log: EventLog, positions: dict[str, int], has_text: np.ndarray, horizon: int
+) -> tuple[list[UserHistory], list[list[int]]]:
+    """Each user's input (all but their last ``horizon`` events) and the item-table rows of
+    those last events that have text; users with fewer than ``horizon + 1`` events, or none
+    of whose last events has text, are left out."""
+    inputs, rows = [], []
     for history in log.iter_histories():
         if len(history) <= horizon:
             continue
-        text = describe_events(
-            list(history.items[-horizon:]), table, category_column=category, title_column=title
-        )
-        if text is not None:
+        found = [positions[i] for i in history.items[-horizon:] if i in positions]
+        found = [r for r in found if has_text[r]]
+        if found:
             inputs.append(history[:-horizon])
-            texts.append(text)
-    return inputs, texts
+            rows.append(found)
+    return inputs, rows
+
+
+def _targets(vectors: np.ndarray, rows: list[list[int]]) -> torch.Tensor:
+    """(N, text_dim) unit rows: the normalised mean of each user's described item vectors."""
+    means = np.stack([vectors[r].mean(axis=0) for r in rows])  # (N, text_dim)
+    return F.normalize(torch.from_numpy(means).float(), dim=-1)
 
 
 def _phrases(table: ItemTable, column: str | None) -> list[str]:
@@ -143,9 +123,10 @@ def fit_user_text(
     log: EventLog,
     items: ItemTable,
     *,
+    text_columns: Sequence[str] | None = None,
     category_column: str | None = None,
-    title_column: str | None = "title",
     horizon: int = 10,
+    loss: str = "cosine",
     steps: int = 300,
     batch_size: int = 256,
     lr: float = 1e-2,
@@ -160,15 +141,19 @@ def fit_user_text(
     Args:
         model: a trained encoder with vocabularies.
         log: the users to align: each one's input is their history but its last ``horizon``
-            events, described by `describe_events` (keep evaluation events out of it).
-        items: the item table the descriptions and phrases come from.
-        category_column: its attribute column (``|``-joined values): named in descriptions,
-            and its values are the phrases of `UserEncoder.describe` (default: the column of
-            the training log's category name, e.g. ``genres``).
-        title_column: its title column (None: titles are not named).
+            events, whose items' text is the target (keep evaluation events out of it).
+        items: the item table the item texts and the phrases come from.
+        text_columns: the table's columns an item's text is made of, in order (default: the
+            model's own ``text_columns`` when it reads item text, else the training log's
+            title and category columns the table has, else all of the table's columns).
+        category_column: the attribute column (``|``-joined values) whose values are the
+            phrases of `UserEncoder.describe` (default: the column of the training log's
+            category name, e.g. ``genres``; None when the table has none).
         horizon: events described per user.
-        steps, batch_size, lr, temperature: the InfoNCE training (Adam, cosine / temperature).
-        text_model: the sentence encoder of descriptions and queries.
+        loss: ``"cosine"`` (1 - cosine to the target) or ``"infonce"`` (symmetric InfoNCE
+            over the batch at ``temperature``).
+        steps, batch_size, lr: the training (Adam).
+        text_model: the sentence encoder of item texts, phrases and queries.
         cache_dir, progress: `encode_texts` options.
         seed: batch order and head initialisation.
 
@@ -176,46 +161,63 @@ def fit_user_text(
         `UserTextFit`.
 
     Raises:
-        SchemaError: a column the table lacks. DataError: fewer than 2 users to align.
+        SchemaError: a column the table lacks. ConfigError: an unknown ``loss``.
+        DataError: fewer than 2 users to align.
     """
     check_int("horizon", horizon, minimum=1)
     check_int("steps", steps, minimum=1)
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")
     schema = model.training_schema()
     if category_column is None and schema is not None and schema.category in items.columns:
         category_column = schema.category
-    for column in (category_column, title_column):
+    columns = _text_columns(model, items, text_columns)
+    for column in (*columns, category_column):
         if column is not None and column not in items.columns:
             raise SchemaError(f"the item table has no column {column!r}: {list(items.columns)}")
-    inputs, texts = _pairs(log, items, horizon, category_column, title_column)
+    found = encode_items(items, columns, text_model=text_model, cache_dir=cache_dir,
+                         progress=progress)  # fmt: skip
+    positions = {item: i for i, item in enumerate(found.ids)}
+    inputs, rows = _pairs(log, positions, found.has_text, horizon)
     if len(inputs) < 2:
-        raise DataError(f"{len(inputs)} user(s) have more than {horizon} described events: "
+        raise DataError(f"{len(inputs)} user(s) have more than {horizon} events with item text: "
                         "at least 2 are needed to align users with text")  # fmt: skip
-    info = text_model_info(text_model)
-    targets = encode_texts(texts, model=text_model, cache_dir=cache_dir, progress=progress)
-    targets = torch.from_numpy(targets)  # (N, text_dim)
+    targets = _targets(found.vectors, rows)  # (N, text_dim)
     users = torch.from_numpy(model.embed(inputs, progress=progress).vectors)  # (N, D)
     phrases = _phrases(items, category_column)
     torch.manual_seed(seed)
-    head = UserTextHead(dim=users.shape[1], text_dim=info.dim, num_phrases=len(phrases))
+    head = UserTextHead(dim=users.shape[1], text_dim=found.model.dim, num_phrases=len(phrases))
     if phrases:
         head.phrase_vectors.copy_(torch.from_numpy(
             encode_texts(phrases, model=text_model, cache_dir=cache_dir, progress=False)))  # fmt: skip
-    losses = _train(head, users, targets, steps, batch_size, lr, temperature, seed)
-    model.set_user_text_head(head.eval(), text_model=info, phrases=phrases)
-    return UserTextFit(len(inputs), losses, phrases)
+    losses = _train(head, users, targets, loss, steps, batch_size, lr, temperature, seed)
+    model.set_user_text_head(head.eval(), text_model=found.model, phrases=phrases)
+    return UserTextFit(len(inputs), losses, phrases, columns)
+
+
+def _text_columns(model: UserEncoder, items: ItemTable, columns: Sequence[str] | None) -> list[str]:
+    """`fit_user_text`'s ``text_columns``, defaults resolved."""
+    if columns is not None:
+        return list(columns)
+    if model.config.text_columns:
+        return list(model.config.text_columns)
+    schema = model.training_schema()
+    named = [] if schema is None else [c for c in (schema.title, schema.category) if c]
+    return [c for c in named if c in items.columns] or list(items.columns)
 
 
 def _train(
     head: UserTextHead,
     users: torch.Tensor,
     targets: torch.Tensor,
+    loss: str,
     steps: int,
     batch_size: int,
     lr: float,
     temperature: float,
     seed: int,
 ) -> list[float]:
-    """Symmetric InfoNCE between head(users) and their description vectors, over batches."""
+    """Fit head(users) to their target vectors over random batches; each step's loss."""
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     losses = []
@@ -223,13 +225,16 @@ def _train(
     for _ in range(steps):
         batch = torch.randperm(len(users), generator=g)[:batch_size]
         u, t = head(users[batch]), targets[batch]  # (B, text_dim) each, unit rows
-        logits = u @ t.T / temperature  # (B, B): the diagonal holds the true pairs
-        labels = torch.arange(len(batch))
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        if loss == "cosine":
+            value = (1 - (u * t).sum(dim=-1)).mean()
+        else:  # infonce: the diagonal of the (B, B) logits holds the true pairs
+            logits = u @ t.T / temperature
+            labels = torch.arange(len(batch))
+            value = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         optimizer.zero_grad()
-        loss.backward()
+        value.backward()
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(value.item())
     return losses
 
 
