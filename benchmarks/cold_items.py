@@ -56,7 +56,7 @@ import pretrain_quality as pq  # noqa: E402
 RECIPE = pq.REPO / "configs" / "pretrain" / "ml100k.yaml"
 TRAINED = ("id_only", "text", "inductive", "warm_reference")
 TEXT_ROWS = ("text", "inductive")
-TEXT_COLUMNS = ["title", "genres"]
+TEXT_COLUMNS = pq.TEXT_COLUMNS
 K = 10
 BOOTSTRAP = 2000
 #: the training log's columns, named as `load_movielens_100k` reads them: a model then
@@ -72,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", nargs="+", default=list(TRAINED), choices=TRAINED)
     p.add_argument("--cold-fraction", type=float, default=0.2)
-    p.add_argument("--id-dropout", type=float, default=0.5, help="the text row's ID dropout")
+    p.add_argument("--id-dropout", type=float, default=pq.TEXT_ID_DROPOUT,
+                   help="the text row's ID dropout")  # fmt: skip
     p.add_argument("--epochs", type=int, default=None, help="default: the recipe's (100)")
     p.add_argument("--text-model", default="all-MiniLM-L6-v2", help="alias or folder")
     p.add_argument("--results", type=Path, default=None, help="JSONL of finished fits")

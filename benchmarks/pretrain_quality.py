@@ -165,6 +165,9 @@ TEXTED = ("ours_text",)
 TEXT_SEEDS = 3
 #: the MovieLens-100K items table's columns an item's text is made of (title, year, genres)
 TEXT_COLUMNS = ["title", "genres"]
+#: the text recipe's ID dropout: cold_items.py's validation pick (README, "Items described by
+#: text"), shared by every benchmark's text + ids rows
+TEXT_ID_DROPOUT = 0.5
 #: validations per run of a selecting row: the reference recipe's (200 epochs, every 20)
 SELECTIONS = 10
 SASREC_SHAPE = dict(hidden=50, num_blocks=2, heads=1, dropout=0.2)
@@ -660,8 +663,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--text-id-dropout",
         type=float,
-        default=0.5,
-        help="ours + text: item_id_dropout (0.5: cold_items.py's validation pick)",
+        default=TEXT_ID_DROPOUT,
+        help="ours + text: item_id_dropout (default: cold_items.py's validation pick)",
     )
     p.add_argument("--dro-temperature", type=float, default=3.0, help="DRO's λ")
     p.add_argument(

@@ -9,14 +9,17 @@ on A, then on B it is scored:
 - ``zero_shot``: no B training at all; B's movies are given to it with `add_items`;
 - ``transfer``: fine-tuned (`PretrainModule(init_from=...)`) on the training part of a
   fraction of B's users (``--fractions``, default 5%, 10%, 25%, 100%);
+- ``transfer_id``: the same start, fine-tuned with an id table added (``item_ids: true``,
+  ID dropout as the text recipe's): B's movies learn ids of their own on top of the text;
 - ``scratch_text``: the same text recipe trained from a random start on the same fraction;
 - ``scratch_id``: the ID-only recipe (ml100k.yaml as it is) on the same fraction.
 
 Every model is scored on all of B's users by leave-one-out (`split_ranks`: the last event the
 target, full ranking over B's movies, the user's own items filtered), with ``text_nn`` (the
 user = mean MiniLM vector of their history, items by cosine) and ``most_popular`` (B's
-training counts, every B user's) beside them. Ratios to ``scratch_text`` at each fraction
-carry 95% intervals from a paired bootstrap over B's users (within each seed).
+training counts, every B user's) beside them. Ratios ``transfer`` / ``scratch_text`` and
+``transfer_id`` / ``scratch_id`` (each start against the same kind of model from scratch) at
+each fraction carry 95% intervals from a paired bootstrap over B's users (within each seed).
 
     python benchmarks/transfer.py --quick        # 2 epochs, seed 0, fractions 10% and 100%
     python benchmarks/transfer.py --seeds 0 1 2 --results R.jsonl --plot docs/transfer.png
@@ -44,9 +47,14 @@ import cold_items as ci  # noqa: E402
 import pretrain_quality as pq  # noqa: E402
 
 FRACTIONS = (0.05, 0.1, 0.25, 1.0)
-TRAINED = ("transfer", "scratch_text", "scratch_id")
-#: what each trained row is: the recipe kind (`cold_items.recipe_config`) and its start
-KINDS = {"transfer": "inductive", "scratch_text": "inductive", "scratch_id": "id"}
+TRAINED = ("transfer", "transfer_id", "scratch_text", "scratch_id")
+#: what each trained row is: the recipe kind (`cold_items.recipe_config`)
+KINDS = {"transfer": "inductive", "transfer_id": "text", "scratch_text": "inductive",
+         "scratch_id": "id"}  # fmt: skip
+#: the rows fine-tuned from the encoder pretrained on A
+FROM_A = ("transfer", "transfer_id")
+#: the ratios reported at each fraction: each start against its kind from scratch
+RATIOS = (("transfer", "scratch_text"), ("transfer_id", "scratch_id"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,7 +125,10 @@ def fraction_log(cat: Catalogues, fraction: float, folder: Path) -> Path:
 # ---- fits --------------------------------------------------------------------------------------
 def config(args: argparse.Namespace, row: str, fraction: float | None) -> dict[str, Any]:
     kind = "inductive" if row in ("pretrain_a", "zero_shot") else KINDS[row]
-    cfg = ci.recipe_config(kind, epochs=args.epochs, text_model=args.text_model, id_dropout=0.0)
+    dropout = pq.TEXT_ID_DROPOUT if row == "transfer_id" else 0.0
+    cfg = ci.recipe_config(kind, epochs=args.epochs, text_model=args.text_model, id_dropout=dropout)
+    if row == "transfer_id":  # A's encoder has no id table: fine-tuning adds one
+        cfg["model"]["encoder"]["item_ids"] = True
     return {**cfg, "row": row, "fraction": fraction}
 
 
@@ -141,7 +152,7 @@ def fit_record(args, row: str, fraction: float | None, seed: int, cat, b_test, f
     if row == "zero_shot":
         model = UserEncoder.from_pretrained(a_model).eval()
     else:
-        init = a_model if row == "transfer" else None
+        init = a_model if row in FROM_A else None
         train = fraction_log(cat, fraction, folder)
         model, _ = ci.fit_recipe(cfg, source(train), seed, items=cat.items, init_from=init)
     if model.config.text_dim:
@@ -202,7 +213,8 @@ def report(runs: list[dict[str, np.ndarray]], users: int, args) -> dict[str, Any
              if all(r in x for x in runs)}  # fmt: skip
     print("no B training: " + ", ".join(f"{r} {v:.4f}" for r, v in fixed.items()))
     curve, ratios = {}, {}
-    print(f"{'B users':>10}" + "".join(f"{r:>14}" for r in TRAINED) + "   transfer / scratch_text")
+    print(f"{'B users':>10}" + "".join(f"{r:>14}" for r in TRAINED)
+          + "".join(f"{f'{a} / {b}':>34}" for a, b in RATIOS))  # fmt: skip
     for f in args.fractions:
         names = {r: f"{r}@{f:g}" for r in TRAINED}
         have = {r: n for r, n in names.items() if all(n in x for x in runs)}
@@ -210,10 +222,14 @@ def report(runs: list[dict[str, np.ndarray]], users: int, args) -> dict[str, Any
         line = f"{round(f * users):>10}" + "".join(
             f"{curve[f'{f:g}'][r]:>14.4f}" if r in have else f"{'-':>14}" for r in TRAINED
         )
-        if {"transfer", "scratch_text"} <= set(have):
-            c = _paired(runs, names["transfer"], names["scratch_text"])
-            ratios[f"{f:g}"] = c
-            line += f"   {c['ratio']:.2f}x [{c['ratio_lo']:.2f}, {c['ratio_hi']:.2f}]"
+        for a, b in RATIOS:
+            if {a, b} <= set(have):
+                c = _paired(runs, names[a], names[b])
+                ratios.setdefault(f"{a}_vs_{b}", {})[f"{f:g}"] = c
+                text = f"{c['ratio']:.2f}x [{c['ratio_lo']:.2f}, {c['ratio_hi']:.2f}]"
+                line += f"{text:>34}"
+            else:
+                line += f"{'-':>34}"
         print(line)
     zero = {}
     for other in ("text_nn", "most_popular"):
@@ -227,7 +243,7 @@ def report(runs: list[dict[str, np.ndarray]], users: int, args) -> dict[str, Any
           "over B's movies, the user's own items filtered); models fine-tuned or trained on "
           "the training part of the first share of B's users (seeded order), scored on every "
           "B user; NDCG@10 pooled over seeds; 95% paired bootstrap over users")  # fmt: skip
-    return {"no_b_training": fixed, "curve": curve, "transfer_vs_scratch_text": ratios,
+    return {"no_b_training": fixed, "curve": curve, "ratios": ratios,
             "zero_shot_vs": zero}  # fmt: skip
 
 
@@ -290,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             for row, fraction in wanted:
                 record = ci.find(records, row, seed, config(args, row, fraction), fraction)
                 if record is None and not args.report:
-                    if a_model is None and row in ("zero_shot", "transfer"):
+                    if a_model is None and row in ("zero_shot", *FROM_A):
                         a_model = pretrain_a(args, cat, seed, folder)
                     record = fit_record(args, row, fraction, seed, cat, b_test, folder, a_model)
                     records.append(record)

@@ -136,7 +136,8 @@ class PretrainModule(L.LightningModule):
         eval_k: K of the HR@K / NDCG@K logged on validation and test.
         init_from: fine-tune a pretrained encoder (a `save_pretrained` / ``userfm pretrain
             export`` folder) on this log: its architecture and settings (``encoder`` fields
-            given here override the others), and its weights copied by
+            given here override the others; ``item_ids: true`` adds an id table to a
+            text-only encoder), and its weights copied by
             `userfm.encoder.warm_start.warm_start` (tables indexed by a vocabulary row by
             row, by token: another catalogue keeps what its text projection learnt).
     """

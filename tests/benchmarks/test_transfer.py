@@ -32,7 +32,9 @@ def test_quick_run_reports_every_row(tmp_path, tiny_text_model, fake_ml100k_dir,
             "1", "--text-model", str(tiny_text_model), "--results", str(results)]  # fmt: skip
     assert tr.main([*argv, "--plot", str(tmp_path / "curve.png")]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(summary) >= {"no_b_training", "curve", "transfer_vs_scratch_text", "seconds"}
+    assert set(summary) >= {"no_b_training", "curve", "ratios", "seconds"}
+    assert set(summary["ratios"]) == {"transfer_vs_scratch_text", "transfer_id_vs_scratch_id"}
+    assert set(summary["ratios"]["transfer_id_vs_scratch_id"]) == {"0.5", "1"}
     assert set(summary["no_b_training"]) == {"zero_shot", "text_nn", "most_popular"}
     assert set(summary["curve"]) == {"0.5", "1"}
     assert set(summary["curve"]["1"]) == set(tr.TRAINED)

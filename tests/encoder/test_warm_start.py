@@ -78,3 +78,19 @@ def test_another_architecture_or_text_model_is_refused(tiny_text_model, make_tin
     other = encoder(_log(B, ["view"]), make_tiny_text_model(1), seed=1)
     with pytest.raises(ConfigError, match="another model"):
         warm_start(other, src)
+
+
+def test_a_text_only_encoder_can_be_fine_tuned_with_an_id_table_added(tiny_text_model):
+    """Transfer to a new catalogue, then ids of its own: the id table starts fresh, every
+    other weight is copied; the reverse (dropping a learnt id table) is refused."""
+    src = encoder(_log(A, ["view"]), tiny_text_model, seed=0, item_ids=False)
+    dst = encoder(_log(B, ["view"]), tiny_text_model, seed=1)  # item ids on
+    fresh = dst.embeddings.item.weight.clone()
+    done = warm_start(dst, src)
+    assert done.rows["items"] == (0, len(dst.vocabs.items))
+    assert torch.equal(dst.embeddings.item.weight, fresh)
+    for name, weight in src.state_dict().items():
+        if name.startswith(("blocks.", "embeddings.text_proj")):
+            assert torch.equal(dst.state_dict()[name], weight), name
+    with pytest.raises(ConfigError, match="its id table would be lost"):
+        warm_start(encoder(_log(B, ["view"]), tiny_text_model, seed=1, item_ids=False), dst)

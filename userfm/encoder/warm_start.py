@@ -8,7 +8,9 @@ ids, actions, categories) token by token: a row moves to the index its token has
 vocabulary, and tokens the pretrained model never saw keep their fresh initialisation. Item
 text vectors and item -> category tables are data of the new log, never copied. A model that
 reads items through their text (`UserEncoderConfig.text_dim`) carries what it learnt about
-items to a catalogue it has never seen.
+items to a catalogue it has never seen; a text-only (inductive) one can be fine-tuned with an
+id table added (``item_ids: true``, rows freshly initialised), so the new catalogue's items
+also learn ids of their own.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ __all__ = ["ARCHITECTURE", "WarmStart", "warm_start"]
 #: model's values (the data sets the vocabulary sizes, ``text_dim`` and ``max_categories``)
 ARCHITECTURE = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_len",
                 "num_time_gap_buckets", "use_time", "pooling", "normalize", "text_adaptor",
-                "item_ids", "output_features")  # fmt: skip
+                "output_features")  # fmt: skip
 #: tensors that hold the new log's data, not learnt weights
 _DATA = ("embeddings.item_text", "embeddings.item_categories")
 #: the vocabulary-indexed tables: tensor name -> `VocabSet` field
@@ -65,10 +67,12 @@ def warm_start(dst: UserEncoder, src: UserEncoder) -> WarmStart:
         src: the pretrained encoder (vocabularies attached).
 
     Returns:
-        `WarmStart`: how much was copied.
+        `WarmStart`: how much was copied (``rows["items"]`` is (0, V) when ``dst`` adds an id
+        table to a text-only ``src``).
 
     Raises:
-        ConfigError: the two differ in an `ARCHITECTURE` field, read item text from different
+        ConfigError: the two differ in an `ARCHITECTURE` field, ``src`` reads item ids and
+            ``dst`` has none (its id table would be lost), they read item text from different
             text models, or a weight has another shape.
     """
     different = [
@@ -81,11 +85,20 @@ def warm_start(dst: UserEncoder, src: UserEncoder) -> WarmStart:
             "a warm start needs the pretrained encoder's architecture; these fields differ: "
             + "; ".join(different)
         )
+    if src.config.item_ids and not dst.config.item_ids:
+        raise ConfigError(
+            "the pretrained encoder reads item ids and this one has none (item_ids: false): "
+            "its id table would be lost; keep item_ids: true"
+        )
     _check_text_models(dst, src)
     src_state, dst_state = src.state_dict(), dst.state_dict()
     tensors, rows = 0, {}
     for name, target in dst_state.items():
-        if name in _DATA or name not in src_state:
+        if name in _DATA:
+            continue
+        if name not in src_state:  # an id table added to a text-only encoder: fresh rows
+            if name in _BY_TOKEN:
+                rows[_BY_TOKEN[name]] = (0, len(target))
             continue
         if name in _BY_TOKEN:
             field_name = _BY_TOKEN[name]
