@@ -74,8 +74,13 @@ def test_search_and_describe_read_the_head(log, tiny_text_model, tmp_path):
     assert set(words) == set(emb.user_ids)
     first = words[emb.user_ids[0]]
     assert len(first) == 3 and {p for p, _ in first} <= set(fit.phrases)
-    # saved with the model, read back the same
+    # saved with the model, read back the same, and named by its card
     model.save_pretrained(tmp_path / "m")
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert (
+        f"Users in words: user embeddings mapped into the 16-d space of `{tiny_text_model}`" in card
+    )
+    assert f"nearest of {len(fit.phrases)} attribute phrases" in card
     loaded = UserEncoder.from_pretrained(tmp_path / "m").eval()
     assert loaded.describe(log, k=3, progress=False) == words
     again = loaded.embed(log, progress=False)
@@ -86,10 +91,12 @@ def test_search_and_describe_read_the_head(log, tiny_text_model, tmp_path):
     assert read.search("books", k=5, cache_dir=False) == found
 
 
-def test_without_a_head_search_and_describe_say_how_to_get_one(log, tiny_text_model):
+def test_without_a_head_search_and_describe_say_how_to_get_one(log, tiny_text_model, tmp_path):
     model = UserEncoder.from_log(log, hidden_size=16, num_layers=1, num_heads=2)
     emb = model.embed(log, progress=False)
     assert emb.text_vectors is None
+    card = (model.save_pretrained(tmp_path / "m") / "README.md").read_text()
+    assert "Users in words: none (`userfm.encoder.user_text.fit_user_text` trains one)" in card
     with pytest.raises(ConfigError, match="fit_user_text"):
         emb.search("books")
     with pytest.raises(ConfigError, match="fit_user_text"):

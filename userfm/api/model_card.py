@@ -84,6 +84,7 @@ def render_model_card(model: UserEncoder, card_data: dict[str, Any] | None = Non
         "num_actions": cfg.num_actions or "not used",
         "num_categories": cfg.num_categories or "not used",
         "text_features": _text_features(cfg),
+        "user_text": _user_text(cfg),
         "output_layer": _output_layer(cfg),
         "time_features": "gap to previous event (log buckets), hour, weekday"
         if cfg.use_time
@@ -110,6 +111,18 @@ def _text_features(cfg: Any) -> str:
     if cfg.item_id_dropout:
         line += f" (ID dropout {cfg.item_id_dropout:g}: trained to read items from text alone)"
     return line + "; `add_items` gives new items a vector from their text"
+
+
+def _user_text(cfg: Any) -> str:
+    """The card's line on the user-text head (`userfm.encoder.user_text`)."""
+    if not cfg.user_text_dim:
+        return "none (`userfm.encoder.user_text.fit_user_text` trains one)"
+    phrases = len(cfg.user_text_phrases or [])
+    return (
+        f"user embeddings mapped into the {cfg.user_text_dim}-d space of "
+        f"`{cfg.user_text_model}`: `UserEmbeddings.search` ranks users by a text query, "
+        f"`describe` names each user's nearest of {phrases} attribute phrases"
+    )
 
 
 def _output_layer(cfg: Any) -> str:
