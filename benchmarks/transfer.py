@@ -268,8 +268,11 @@ def plot(summary: dict[str, Any], users: int, path: Path, seeds: int) -> None:
         if all(v is not None for v in y):
             ax.plot(x, y, marker="o", label=row)
     for i, (row, value) in enumerate(summary["no_b_training"].items()):
-        ax.axhline(value, ls=("--", ":", "-.")[i % 3], color="grey", label=f"{row} (no B training)")
+        what = "all of B's training counts" if row == "most_popular" else "no B training"
+        ax.axhline(value, ls=("--", ":", "-.")[i % 3], color="grey", label=f"{row} ({what})")
     ax.set_xscale("log")
+    ax.set_xticks(x, [str(v) for v in x], minor=False)
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("B training users")
     ax.set_ylabel("NDCG@10 on B's test users")
     ax.set_title(f"A new catalogue (MovieLens-100K halves, {seeds} seed(s))")
