@@ -139,7 +139,7 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from userfm.llm import DEFAULT_LLM
 
     p = argparse.ArgumentParser(
@@ -153,7 +153,7 @@ def main() -> int:
     )
     p.add_argument("--llm", default=DEFAULT_LLM, help="LLM alias, directory or name")
     p.add_argument("--lengths", default="50,200", help="history lengths, comma-separated")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     args.users = args.users or (2 if args.quick else 4)
     repeats = args.repeats or (3 if args.quick else 5)
     lengths = [int(x) for x in args.lengths.split(",")]

@@ -119,16 +119,25 @@ def worker(
     }
 
 
+def worker_argv(
+    mode: str, users: int, lengths: str, device: str, batch_size: int, attn_backend: str
+) -> list[str]:
+    """The flags with which `main` runs one measurement (``--worker``) and prints its JSON."""
+    argv = ["--worker", mode, "--users", str(users), "--lengths", lengths, "--device", device]
+    return [*argv, "--batch-size", str(batch_size), "--attn-backend", attn_backend]
+
+
 def run_worker(
     mode: str, users: int, lengths: str, device: str, batch_size: int, attn_backend: str
 ) -> dict:
-    cmd = [sys.executable, __file__, "--worker", mode, "--users", str(users), "--lengths", lengths]
-    cmd += ["--device", device, "--batch-size", str(batch_size), "--attn-backend", attn_backend]
+    """One measurement in a subprocess of its own (its own peak RSS); its JSON as a dict."""
+    flags = worker_argv(mode, users, lengths, device, batch_size, attn_backend)
+    cmd = [sys.executable, __file__, *flags]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -140,15 +149,19 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--attn-backend", default="sdpa", choices=["sdpa", "xformers", "auto"])
-    p.add_argument("--users", type=int, default=None, help="users for the throughput run")
-    p.add_argument("--naive-users", type=int, default=None)
+    p.add_argument(
+        "--users", type=int, default=None, help="users for the throughput run (default 100000)"
+    )
+    p.add_argument(
+        "--naive-users", type=int, default=None, help="users for the naive loop (default 2000)"
+    )
     p.add_argument("--worker", choices=["batched", "naive"], help=argparse.SUPPRESS)
     p.add_argument("--lengths", default="uniform", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     common = (args.device, args.batch_size, args.attn_backend)
     if args.worker:
         print(json.dumps(worker(args.worker, args.users, args.lengths, *common)))
-        return
+        return 0
 
     users = args.users or (10_000 if args.quick else 100_000)
     naive_users = args.naive_users or (300 if args.quick else 2_000)
@@ -196,7 +209,8 @@ def main() -> None:
         summary[f"naive_users_per_s_{k}"] = round(runs[f"naive_{k}"]["users_per_s"], 1)
         summary[f"speedup_{k}"] = round(speedup[k], 2)
     print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,14 +26,24 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--run", type=Path, default=ROOT / "runs" / "uqa_ml100k")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args()
+    p.add_argument(
+        "--run",
+        type=Path,
+        default=ROOT / "runs" / "uqa_ml100k",
+        help="what benchmarks/uqa_ml100k.py wrote: reads its encoder/ and qa/ (default %(default)s)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="MovieLens-100K folder (default %(default)s)",
+    )
+    p.add_argument("--quick", action="store_true", help="100 probe steps instead of 500")
+    args = p.parse_args(argv)
     if not (args.data / "u.data").is_file() or not (args.run / "encoder").is_dir():
         why = f"needs {args.data} and {args.run}/encoder (python benchmarks/uqa_ml100k.py)"
         print(f"skipped: {why}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,70 @@ def write_fake_ml100k(folder: Path, users: int = 24, items: int = 30, seed: int 
 def fake_ml100k_dir(tmp_path) -> Path:
     """A tiny folder in MovieLens-100K's file format (synthetic, not MovieLens data)."""
     return write_fake_ml100k(tmp_path / "fake-ml-100k")
+
+
+# a tiny random LLM built in code (no downloads), for the adapters and the LLM-reading scripts
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: SmolLM2-style chat markers of the tiny LLM's tokenizer
+TINY_LLM_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_llm(folder: Path, words: Iterable[str] = (), *, seed: int = 0) -> Path:
+    """Save a random 2-layer Llama (hidden 32) and a word-level tokenizer into ``folder``.
+
+    Args:
+        folder: where to save (created).
+        words: the tokenizer's words besides its specials, punctuation, ``a``-``d``, digits
+            and the chat roles (lower case; any other word reads as ``<unk>``).
+        seed: the weights' seed.
+
+    Returns:
+        ``folder``, which `userfm.llm.load_llm` reads like any local LLM (chat template:
+        SmolLM2's markers).
+    """
+    import string
+
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+    words = set(words) | set(string.punctuation) | set("abcd0123456789")
+    words = sorted(words | {"user", "assistant", "system"})
+    vocab = {w: i for i, w in enumerate(specials + words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>"
+    )
+    tokenizer.chat_template = TINY_LLM_CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=vocab["<pad>"],
+        eos_token_id=vocab["<|im_end|>"],
+        bos_token_id=vocab["<|im_start|>"],
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    """The folder of a tiny random Llama whose tokenizer knows README's words (seed 0);
+    read-only. `userfm.llm.load_llm` reads it like any local LLM."""
+    words = re.findall(r"\w+|[^\w\s]+", README.read_text(encoding="utf-8").lower())
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"), words)

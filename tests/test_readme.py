@@ -2,7 +2,6 @@
 
 import re
 import shlex
-import string
 import sys
 from pathlib import Path
 
@@ -11,12 +10,6 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
-
-#: SmolLM2-style chat markers of the tiny LLM's tokenizer
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 def blocks(lang: str) -> list[str]:
@@ -27,45 +20,6 @@ def blocks(lang: str) -> list[str]:
 def test_python_blocks_run(code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
-
-
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory) -> Path:
-    """A random 2-layer Llama with a word-level tokenizer (README's words, a chat template),
-    saved as a Hugging Face folder, which `userfm.llm.load_llm` reads like any local LLM."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
-    words = set(re.findall(r"\w+|[^\w\s]+", TEXT.lower())) | set(string.punctuation)
-    words = sorted(words | set("abcd0123456789") | {"user", "assistant", "system"})
-    vocab = {w: i for i, w in enumerate(specials + words)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.add_special_tokens(specials)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>"
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        pad_token_id=vocab["<pad>"],
-        eos_token_id=vocab["<|im_end|>"],
-        bos_token_id=vocab["<|im_start|>"],
-    )
-    folder = tmp_path_factory.mktemp("tiny-llm")
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def run_cli_lines(tmp_path: Path, llm: Path | None, monkeypatch) -> None:
@@ -111,7 +65,8 @@ def run_cli_lines(tmp_path: Path, llm: Path | None, monkeypatch) -> None:
 
 
 def test_cli_lines_run(tmp_path, tiny_llm, monkeypatch):
-    """README's command lines, with a tiny random LLM in place of SmolLM2 (fast)."""
+    """README's command lines, with a tiny random LLM in place of SmolLM2 (fast;
+    `tiny_llm` in tests/conftest.py: its tokenizer knows README's words)."""
     run_cli_lines(tmp_path, tiny_llm, monkeypatch)
 
 
