@@ -30,6 +30,9 @@ filtered): what the same model gets when it cannot read this user (runs saved in
     python benchmarks/dro_frontier.py --quick     # a smaller long-tail log, 2 epochs, 1 seed
     python benchmarks/dro_frontier.py --out frontier.png
 
+``--long-tail-size USERS ITEMS`` draws the long-tail log at another size (the smoke test's
+tiny one); such runs are kept in ``--results`` apart from those of the default sizes.
+
 ``--results runs.jsonl`` keeps every finished run (its configuration, NDCG@10, macro recall@10)
 and reads back the runs it already holds, so the 30 runs can be split: processes given other
 ``--lambdas`` (each with inf) or ``--logs`` share the file, a stopped run resumes, and a last
@@ -94,6 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lambdas", type=float, nargs="+", default=[math.inf, 8, 4, 2, 1])
     p.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--epochs", type=int, default=None, help="default 20 (2 with --quick)")
+    p.add_argument("--long-tail-size", type=int, nargs=2, default=None,
+                   metavar=("USERS", "ITEMS"),
+                   help="the long-tail log's users and items (default 6,000 x 3,000; "
+                   "1,500 x 1,000 with --quick)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="PNG chart of the frontiers")
     p.add_argument("--results", type=Path, default=None,
                    help="JSON lines, one per finished run: a run already there with the same "
@@ -115,6 +122,8 @@ def datamodule(log: str, args: argparse.Namespace, seed: int):
         movielens = argparse.Namespace(data=args.data, max_len=200, batch_size=128, seed=seed)
         return pq.make_datamodule(movielens, pq.NO_SIDE)
     small = dict(num_users=1500, num_items=1000) if args.quick else {}
+    if args.long_tail_size is not None:
+        small = dict(num_users=args.long_tail_size[0], num_items=args.long_tail_size[1])
     synthetic = SyntheticConfig.long_tail(**small).to_dict()
     dm = EventDataModule(source="synthetic", synthetic=synthetic, max_len=50, batch_size=128,
                          seed=seed, **pq.NO_SIDE)  # fmt: skip
@@ -131,10 +140,11 @@ def module_kwargs(temperature: float) -> dict[str, Any]:
 
 def run_key(log: str, temperature: float, seed: int, args: argparse.Namespace) -> dict:
     """What decides a run's numbers (a ``--results`` line is reused only if it matches)."""
-    return json.loads(json.dumps(dict(
-        log=log, lambda_=f"{temperature:g}", seed=seed, epochs=args.epochs, quick=args.quick,
-        module=module_kwargs(temperature),
-    ), default=str))  # fmt: skip
+    key = dict(log=log, lambda_=f"{temperature:g}", seed=seed, epochs=args.epochs,
+               quick=args.quick, module=module_kwargs(temperature))  # fmt: skip
+    if log == "long-tail" and args.long_tail_size is not None:  # absent for the default sizes
+        key["long_tail_size"] = list(args.long_tail_size)
+    return json.loads(json.dumps(key, default=str))
 
 
 def fit_and_score(

@@ -5,7 +5,9 @@ named in the table and left out of the headline ratios."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -129,3 +131,60 @@ def test_quality_sets_each_model_beside_itself_given_another_users_input(capsys)
     out = cs.summary([], args, scores)
     assert "ndcg10_another_user_full" in out and "ndcg10_another_user_full_vs_full" not in out
     assert out["ndcg10_most_popular_vs_full"] > 0
+
+
+def in_process(cmd: list[str], *, cwd=None) -> dict:
+    """`run_child` without the subprocess: the child's flags through `main`, its JSON line."""
+    assert cmd[1] == cs.__file__ and cmd[2] == "--child"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cs.main(cmd[2:]) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_a_small_run_reports_every_section(tmp_path, monkeypatch, capsys):
+    """Smoke test (issue 35 §4): `main` end to end on tiny shapes, every section (catalogue
+    sizes with a skipped full softmax, history lengths under two SDPA kernels, the chart,
+    quality), each configuration's child run in-process through `main`."""
+    calls = []
+    monkeypatch.setattr(cs, "run_child", lambda cmd, cwd: calls.append(cmd) or in_process(cmd))
+    chart = tmp_path / "chart.png"
+    argv = ["--items", "10000", "20000", "--batch", "4", "--max-len", "6", "--chunk", "4096",
+            "--negatives", "16", "--steps", "1", "--warmup", "1",
+            "--max-logits-gib", "0.0013",  # (24, 10,003) float32 logits pass, (24, 20,003) not
+            "--lengths", "6", "12", "--length-items", "600", "--sdpa-kernels", "default", "math",
+            "--out", str(chart), "--quality", "--quality-users", "60", "--quality-items", "40",
+            "--quality-epochs", "1", "--seeds", "1"]  # fmt: skip
+    assert cs.main(argv) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert "20,000 full     skipped: its (N, V) logits need 0 GiB" in out
+    assert len(calls) == 7 + 4  # 2 x 4 losses but full at 20,000; 2 lengths x 2 kernels
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    losses = list(cs.LOSSES)
+    measured = {f"{loss}_{n}" for loss in losses for n in (10000, 20000)} - {"full_20000"}
+    assert set(summary["configs"]) == measured
+    for config in summary["configs"].values():
+        assert config["events_per_s"] > 0 and config["peak_rss_mib"] > 0
+    ratios = [f"events_per_s_{loss}_20000_vs_10000" for loss in losses[1:]]  # full skipped
+    lengths = ["events_per_s_len12_vs_len6", "events_per_s_len12_vs_len6_math"]
+    quality = [f"ndcg10_{name}" for name in [*losses, "most_popular"]]
+    quality += [f"ndcg10_another_user_{loss}" for loss in losses]
+    vs_full = [f"ndcg10_{name}_vs_full" for name in [*losses, "most_popular"]]
+    assert set(summary) == {"benchmark", "quick", "configs", *ratios, *lengths, *quality,
+                            *vs_full}  # fmt: skip
+    assert summary["benchmark"] == "catalogue_scale" and summary["quick"] is False
+    for key in ratios + lengths + vs_full:
+        assert math.isfinite(summary[key]) and summary[key] > 0, key
+    assert all(0 <= summary[key] <= 1 for key in quality)
+    assert summary["ndcg10_full_vs_full"] == 1.0
+
+
+def test_a_configuration_runs_in_a_process_of_its_own():
+    """The script runs each configuration in a fresh process (its own peak RSS): one real one."""
+    args = cs.parse_args(["--batch", "4", "--max-len", "6", "--negatives", "16", "--steps", "1",
+                          "--warmup", "0"])  # fmt: skip
+    row = cs.run_one(args, 600, "sparse", args.batch, args.max_len)
+    assert "skipped" not in row, row
+    assert (row["items"], row["loss"], row["device"]) == (600, "sparse", "cpu")
+    assert row["events_per_s"] > 0 and row["peak_rss_mib"] > 0 and row["final_loss"] > 0

@@ -105,3 +105,40 @@ def test_each_run_is_also_scored_given_another_users_input(tmp_path, monkeypatch
     assert "| λ = inf, another user's input (2 of 2 seeds) | 0.0250 ± 0.0071 | " in "\n".join(lines)
     assert "| λ = 1, another user's input (1 of 2 seeds) | 0.0300 | 0.0150 | | |" in lines
     assert lines[-2].startswith("another user's input not measured for some runs of λ 1 ")
+
+
+def test_a_small_run_draws_both_frontiers_and_reads_its_runs_back(
+    fake_ml100k_dir, tmp_path, capsys
+):
+    """Smoke test (issue 35 §4): `main` end to end, both logs (a tiny long-tail log and a tiny
+    log in MovieLens-100K's format), λ = inf and 2, 2 epochs (DRO applies from the second),
+    the chart and a --results file; a second call reads every run back from it."""
+    chart, results = tmp_path / "frontier.png", tmp_path / "runs.jsonl"
+    argv = ["--quick", "--epochs", "2", "--lambdas", "inf", "2", "--long-tail-size", "150", "80",
+            "--data", str(fake_ml100k_dir), "--out", str(chart), "--results", str(results)]  # fmt: skip
+    assert df.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(summary) == {"benchmark", "quick", "long-tail", "ml-100k", "target_met"}
+    assert summary["benchmark"] == "dro_frontier" and summary["target_met"] in (True, False)
+    for log in ("long-tail", "ml-100k"):
+        frontier = summary[log]
+        assert set(frontier) == {"points", "best_lambda", "best_macro_vs_plain", "met",
+                                 "tail_test_targets", "most_popular"}  # fmt: skip
+        assert set(frontier["points"]) == {"inf", "2"} and frontier["tail_test_targets"] > 0
+        assert frontier["points"]["inf"]["macro_vs_plain"] == 1.0
+        for point in frontier["points"].values():
+            assert 0 <= point["ndcg10"] <= 1 and 0 <= point["macro_recall10"] <= 1
+            assert math.isfinite(point["macro_vs_plain"]) and point["another_user"]["runs"] == 1
+        assert set(frontier["most_popular"]) == {"ndcg10", "macro_recall10"}
+    assert not summary["target_met"]  # 150 users: too few tail targets to judge
+    points = summary["long-tail"]["points"]
+    assert points["2"]["ndcg10"] != points["inf"]["ndcg10"]  # DRO's second epoch moved it
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    runs = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(runs) == 4 and all(r["key"]["epochs"] == 2 for r in runs)
+    assert [r["key"].get("long_tail_size") for r in runs] == [[150, 80]] * 2 + [None] * 2
+    assert df.main(argv) == 0  # every run read back, none retrained
+    again = capsys.readouterr().out
+    assert again.count(f"(read from {results})") == 4
+    assert json.loads(again.strip().splitlines()[-1]) == summary
+    assert len(results.read_text().splitlines()) == 4

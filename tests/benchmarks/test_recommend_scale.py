@@ -4,7 +4,10 @@ memory and compares blocks with one block."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -57,3 +60,47 @@ def test_a_size_below_one_is_refused(flag, capsys):
     with pytest.raises(SystemExit):
         rs.parse_args([flag, "0"])
     assert f"{flag} must be >= 1" in capsys.readouterr().err
+
+
+def test_a_small_run_reports_every_configuration_and_the_scoring_ratio(monkeypatch, capsys):
+    """Smoke test (issue 35 §4): `main` end to end on a 300-item catalogue, its children run
+    in-process (their flags through `main`)."""
+    calls: list[list[str]] = []
+    # an in-process child's VmHWM is the test process's: a fixed reading per mode instead
+    fake_peak = {"model": 400.0, "blocks": 410.0, "one block": 440.0}
+
+    def in_process(cmd: list[str], *, cwd=None) -> dict:
+        assert cmd[1] == rs.__file__ and cmd[2] == "--child"
+        calls.append(cmd)
+        monkeypatch.setattr(rs, "peak_rss_mib", lambda: fake_peak[cmd[4]])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert rs.main(cmd[2:]) == 0
+        return json.loads(out.getvalue().strip().splitlines()[-1])
+
+    monkeypatch.setattr(rs, "run_child", in_process)
+    argv = ["--items", "300", "--users", "12", "--history", "5", "--batch-size", "4"]
+    assert rs.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [c[3:5] for c in calls] == [["300", m] for m in rs.MODES]
+    assert set(summary) == {"benchmark", "quick", "users", "configs", "same_top_k",
+                            "scoring_mib_blocks_vs_one_block_300"}  # fmt: skip
+    assert summary["benchmark"] == "recommend_scale" and summary["users"] == 12
+    assert set(summary["configs"]) == {"model_300", "blocks_300", "one_block_300"}
+    assert summary["configs"]["model_300"] == {"peak_rss_mib": 400, "users_per_s": None}
+    for name in ("blocks_300", "one_block_300"):
+        assert summary["configs"][name]["users_per_s"] > 0
+    assert summary["same_top_k"] is True
+    assert summary["scoring_mib_blocks_vs_one_block_300"] == 0.25  # (410 - 400) / (440 - 400)
+
+
+def test_a_configuration_runs_in_a_process_of_its_own(capsys):
+    """The script runs each (items, mode) in a fresh process (its own peak RSS): one real one
+    recommends what the same child in this process does."""
+    flags = ["--users", "12", "--history", "5", "--batch-size", "4"]
+    real = rs.run_child([sys.executable, rs.__file__, "--child", "300", "one block", *flags],
+                        cwd=rs.ROOT)  # fmt: skip
+    assert "failed" not in real, real
+    assert real["first_user"] == child_row(capsys, 300, "one block")["first_user"]
+    assert len(real["first_user"]) == 10 and real["users_per_s"] > 0
+    assert math.isfinite(real["peak_rss_mib"]) and real["peak_rss_mib"] > 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import sasrec_reference  # noqa: E402
@@ -62,3 +64,23 @@ def test_the_reference_recipe_keeps_its_best_validation_checkpoint_and_ranks_eve
             sasrec_reference.ReferenceRecommender(r["model"], dm.vocabs.items, 12), dm.log_
         ).metrics
     )
+
+
+def test_main_trains_and_scores_the_reference_recipe_on_a_tiny_movielens_log(
+    fake_ml100k_dir, tmp_path, capsys
+):
+    """Smoke test (issue 35 §4): the script's own `main`, end to end on a tiny log in
+    MovieLens-100K's format (2 seeds of 2 epochs); the JSON line it prints last."""
+    argv = ["--data", str(fake_ml100k_dir), "--quick", "--epochs", "2", "--seeds", "2"]
+    assert sasrec_reference.main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    assert set(summary) == {"benchmark", "quick", "epochs", "ndcg10_per_seed", "ndcg10_mean"}
+    assert summary["benchmark"] == "sasrec_reference" and summary["quick"] is True
+    assert summary["epochs"] == 2 and len(summary["ndcg10_per_seed"]) == 2
+    assert all(0 <= x <= 1 for x in summary["ndcg10_per_seed"])
+    assert summary["ndcg10_mean"] == pytest.approx(np.mean(summary["ndcg10_per_seed"]), abs=1e-4)
+    assert sum(line.startswith("seed ") for line in out) == 2  # a line per seed
+    assert sasrec_reference.main(["--data", str(tmp_path / "absent")]) == 0  # no data: skipped
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "benchmark": "sasrec_reference", "skipped": True}  # fmt: skip
