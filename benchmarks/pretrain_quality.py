@@ -60,7 +60,7 @@ Protocol:
 - DRO check: ours + DRO vs ours (everything else equal, seed 0): macro_recall@10 ratio and
   the relative NDCG@10 change, reported; DRO is judged as a frontier over λ by
   `dro_frontier.py` (issue 20 §3 retired the point targets).
-- text on a known catalogue (issue 33 §2, with ``--text``): ours + text (the MovieLens items table's title and
+- text on a known catalogue (issue 33 §2): ours + text (the MovieLens items table's title and
   genres through all-MiniLM-L6-v2, ID dropout ``--text-id-dropout``, the recipe of
   `cold_items.py`'s "text" row) vs ours on their shared seeds (the first 3): NDCG@10 ratio,
   target >= 1 (text must not cost where every item is known).
@@ -288,9 +288,7 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
             select_every=max(1, epochs_of(args) // SELECTIONS),
         ),
         Spec("ours_dro", "ours + DRO", dict(ours_side, **recipe, **dro), side),
-    ]
-    if args.text:
-        specs.append(Spec(
+        Spec(
             "ours_text",
             f"ours + text (ID dropout {args.text_id_dropout})",
             dict(
@@ -299,7 +297,8 @@ def build_specs(args: argparse.Namespace) -> list[Spec]:
                 encoder=dict(ours_side["encoder"], item_id_dropout=args.text_id_dropout),
             ),
             dict(side, items="auto", item_text=TEXT_COLUMNS, text_model=args.text_model),
-        ))  # fmt: skip
+        ),
+    ]
     if not args.quick:
         specs.append(Spec("all", "all", dict(ours_side, **recipe, **cl, **dro), side))
     return specs
@@ -659,12 +658,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--contrastive-weight", type=float, default=0.1)
     p.add_argument(
-        "--text",
-        action="store_true",
-        help="add the ours + text row (issue 33: the items table through --text-model; its "
-        "3 fits are not yet in benchmarks/results/pretrain_quality.json)",
-    )
-    p.add_argument(
         "--text-model", default="all-MiniLM-L6-v2", help="ours + text: the sentence encoder"
     )
     p.add_argument(
@@ -805,7 +798,8 @@ def configure(run: Run) -> list[Spec]:
         by_name["ours"],
     ]
     run.configs = {
-        s.name: row_config(args, s, run.epochs, seeds_for(run, s.name)) for s in run.specs
+        s.name: row_config(args, s, run.epochs, seeds_for(run, s.alias_of or s.name))
+        for s in run.specs
     }
     run.configs["sasrec_reference"] = dict(
         recipe="sasrec_reference.reference_quality",
@@ -1347,7 +1341,19 @@ def summary_line(run: Run, fields: dict[str, Any], total_s: float) -> str:
         quick=args.quick,
         machine=run.machine,
     )
-    return json.dumps(summary)
+    return json.dumps(finite_or_null(summary), allow_nan=False)
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN / infinite float (a standard error from one seed, a ratio to
+    0) as None: the JSON line stays strict JSON (``NaN`` is not), for any parser."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

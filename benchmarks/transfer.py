@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=None, help="JSONL of finished fits")
     p.add_argument("--report", action="store_true", help="train nothing: report --results")
     p.add_argument("--plot", type=Path, default=None, help="PNG of the learning curves")
-    p.add_argument("--quick", action="store_true", help="2 epochs, seed 0, 10% and 100%")
+    p.add_argument("--quick", action="store_true", help="2 epochs, seed 0, 10%% and 100%%")
     args = p.parse_args(argv)
     if args.fractions is None:
         args.fractions = [0.1, 1.0] if args.quick else list(FRACTIONS)

@@ -119,7 +119,7 @@ def test_a_run_in_parts_is_merged_from_several_files(tmp_path, capsys):
     assert merged.train == set()
     assert pq.not_run(merged) == [
         "plus_cl", "plus_dro", "plus_future", "plus_masked", "plus_side", "plus_layers",
-        "ours_selected", "ours_dro", "all", "throughput",
+        "ours_selected", "ours_dro", "ours_text", "all", "throughput",
     ]  # fmt: skip
     assert "not run (neither trained here nor read): plus_cl" in capsys.readouterr().out
     again = configured(["--reuse", str(a), "--reuse", str(b), "--rows", "ours"])
@@ -276,8 +276,7 @@ def test_one_seed_rows_are_compared_with_the_same_seed_not_a_mean_over_more(caps
 def test_ours_with_text_is_judged_against_ours_on_its_three_seeds(capsys):
     """Issue 33 §2: ours + text (the items table through the text model, ID dropout) trains
     on the first 3 judged seeds and is set against ours on those seeds, not on ours' 5."""
-    assert "ours_text" not in {s.name for s in pq.build_specs(pq.parse_args([]))}  # --text adds it
-    run = configured(["--text"])
+    run = configured([])
     run.seeds = [0, 1, 2, 3, 4]
     pq.configure(run)
     assert run.configs["ours_text"]["seeds"] == [0, 1, 2]
@@ -477,3 +476,18 @@ def test_a_row_retrained_after_a_recipe_change_supersedes_the_old_files_copy(tmp
     assert "module.encoder.num_layers differ" in out and f"{new} hold(s) this run's" in out
     with pytest.raises(SystemExit, match="row 'ours' was made with a different configuration"):
         pq.read_reused(configured(["--reuse", str(old)]))  # the old copy alone is still refused
+
+
+def test_an_alias_rows_configuration_names_the_seeds_of_the_run_it_reuses():
+    """next-item only is SASRec-CE's run under another name: its saved configuration said
+    seed [0] while it held all of SASRec-CE's seed reports."""
+    run = configured(["--seeds", "5"])
+    assert run.configs["next_item"]["seeds"] == run.configs["sasrec_ce"]["seeds"] == [0, 1, 2, 3, 4]
+
+
+def test_the_summary_line_is_strict_json_with_one_seed():
+    """A standard error from one seed is NaN: printed as null, not as JSON-invalid ``NaN``."""
+    run = configured(["--seeds", "1"])
+    line = pq.summary_line(run, {"ndcg_vs_sasrec_ce_se": math.nan, "r": [math.inf, 1.0]}, 1.0)
+    summary = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the JSON line"))
+    assert summary["ndcg_vs_sasrec_ce_se"] is None and summary["r"] == [None, 1.0]
