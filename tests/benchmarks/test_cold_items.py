@@ -44,11 +44,17 @@ def test_quick_run_on_a_tiny_catalogue_reports_every_row(
     assert set(rows) >= {*ci.TRAINED, "text_nn", "most_popular", "text/another_user"}
     assert rows["id_only"]["ndcg@10_cold"] == 0 and rows["id_only"]["hr@10_cold"] == 0
     assert "text_vs_warm_reference_cold" in summary["comparisons"]
+    # scored before add_items too: the training catalogue, as id_only ranks it (no cold
+    # movie is a candidate, so no cold target is ranked), compared on warm targets
+    known = rows[f"text{ci.KNOWN}"]
+    assert known["ndcg@10_cold"] == 0 and known["hr@10_cold"] == 0
+    assert "text_known_catalogue_vs_id_only_warm" in summary["comparisons"]
     # every fit is kept; --report reads them back and trains nothing
     saved = [json.loads(line) for line in results.read_text().splitlines()]
     assert sorted(r["row"] for r in saved) == sorted(ci.TRAINED)
     text = next(r for r in saved if r["row"] == "text")
     assert text["config"]["data"]["items"] == "<items table>"
+    assert len(text["ranks_known"]["test"]) == len(text["ranks"]["test"])
     assert ci.main([*argv, "--report"]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["rows"] == summary["rows"]
