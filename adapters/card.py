@@ -41,7 +41,9 @@ def _summary(cfg) -> str:
         "A **userfm adapter**: a Perceiver resampler turns a user's behaviour-encoder states "
         f"into {cfg.num_latents} vectors"
         + (
-            f", and its {cfg.recent_events} most recent events into one each,"
+            f", and its {cfg.recent_events} most recent events into one each"
+            + (" (with each event's item text vector)" if cfg.recent_text else "")
+            + ","
             if cfg.recent_events
             else ""
         )

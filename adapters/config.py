@@ -35,6 +35,10 @@ class AdapterConfig:
         recent_events: R, the most recent events given to the LLM one vector each after the
             K latents (`userfm.adapters.recent_events.RecentEvents`; 0: none). The user
             context is then K + R vectors.
+        recent_text: each recent-event vector also carries its item's text vector (the
+            encoder's saved sentence-encoder vector, projected); needs ``recent_events`` and
+            an encoder pretrained with an items table (issue 33 §4: measured on UQA's
+            validation questions, README "Text for the LLM").
         user_position: where the soft prompt sits inside the user turn of the chat template:
             ``"before_question"`` or ``"after_question"``.
         depth: Perceiver layers.
@@ -55,6 +59,7 @@ class AdapterConfig:
     mode: str = "soft_prompt"
     num_latents: int = 8
     recent_events: int = 0
+    recent_text: bool = False
     user_position: str = "before_question"
     depth: int = 2
     heads: int = 4
@@ -90,6 +95,12 @@ class AdapterConfig:
             raise ConfigError(
                 f"`recent_events` needs an encoder mode {ENCODER_MODES}, not {self.mode!r}: "
                 "set it to 0"
+            )
+        if not isinstance(self.recent_text, bool):
+            raise ConfigError(f"`recent_text` must be true or false, got {self.recent_text!r}")
+        if self.recent_text and not r:
+            raise ConfigError(
+                "`recent_text` adds text to the recent-event vectors: set `recent_events` > 0 too"
             )
         if self.user_position not in USER_POSITIONS:
             raise ConfigError(

@@ -145,9 +145,18 @@ class UserConditionedLM(nn.Module):
                 heads=config.heads,
                 dim_head=config.dim_head,
             )
+            if config.recent_text and not encoder.config.text_dim:
+                raise ConfigError(
+                    "`recent_text` reads the encoder's item text vectors, and this encoder has "
+                    "none (`text_dim` 0): pretrain it with an items table (`data.items`) or "
+                    "set `recent_text: false`"
+                )
             if config.recent_events:
                 self.recent = RecentEvents(
-                    dim=encoder.config.hidden_size, out_dim=hidden, count=config.recent_events
+                    dim=encoder.config.hidden_size,
+                    out_dim=hidden,
+                    count=config.recent_events,
+                    text_dim=encoder.config.text_dim if config.recent_text else 0,
                 )
         else:
             encoder = None  # the baselines never read it
@@ -201,7 +210,8 @@ class UserConditionedLM(nn.Module):
         }.get(
             cfg.mode,
             f"{cfg.mode} adapter, K={cfg.num_latents}"
-            + (f" + {cfg.recent_events} recent events" if cfg.recent_events else ""),
+            + (f" + {cfg.recent_events} recent events" if cfg.recent_events else "")
+            + (" with their item text" if cfg.recent_text else ""),
         )
         return (
             f"{what}{', LoRA r=' + str(cfg.lora_r) if cfg.lora else ''}: "
@@ -271,7 +281,11 @@ class UserConditionedLM(nn.Module):
             states = self.encoder(batch).states  # (B, T, D)
         latents = self.resampler(states, batch.mask)  # (B, K, H)
         if self.recent is not None:
-            latents = torch.cat([latents, self.recent(states, batch.mask)], dim=1)  # (B, K+R, H)
+            text = (
+                self.encoder.item_text_features(batch.items) if self.config.recent_text else None
+            )  # (B, T, E)
+            recent = self.recent(states, batch.mask, text)  # (B, R, H)
+            latents = torch.cat([latents, recent], dim=1)  # (B, K+R, H)
         if self.prompt_scale is not None:
             latents = self.prompt_scale(latents)
         return latents

@@ -12,8 +12,11 @@
 4. Fine-tune each trained method with SmolLM2-135M-Instruct (configs/adapters/uqa_ml100k.yaml,
    ``--steps`` steps of batch 8 each; loss on the answer text): the trained no-user baseline
    (none + LoRA), the soft prompt (frozen LLM, no LoRA), cross-attention, and the 256-token
-   text prompt + LoRA.
-5. ``userfm eval uqa`` on *every* test question: those methods, each encoder method again
+   text prompt + LoRA; with ``--methods`` also the soft prompt whose 10 recent-event vectors
+   each carry their movie's text vector (issue 33 §4; the encoder pretrained with
+   ``--item-text``).
+5. ``userfm eval uqa`` on *every* test question (``--split valid``: validation question, to
+   choose a recipe): those methods, each encoder method again
    with another test user's context (swapped user), the frozen LLM with no user and with a
    256-token text prompt (and 1024 with ``--long-text``), random, prior-only, the direct
    computation from the history, the encoder's linear probe and its next-item scores.
@@ -24,10 +27,10 @@
 A method trained and scored in an earlier run joins the report with ``--include DIR`` (that
 run's report folder, same questions); ``--check DIR`` only checks the targets of a report.
 
-Run: python benchmarks/uqa_ml100k.py [--quick] [--encoder DIR] [--long-text] [--data PATH]
-[--out DIR]. ``--quick``: 3 pretraining epochs, 6 steps per method, 3 test questions per
-sub-task: the plumbing in about 5 minutes, no meaningful accuracy. Ends by printing one JSON
-line (``"benchmark": "uqa_ml100k"``).
+Run: python benchmarks/uqa_ml100k.py [--quick] [--encoder DIR] [--long-text] [--item-text]
+[--split test|valid] [--seed N] [--data PATH] [--out DIR]. ``--quick``: 3 pretraining
+epochs, 6 steps per method, 3 questions per sub-task: the plumbing in about 5 minutes, no
+meaningful accuracy. Ends by printing one JSON line (``"benchmark": "uqa_ml100k"``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from userfm.eval.uqa import evaluate as ev
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 NO_USER, SOFT, ALIGNED, XATTN = "none + LoRA", "soft prompt", "aligned soft prompt", "cross-attn"
+SOFT_TEXT = "soft prompt + item text"
 # (name, mode, lora, starts from the alignment stage): the trained methods, each at the same
 # steps x batch; the aligned soft prompt only when ``--methods`` names it (no better than the
 # plain one when measured, and its alignment stage costs a fit of its own)
@@ -57,8 +61,19 @@ TRAINED = [
     (ALIGNED, "soft_prompt", False, True),
     (XATTN, "cross_attn", False, False),
     ("text-{budget} + LoRA", "text", True, False),
+    (SOFT_TEXT, "soft_prompt", False, False),
 ]
-OPT_IN = {ALIGNED}
+#: methods trained only when ``--methods`` names them: the aligned soft prompt, and the soft
+#: prompt whose recent-event vectors carry their item's text vector (issue 33 §4; its encoder
+#: must hold item text: ``--item-text``)
+OPT_IN = {ALIGNED, SOFT_TEXT}
+#: a method's `adapters fit` flags beyond its mode and LoRA
+EXTRA_FLAGS = {SOFT_TEXT: ["--model.adapter.recent_text", "true"]}
+#: ``--item-text``: the encoder reads each movie's title and genres (MiniLM vectors, the items
+#: table of the MovieLens loader) with cold_items.py's ID dropout, as pretrain_quality.py's
+#: "ours + text" row
+ITEM_TEXT_FLAGS = ["--data.items", "auto", "--data.item_text", "[title, genres]",
+                   "--model.encoder.item_id_dropout", "0.5"]  # fmt: skip
 SWAPPED = " [swapped user]"
 PROBE = "encoder probe (linear)"
 
@@ -94,6 +109,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--long-text",
         action="store_true",
         help="also the 1024-token text prompt, zero-shot and + LoRA (slow on CPU: a GPU item)",
+    )
+    p.add_argument(
+        "--item-text",
+        action="store_true",
+        help="pretrain the encoder with each movie's text (title, genres; MiniLM), which "
+        f"{SOFT_TEXT!r} reads",
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "valid"),
+        default="test",
+        help="the questions scored: test (the report) or valid (choosing a recipe)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="every adapter fit's seed (default: the config's, 0); the questions do not change",
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the ml-100k folder")
     p.add_argument(
@@ -172,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if args.encoder is None:
-        encoder = pretrain(out, data, epochs, args.encoder_layers, timings)
+        encoder = pretrain(out, data, epochs, args.encoder_layers, timings, args.item_text)
     else:
         encoder = args.encoder
     encoder = str(Path(encoder).resolve())
@@ -183,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
     runs = select_runs(args, budgets)
     common = fit_flags(out, data, encoder, steps, quick)
+    if args.seed is not None:
+        common += ["--seed_everything", str(args.seed)]
     if any(aligned for _, _, _, aligned, _, _ in runs):
         t = time.perf_counter()
         cli(["adapters", "fit", "--config", "configs/adapters/align.yaml", *common,
@@ -216,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
          "--encoder", encoder,
          "--swapped", "--letters", *(f"--include={p}" for p in args.include),
          *(["--max_per_task", str(per_task)] if per_task else []),
-         *(["--tasks", args.tasks] if tasks else [])])  # fmt: skip
+         *(["--tasks", args.tasks] if tasks else []), "--split", args.split])  # fmt: skip
     timings["evaluate s"] = time.perf_counter() - t
     timings["total s"] = time.perf_counter() - start
     verdict = check_targets(report, budgets[0])
@@ -224,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"torch threads {__import__('torch').get_num_threads()}; {'--quick' if quick else 'full'}"
         f" run: {epochs} pretraining epochs, {steps} steps x batch 8 per method, "
-        f"{'all' if per_task is None else per_task} test questions per sub-task"
+        f"{'all' if per_task is None else per_task} {args.split} questions per sub-task"
     )
     print("\n".join(f"{k}: {v:,.0f}" for k, v in timings.items()))
     print("\n".join(verdict.pop("lines")))
@@ -238,7 +273,10 @@ def select_runs(args: argparse.Namespace, budgets: tuple[int, int]) -> list[tupl
     """(name, mode, lora, starts from alignment, text budget, extra flags) of each method to
     train: `TRAINED` but `OPT_IN` (or the ``--methods`` named), plus the long text prompt with
     ``--long-text``."""
-    runs = [(n.format(budget=budgets[0]), m, lora, a, budgets[0], []) for n, m, lora, a in TRAINED]
+    runs = [
+        (n.format(budget=budgets[0]), m, lora, a, budgets[0], EXTRA_FLAGS.get(n, []))
+        for n, m, lora, a in TRAINED
+    ]
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",")]
         unknown = sorted(set(wanted) - {r[0] for r in runs})
@@ -253,16 +291,24 @@ def select_runs(args: argparse.Namespace, budgets: tuple[int, int]) -> list[tupl
     return runs
 
 
-def pretrain(out: Path, data: str, epochs: int, layers: int, timings: dict[str, float]) -> Path:
+def pretrain(
+    out: Path,
+    data: str,
+    epochs: int,
+    layers: int,
+    timings: dict[str, float],
+    item_text: bool = False,
+) -> Path:
     t = time.perf_counter()
     cli(["pretrain", "fit", "--config", "configs/pretrain/ml100k.yaml",
          "--data.source", data, "--trainer.max_epochs", str(epochs),
-         "--model.encoder.num_layers", str(layers),
+         "--model.encoder.num_layers", str(layers), *(ITEM_TEXT_FLAGS if item_text else []),
          "--trainer.check_val_every_n_epoch", str(max(epochs // 2, 1)),
          "--trainer.logger.init_args.save_dir", str(out / "pretrain"),
          "--trainer.default_root_dir", str(out / "pretrain")])  # fmt: skip
     encoder = out / "encoder"
-    cli(["pretrain", "export", str(out / "pretrain" / "ml100k"), str(encoder), "--overwrite"])
+    # the run folder the fit wrote (its checkpoints/last.ckpt): --trainer.default_root_dir
+    cli(["pretrain", "export", str(out / "pretrain"), str(encoder), "--overwrite"])
     timings["pretrain s"] = time.perf_counter() - t
     return encoder
 

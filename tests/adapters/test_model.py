@@ -260,6 +260,51 @@ def test_recent_events_extend_the_user_context(tmp_path, tiny_encoder, tiny_log,
         without.load_adapter_weights(tmp_path / "adapter")
 
 
+def test_recent_text_reads_the_encoders_item_text(tmp_path, tiny_log, tokenizer):
+    """``recent_text``: each recent-event vector carries the encoder's saved text vector of
+    its item (issue 33 §4); saved and loaded with the adapter; refused without text."""
+    from userfm.encoder import UserEncoder
+
+    encoder = UserEncoder.from_log(
+        tiny_log, hidden_size=16, num_layers=1, num_heads=2, max_len=32, seed=0, text_dim=6
+    ).eval()
+    encoder.set_item_text_features(torch.randn(encoder.config.num_items, 6))
+    model = build(encoder, make_llm("llama"), tokenizer, "cross_attn", recent_events=2,
+                  recent_text=True)  # fmt: skip
+    assert "recent.text_proj.weight" in model.adapter_state_dict()
+    assert "with their item text" in model.describe()
+    hs = histories(tiny_log, 2)
+    with torch.no_grad():
+        latents = model.user_latents(hs)  # (2, 3 + 2, H): cross-attention keys, unscaled
+        batch = model.to_batch(hs)
+        states = encoder(batch).states  # (2, T, D)
+        last = int(batch.mask[0].sum()) - 1  # the first user's latest event
+        r = model.recent
+        want = r.proj(r.norm(states[0, last])) + r.text_proj(
+            r.text_norm(encoder.embeddings.item_text[batch.items[0, last]])
+        )
+        state_only = r.proj(r.norm(states[0, last]))
+    torch.testing.assert_close(latents[0, -1], want)
+    assert not torch.allclose(latents[0, -1], state_only)  # the text term is there
+    model.save_pretrained(tmp_path / "adapter")
+    loaded = UserConditionedLM.from_pretrained(
+        tmp_path / "adapter", encoder=encoder, llm=make_llm("llama"), tokenizer=tokenizer
+    )
+    assert loaded.config.recent_text
+    args = (hs, ["what genre ?", "which ?"], [["a", "b c"], ["d", "comedy"]])
+    assert model.option_logprobs(*args) == loaded.option_logprobs(*args)
+
+
+def test_recent_text_needs_recent_events_and_an_encoder_with_text(tiny_encoder, tokenizer):
+    with pytest.raises(ConfigError, match="recent_events"):
+        AdapterConfig(recent_text=True)
+    with pytest.raises(ConfigError, match="recent_text"):
+        AdapterConfig(recent_events=2, recent_text="yes")
+    with pytest.raises(ConfigError, match="no.*text.*data.items|data.items"):
+        build(tiny_encoder, make_llm("llama"), tokenizer, "soft_prompt", recent_events=2,
+              recent_text=True)  # fmt: skip
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="mode"):
         AdapterConfig(mode="prefix")

@@ -85,6 +85,38 @@ def test_recent_events_refuse_left_padding():
         RecentEvents(dim=4, out_dim=4, count=0)
 
 
+def test_recent_events_carry_each_events_item_text():
+    """With text_dim E, each recent-event vector adds its own event's projected text; text of
+    older events and of padding has no effect."""
+    torch.manual_seed(0)
+    r = RecentEvents(dim=8, out_dim=12, count=3, text_dim=5)
+    states, text = torch.randn(2, 6, 8), torch.randn(2, 6, 5)
+    mask = torch.arange(6)[None, :] < torch.tensor([6, 2])[:, None]
+    out = r(states, mask, text)
+    want = r.proj(r.norm(states)) + r.text_proj(r.text_norm(text))  # (2, 6, 12)
+    torch.testing.assert_close(out[0], want[0, 3:6])
+    torch.testing.assert_close(out[1, 1:], want[1, 0:2])
+    torch.testing.assert_close(out[1, 0], r.empty.detach())
+    other = text.clone()
+    other[0, :3] = 9.0  # older than the last R
+    other[1, 2:] = 9.0  # padding
+    torch.testing.assert_close(r(states, mask, other), out)
+    other[0, 5] = -9.0  # the most recent event's text moves the last vector only
+    moved = r(states, mask, other)
+    assert not torch.allclose(moved[0, 2], out[0, 2])
+    torch.testing.assert_close(moved[0, :2], out[0, :2])
+
+
+def test_recent_events_refuse_missing_or_unexpected_text():
+    states, mask = torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.bool)
+    with pytest.raises(ConfigError, match="text vectors of shape"):
+        RecentEvents(dim=4, out_dim=4, count=2, text_dim=3)(states, mask)
+    with pytest.raises(ConfigError, match="text vectors of shape"):
+        RecentEvents(dim=4, out_dim=4, count=2, text_dim=3)(states, mask, torch.randn(1, 3, 2))
+    with pytest.raises(ConfigError, match="without text_dim"):
+        RecentEvents(dim=4, out_dim=4, count=2)(states, mask, torch.randn(1, 3, 3))
+
+
 def test_gated_cross_attention_is_the_identity_at_init():
     block = GatedCrossAttention(dim=16, heads=2, dim_head=8)
     x = torch.randn(2, 5, 16)

@@ -100,6 +100,41 @@ def test_the_encoder_keeps_the_depth_the_published_numbers_were_measured_with(
     assert bench.parse_args([]).encoder_layers == 2
     layers = bench.parse_args(["--encoder-layers", "3"]).encoder_layers
     bench.pretrain(tmp_path, "ml-100k", 1, layers, {})
-    fit = calls[0]
+    fit, export = calls
     assert fit[:2] == ["pretrain", "fit"]
     assert fit[fit.index("--model.encoder.num_layers") + 1] == "3"
+    # the export reads the run folder the fit wrote its checkpoints under (it read a
+    # "ml100k" subfolder the fit never wrote, so a run without --encoder stopped there)
+    assert export[:2] == ["pretrain", "export"]
+    assert export[2] == fit[fit.index("--trainer.default_root_dir") + 1]
+
+
+def test_the_item_text_soft_prompt_is_opt_in_and_reads_item_text(monkeypatch, tmp_path):
+    """Issue 33 §4: "soft prompt + item text" trains only when named, with recent_text on;
+    ``--item-text`` pretrains the encoder with the items table; ``--split valid`` scores the
+    validation questions."""
+    default = [r[0] for r in bench.select_runs(bench.parse_args([]), (256, 1024))]
+    assert bench.SOFT_TEXT not in default
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "cli", calls.append)
+    bench.pretrain(tmp_path, "ml-100k", 1, 2, {}, item_text=True)
+    fit = calls.pop(0)
+    assert fit[fit.index("--data.items") + 1] == "auto"
+    assert fit[fit.index("--model.encoder.item_id_dropout") + 1] == "0.5"
+    calls.clear()
+    monkeypatch.setattr(bench, "check_targets", lambda report, budget: {"lines": []})
+    data = tmp_path / "ml-100k"
+    data.mkdir()
+    (data / "u.data").write_text("")
+    argv = ["--encoder", str(tmp_path / "enc"), "--data", str(data), "--out", str(tmp_path / "o"),
+            "--methods", f"{bench.SOFT},{bench.SOFT_TEXT}", "--split", "valid", "--quick",
+            "--seed", "3"]  # fmt: skip
+    assert bench.main(argv) == 0
+    fits = [c for c in calls if c[:2] == ["adapters", "fit"]]
+    assert len(fits) == 2
+    plain, texted = fits
+    assert "--model.adapter.recent_text" not in plain
+    assert texted[texted.index("--model.adapter.recent_text") + 1] == "true"
+    assert all(f[f.index("--seed_everything") + 1] == "3" for f in fits)
+    (uqa,) = [c for c in calls if c[:2] == ["eval", "uqa"]]
+    assert uqa[uqa.index("--split") + 1] == "valid"

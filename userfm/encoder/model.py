@@ -519,6 +519,25 @@ class UserEncoder(PreTrainedModel):
             )
         self.embeddings.item_text.copy_(vectors)
 
+    def item_text_features(self, items: torch.Tensor) -> torch.Tensor:
+        """The saved sentence-encoder vectors of items, as the encoder reads them (unprojected).
+
+        Args:
+            items: (...) long item indices (a `Batch`'s ``items``, (B, T)).
+
+        Returns:
+            (..., text_dim) float: row of each index; zero for specials and items without text.
+
+        Raises:
+            ConfigError: the encoder has no item text (``text_dim`` 0).
+        """
+        if self.embeddings.item_text is None:
+            raise ConfigError(
+                "this encoder has no item text vectors (`text_dim` 0): pretrain it with an "
+                "items table (`data.items`) to read items by their text"
+            )
+        return self.embeddings.item_text[items]
+
     def add_items(
         self,
         items: ItemTable | pd.DataFrame | str | Path,
