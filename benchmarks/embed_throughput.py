@@ -12,6 +12,10 @@ measurement runs in its own subprocess so that peak RSS (`child_run.peak_rss_mib
 - naive: the same model and the same embedding-only forward (`return_states=False`) called
   once per user (featurize -> collate -> forward) under inference_mode, on the first
   `--naive-users` users of the same stream;
+- onnx: the same model exported to ONNX (`UserEncoder.export(dir, format="onnx")`, issue 34
+  §4; the export is not timed) and run by onnxruntime through `OnnxUserTower.embed`, which
+  batches, length-sorts and pads as `iter_embed` does, on the same users at the same batch
+  size; chunks written to parquet alike (needs the ``onnx`` extra; skipped without it);
 - memory: the batched run again on 10x more users (uniform lengths); the ratio of peak RSS
   shows whether memory grows with the number of users.
 
@@ -91,6 +95,8 @@ def worker(
     from userfm.data.collate import collate
 
     model = build_model(attn_backend).eval().to(device)
+    if mode == "onnx":
+        return onnx_worker(model, users, lengths, batch_size)
     t0 = time.perf_counter()
     if mode == "batched":
         with tempfile.TemporaryDirectory() as tmp:
@@ -117,6 +123,29 @@ def worker(
         "users_per_s": users / seconds,
         "peak_rss_mb": peak_rss_mib(),
     }
+
+
+def onnx_worker(model, users: int, lengths: str, batch_size: int) -> dict:
+    """The `onnx` measurement: export (untimed), then embed the stream with onnxruntime."""
+    import pyarrow.parquet as pq
+
+    from userfm.api.onnx_tower import OnnxUserTower
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tower = OnnxUserTower(model.export(Path(tmp) / "tower"))
+        t0 = time.perf_counter()
+        part = tower.embed(stream_users(users, lengths), batch_size=batch_size)
+        pq.write_table(part.to_arrow(), Path(tmp) / "emb.parquet")
+        seconds = time.perf_counter() - t0
+    return {"mode": "onnx", "lengths": lengths, "users": users, "seconds": seconds,
+            "users_per_s": users / seconds, "peak_rss_mb": peak_rss_mib()}  # fmt: skip
+
+
+def onnx_available() -> bool:
+    """Whether the ``onnx`` extra is installed (the onnx rows need it)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(p) for p in ("onnx", "onnxscript", "onnxruntime"))
 
 
 def worker_argv(
@@ -155,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--naive-users", type=int, default=None, help="users for the naive loop (default 2000)"
     )
-    p.add_argument("--worker", choices=["batched", "naive"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["batched", "naive", "onnx"], help=argparse.SUPPRESS)
     p.add_argument("--lengths", default="uniform", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     common = (args.device, args.batch_size, args.attn_backend)
@@ -175,9 +204,17 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {machine}; device {args.device}, attention {args.attn_backend}; D=64, 2 layers, histories 1..{MAX_LEN} events"
     )
     runs = {}
+    onnx = onnx_available() and args.device == "cpu"
+    if not onnx:
+        print(
+            "onnx rows skipped: "
+            + ("CPU only" if onnx_available() else "pip install 'userfm[onnx]'")
+        )
     for lengths in ("uniform", "lognormal"):
         runs[f"batched_{lengths}"] = run_worker("batched", users, lengths, *common)
         runs[f"naive_{lengths}"] = run_worker("naive", naive_users, lengths, *common)
+        if onnx:
+            runs[f"onnx_{lengths}"] = run_worker("onnx", users, lengths, *common)
     runs["memory"] = run_worker("batched", big, "uniform", *common)
     speedup = {
         k: runs[f"batched_{k}"]["users_per_s"] / runs[f"naive_{k}"]["users_per_s"]
@@ -191,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     for k, v in speedup.items():
         print(f"batched / naive throughput, {k} lengths: {v:.1f}x (target >= 20x)")
+    onnx_ratio = {
+        k: runs[f"onnx_{k}"]["users_per_s"] / runs[f"batched_{k}"]["users_per_s"]
+        for k in ("uniform", "lognormal")
+        if f"onnx_{k}" in runs
+    }
+    for k, v in onnx_ratio.items():
+        print(f"onnxruntime / PyTorch eager throughput (same users, batch size), {k}: {v:.2f}x")
     print(f"peak RSS {big:,} / {users:,} users: {rss_ratio:.2f}x (target <= 1.5x)")
     summary = {
         "benchmark": "embed_throughput",
@@ -208,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"batched_users_per_s_{k}"] = round(runs[f"batched_{k}"]["users_per_s"], 1)
         summary[f"naive_users_per_s_{k}"] = round(runs[f"naive_{k}"]["users_per_s"], 1)
         summary[f"speedup_{k}"] = round(speedup[k], 2)
+        if k in onnx_ratio:
+            summary[f"onnx_users_per_s_{k}"] = round(runs[f"onnx_{k}"]["users_per_s"], 1)
+            summary[f"onnx_vs_torch_{k}"] = round(onnx_ratio[k], 3)
     print(json.dumps(summary))
     return 0
 

@@ -45,11 +45,12 @@ def test_a_small_run_reports_throughput_speedups_and_memory(monkeypatch, capsys)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["benchmark"] == "embed_throughput" and summary["device"] == "cpu"
     assert summary["users"] == 12 and summary["users_memory_run"] == 120
-    assert calls == [("batched", 12, "uniform"), ("naive", 3, "uniform"),
+    assert calls == [("batched", 12, "uniform"), ("naive", 3, "uniform"), ("onnx", 12, "uniform"),
                      ("batched", 12, "lognormal"), ("naive", 3, "lognormal"),
-                     ("batched", 120, "uniform")]  # fmt: skip
+                     ("onnx", 12, "lognormal"), ("batched", 120, "uniform")]  # fmt: skip
     keys = ["rss_ratio", "peak_rss_mb", "peak_rss_mb_memory_run"]
     for k in ("uniform", "lognormal"):
-        keys += [f"batched_users_per_s_{k}", f"naive_users_per_s_{k}", f"speedup_{k}"]
+        keys += [f"batched_users_per_s_{k}", f"naive_users_per_s_{k}", f"speedup_{k}",
+                 f"onnx_users_per_s_{k}", f"onnx_vs_torch_{k}"]  # fmt: skip
     for key in keys:
         assert math.isfinite(summary[key]) and summary[key] > 0, key

@@ -899,6 +899,27 @@ class UserEncoder(PreTrainedModel):
             candidates=candidates,
         )
 
+    def export(self, directory: str | Path, *, format: str = "onnx") -> Path:
+        """Export the user tower for serving (`userfm.api.onnx_export.export_onnx`): a padded
+        batch of histories -> (B, D) embeddings, with the vocabularies and config beside it,
+        read by `userfm.api.onnx_tower.OnnxUserTower` (onnxruntime).
+
+        Args:
+            directory: the output folder (written whole, then moved in).
+            format: ``"onnx"`` (the only one).
+
+        Returns:
+            The folder.
+
+        Raises:
+            ConfigError: another format, the onnx extra missing, or no vocabularies.
+        """
+        if format != "onnx":
+            raise ConfigError(f'`format` must be "onnx", got {format!r}')
+        from userfm.api.onnx_export import export_onnx
+
+        return export_onnx(self, directory)
+
     def save_pretrained(
         self,
         save_directory: str | Path,
