@@ -25,7 +25,10 @@
 6. Check the issue's targets (`check_targets`) and print them, with the time per method.
 
 A method trained and scored in an earlier run joins the report with ``--include DIR`` (that
-run's report folder, same questions); ``--check DIR`` only checks the targets of a report.
+run's report folder, same questions); ``--check DIR`` only checks the targets of a report;
+``--compare A B --reports DIR [DIR ...]`` only prints the paired difference of method A's
+accuracy minus B's over the same questions, pooled over the reports (one per seed), with a
+95% bootstrap interval over questions (`paired_difference`).
 
 Run: python benchmarks/uqa_ml100k.py [--quick] [--encoder DIR] [--long-text] [--item-text]
 [--split test|valid] [--seed N] [--data PATH] [--out DIR]. ``--quick``: 3 pretraining
@@ -167,6 +170,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "methods join this report (`userfm eval uqa --include`; repeat)",
     )
     p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="only print method A's accuracy minus B's, paired by question, pooled over --reports",
+    )
+    p.add_argument(
+        "--reports",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="REPORT",
+        help="report folders (one per seed, same questions) for --compare",
+    )
+    p.add_argument(
         "--check",
         type=Path,
         default=None,
@@ -178,6 +196,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.compare is not None:
+        if not args.reports:
+            raise SystemExit("--compare needs --reports REPORT [REPORT ...]")
+        a, b = args.compare
+        results = [pd.read_json(r / "results.jsonl", lines=True) for r in args.reports]
+        diff = paired_difference(results, a, b)
+        print(f"{a} minus {b}, paired over the same questions, {len(results)} report(s):")
+        for level, d in diff.items():
+            print(f"  {level:<24} {d['a']:.3f} - {d['b']:.3f} = {d['diff']:+.3f} "
+                  f"[{d['lo']:+.3f}, {d['hi']:+.3f}] (n={d['n']})")  # fmt: skip
+        print(json.dumps({"benchmark": "uqa_ml100k", "compare": [a, b], "paired": diff}))
+        return 0
     if args.check is not None:
         verdict = check_targets(args.check, 64 if args.quick else 256)
         print("\n".join(verdict.pop("lines")))
@@ -321,6 +351,59 @@ def fit_flags(out: Path, data: str, encoder: str, steps: int, quick: bool) -> li
             "--trainer.default_root_dir", str(out / "adapters"),
             "--trainer.logger.init_args.save_dir", str(out / "adapters"),
             "--data.max_eval", str(16 if quick else 64)]  # fmt: skip
+
+
+def paired_difference(
+    results: list[pd.DataFrame], a: str, b: str, *, draws: int = 2000, seed: int = 0
+) -> dict[str, dict]:
+    """Accuracy of method ``a`` minus ``b`` on the same questions, per dimension and overall.
+
+    Each of ``results`` (a report's results.jsonl: one seed's fits, the same questions) must
+    hold both methods on the same question ids. A question's difference is averaged over the
+    seeds; the 95% interval resamples questions (a percentile bootstrap of ``draws`` draws),
+    so seeds and the question sample both count.
+
+    Returns:
+        ``{level: {"a", "b", "diff", "lo", "hi", "n"}}`` for ``overall`` and each dimension.
+
+    Raises:
+        SystemExit: a method missing from a report, or the two not on the same questions.
+    """
+    import numpy as np
+
+    per_seed = []
+    for i, r in enumerate(results):
+        got = {}
+        for m in (a, b):
+            rows = r[r["method"] == m].set_index("question_id")
+            if rows.empty:
+                raise SystemExit(f"report {i}: no method {m!r}; it has {sorted(set(r['method']))}")
+            got[m] = rows
+        if set(got[a].index) != set(got[b].index):
+            raise SystemExit(f"report {i}: {a!r} and {b!r} did not answer the same questions")
+        per_seed.append(
+            pd.DataFrame(
+                {
+                    "dimension": got[a]["dimension"],
+                    "a": got[a]["correct"].astype(float),
+                    "b": got[b]["correct"].reindex(got[a].index).astype(float),
+                }
+            )  # fmt: skip
+        )
+    joined = (
+        pd.concat(per_seed).groupby(level=0).agg({"dimension": "first", "a": "mean", "b": "mean"})
+    )
+    if len(per_seed) > 1 and len(joined) != len(per_seed[0]):
+        raise SystemExit("the reports did not answer the same questions")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for level, rows in [("overall", joined), *joined.groupby("dimension")]:
+        d = (rows["a"] - rows["b"]).to_numpy()
+        boot = d[rng.integers(0, len(d), size=(draws, len(d)))].mean(axis=1)
+        out[level] = {"a": round(float(rows["a"].mean()), 4), "b": round(float(rows["b"].mean()), 4),
+                      "diff": round(float(d.mean()), 4), "lo": round(float(np.quantile(boot, 0.025)), 4),
+                      "hi": round(float(np.quantile(boot, 0.975)), 4), "n": int(len(d))}  # fmt: skip
+    return out
 
 
 def _interval(acc: pd.DataFrame, method: str, level: str, name: str) -> tuple[float, float, float]:

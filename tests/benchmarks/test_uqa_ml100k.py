@@ -138,3 +138,28 @@ def test_the_item_text_soft_prompt_is_opt_in_and_reads_item_text(monkeypatch, tm
     assert all(f[f.index("--seed_everything") + 1] == "3" for f in fits)
     (uqa,) = [c for c in calls if c[:2] == ["eval", "uqa"]]
     assert uqa[uqa.index("--split") + 1] == "valid"
+
+
+def test_compare_pairs_two_methods_by_question_pooled_over_seeds(tmp_path, capsys):
+    """--compare: A minus B on the same questions, averaged over the reports (seeds), with a
+    bootstrap interval over questions; a method a report lacks is named."""
+    reports = []
+    for seed, right in enumerate((0.7, 0.5)):  # A right on 70% then 50% of each sub-task
+        rows = results_for(bench.SOFT_TEXT, {t: right for t in TASK_DIMENSION})
+        rows += results_for(bench.SOFT, {t: 0.5 for t in TASK_DIMENSION})
+        folder = tmp_path / f"seed{seed}"
+        write_report(rows, folder)
+        reports.append(folder)
+    argv = ["--compare", bench.SOFT_TEXT, bench.SOFT, "--reports", *map(str, reports)]
+    assert bench.main(argv) == 0
+    paired = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["paired"]
+    overall = paired["overall"]
+    assert overall["n"] == N * len(TASK_DIMENSION)
+    assert overall["a"] == pytest.approx(0.6, abs=0.01) and overall["b"] == pytest.approx(
+        0.5, abs=0.01
+    )
+    assert overall["diff"] == pytest.approx(0.1, abs=0.01)
+    assert overall["lo"] < overall["diff"] < overall["hi"]
+    assert set(paired) == {"overall", *TASK_DIMENSION.values()}
+    with pytest.raises(SystemExit, match="no method"):
+        bench.main(["--compare", "nobody", bench.SOFT, "--reports", str(reports[0])])
