@@ -143,9 +143,9 @@ def onnx_worker(model, users: int, lengths: str, batch_size: int) -> dict:
 
 def onnx_available() -> bool:
     """Whether the ``onnx`` extra is installed (the onnx rows need it)."""
-    import importlib.util
+    from userfm.api.onnx_export import missing_onnx_packages
 
-    return all(importlib.util.find_spec(p) for p in ("onnx", "onnxscript", "onnxruntime"))
+    return not missing_onnx_packages()
 
 
 def worker_argv(

@@ -388,7 +388,7 @@ def paired_difference(
                     "a": got[a]["correct"].astype(float),
                     "b": got[b]["correct"].reindex(got[a].index).astype(float),
                 }
-            )  # fmt: skip
+            )
         )
     joined = (
         pd.concat(per_seed).groupby(level=0).agg({"dimension": "first", "a": "mean", "b": "mean"})

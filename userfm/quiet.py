@@ -7,6 +7,8 @@ small encoder saves and loads in milliseconds, and a damaged folder is reported 
 one line, not by a table from transformers followed by the same error. `datasets_progress`
 does the same for HF datasets' bars, which draw whatever stderr is (a nohup log got them), and
 `datasets_bars_follow_terminal` applies it to the dataset loaders, which take no ``progress``.
+`onnx_exporter_output` hides torch.onnx's progress lines, registry notes and tracing warnings
+while a user tower is exported.
 """
 
 from __future__ import annotations
@@ -91,3 +93,23 @@ def datasets_bars_follow_terminal(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+#: the loggers torch.onnx's exporter reports through (progress, registry notes, tracing)
+ONNX_EXPORT_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
+
+
+@contextlib.contextmanager
+def onnx_exporter_output() -> Iterator[None]:
+    """torch.onnx's log lines below ERROR and its warnings off for the block; the previous
+    levels and warning filters come back after it."""
+    levels = {n: logging.getLogger(n).level for n in ONNX_EXPORT_LOGGERS}
+    for n in ONNX_EXPORT_LOGGERS:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracing notes
+            yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)

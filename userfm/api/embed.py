@@ -145,6 +145,37 @@ class EncodedChunk(Generic[T]):
     stats: dict
 
 
+def length_sorted_batches(
+    lengths: np.ndarray, max_len: int, batch_size: int
+) -> Iterator[np.ndarray]:
+    """Positions of a chunk's histories, longest first (lengths cut at ``max_len``; ties in
+    input order), ``batch_size`` at a time: a batch holds similar lengths, so little padding.
+
+    Args:
+        lengths: (N,) int64 history lengths.
+        max_len: the model's position limit (longer histories are truncated to it).
+        batch_size: positions per batch.
+
+    Yields:
+        (<= batch_size,) int64 positions into the chunk.
+    """
+    order = np.argsort(-np.minimum(lengths, max_len), kind="stable")
+    for lo in range(0, len(order), batch_size):
+        yield order[lo : lo + batch_size]
+
+
+def chunk_stats(lengths: np.ndarray, encoded: Sequence[Any], max_len: int) -> dict:
+    """What embedding a chunk read: users, events, unknown items (``oov_items``) and
+    histories cut to ``max_len`` (``truncated_users``); ``encoded`` are its featurised
+    histories (`userfm.data.features.EncodedHistory`)."""
+    return {
+        "users": len(lengths),
+        "events": int(lengths.sum()),
+        "oov_items": sum(e.oov for e in encoded),
+        "truncated_users": int((lengths > max_len).sum()),
+    }
+
+
 def run_chunks(
     model: UserEncoder,
     histories: HistoriesLike,
@@ -193,11 +224,9 @@ def run_chunks(
             missing_before = featurizer.missing_side_features
             encoded = [featurizer(h) for h in chunk]
             lengths = np.fromiter((len(h) for h in chunk), dtype=np.int64, count=len(chunk))
-            order = np.argsort(-np.minimum(lengths, cfg.max_len), kind="stable")
             outputs = []
             with torch.inference_mode():
-                for lo in range(0, len(order), batch_size):
-                    idx = order[lo : lo + batch_size]
+                for idx in length_sorted_batches(lengths, cfg.max_len, batch_size):
                     batch = collate(
                         [encoded[i] for i in idx],
                         pad_to_multiple_of=PAD_MULTIPLE,
@@ -206,13 +235,8 @@ def run_chunks(
                     emb = model(batch, return_states=False).embedding  # (B, D)
                     outputs.append((idx, head(emb, [chunk[i] for i in idx])))
                     bar.update(len(idx))
-            stats = {
-                "users": len(chunk),
-                "events": int(lengths.sum()),
-                "oov_items": sum(e.oov for e in encoded),
-                "truncated_users": int((lengths > cfg.max_len).sum()),
-                "users_without_side_features": featurizer.missing_side_features - missing_before,
-            }
+            stats = chunk_stats(lengths, encoded, cfg.max_len)
+            stats["users_without_side_features"] = featurizer.missing_side_features - missing_before
             yield EncodedChunk(chunk, outputs, stats)
             users += len(chunk)
         _warn_missing_side_features(

@@ -2,8 +2,9 @@
 
 `export_onnx` (``UserEncoder.export(dir, format="onnx")``) traces the encoder's embedding path
 with ``torch.onnx.export(dynamo=True)`` (torch.export, then onnxscript), with the batch size
-and the history length dynamic (1 .. ``max_len``), and writes a folder that serves without
-torch:
+and the history length dynamic (1 .. ``max_len``), and writes a folder whose model any
+onnxruntime runs (the reader below is part of userfm, so it comes with userfm's own
+dependencies):
 
 - ``model.onnx``: inputs named as the `userfm.data.batch.Batch` fields the model reads
   (``items``, ``mask`` and, as the model uses them, ``time_gaps`` / ``hours`` / ``weekdays``,
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import logging
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,14 @@ from userfm.errors import ConfigError
 if TYPE_CHECKING:
     from userfm.encoder.model import UserEncoder
 
-__all__ = ["ONNX_FILE", "OUTPUT", "export_onnx", "onnx_input_names", "require_onnx"]
+__all__ = [
+    "ONNX_FILE",
+    "OUTPUT",
+    "export_onnx",
+    "missing_onnx_packages",
+    "onnx_input_names",
+    "require_onnx",
+]
 
 ONNX_FILE = "model.onnx"
 #: the output's name ("embedding" is taken by a node of the graph)
@@ -54,7 +60,8 @@ Maps a right-padded batch of user histories to user embeddings; exported from a 
 - `vocab.json`, `config.json`: the vocabularies and the encoder config, which featurise raw
   histories as the PyTorch model does.
 
-Reading it (onnxruntime, no torch needed):
+Reading it in Python (userfm's reader: onnxruntime runs the model; any other ONNX runtime
+can feed the inputs above directly):
 
 ```python
 from userfm.api.onnx_tower import OnnxUserTower
@@ -65,9 +72,16 @@ embeddings = tower.embed(log)  # an EventLog, DataFrame, file or UserHistory obj
 """
 
 
+def missing_onnx_packages(
+    packages: tuple[str, ...] = EXPORT_PACKAGES + SERVE_PACKAGES,
+) -> list[str]:
+    """Those of ``packages`` (default: all of the ``onnx`` extra) that are not installed."""
+    return [p for p in packages if importlib.util.find_spec(p) is None]
+
+
 def require_onnx(packages: tuple[str, ...], what: str) -> None:
     """Raise `ConfigError` naming the missing packages and the extra that installs them."""
-    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    missing = missing_onnx_packages(packages)
     if missing:
         raise ConfigError(
             f"{what} needs {', '.join(missing)}: pip install 'userfm[onnx]' (onnx, onnxscript, "
@@ -149,6 +163,7 @@ def export_onnx(model: UserEncoder, directory: str | Path, *, opset: int = 18) -
     from userfm import __version__
     from userfm.encoder.model import VOCAB_FILE
     from userfm.outputs import staged_output_dir
+    from userfm.quiet import onnx_exporter_output
 
     require_onnx(EXPORT_PACKAGES, "exporting to ONNX")
     vocabs = model._require_vocabs()
@@ -158,8 +173,7 @@ def export_onnx(model: UserEncoder, directory: str | Path, *, opset: int = 18) -
     length = torch.export.Dim("length", min=1, max=tower_model.config.max_len)
     shapes = {"tensors": tuple({0: batch, 1: length} for _ in names)}
     with staged_output_dir(directory) as stage:
-        with warnings.catch_warnings(), _quiet_exporter():
-            warnings.simplefilter("ignore")  # the exporter's deprecation and tracing notes
+        with onnx_exporter_output():
             torch.onnx.export(
                 _Tower(tower_model, names),
                 _example(tower_model, names),
@@ -183,18 +197,3 @@ def export_onnx(model: UserEncoder, directory: str | Path, *, opset: int = 18) -
         )
         (stage / "README.md").write_text(readme, encoding="utf-8")
     return Path(directory)
-
-
-class _quiet_exporter:
-    """Silence torch.onnx's progress lines and registry warnings for the block."""
-
-    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
-
-    def __enter__(self) -> None:
-        self.levels = {n: logging.getLogger(n).level for n in self.names}
-        for n in self.names:
-            logging.getLogger(n).setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: object) -> None:
-        for n, level in self.levels.items():
-            logging.getLogger(n).setLevel(level)

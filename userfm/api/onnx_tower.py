@@ -4,8 +4,8 @@ The folder ``UserEncoder.export(dir, format="onnx")`` writes holds ``model.onnx`
 vocabularies and the encoder config. This reader featurises histories with the same
 `userfm.data.features.Featurizer` as ``UserEncoder.embed`` (same vocabularies, truncation to
 ``max_len``, time buckets, unknown items counted), pads them on the right into NumPy arrays
-(`userfm.data.padding.pad_histories`) and runs them with onnxruntime; the model itself needs
-no torch.
+(`userfm.data.padding.pad_histories`) and runs them with onnxruntime (the model runs without
+torch; this module is part of userfm and imports its dependencies).
 
 Example:
     >>> tower = OnnxUserTower("runs/tower")           # doctest: +SKIP
@@ -22,14 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from userfm.api.embed import PAD_MULTIPLE, HistoriesLike, as_histories
+from userfm.api.embed import (
+    PAD_MULTIPLE,
+    HistoriesLike,
+    as_histories,
+    chunk_stats,
+    length_sorted_batches,
+)
 from userfm.api.embeddings import UserEmbeddings
 from userfm.api.onnx_export import ONNX_FILE, OUTPUT, SERVE_PACKAGES, require_onnx
 from userfm.data.features import Featurizer
 from userfm.data.padding import pad_histories
 from userfm.data.schema import EventSchema
 from userfm.data.vocab import VocabSet
-from userfm.errors import ConfigError, FileFormatError
+from userfm.errors import ConfigError, DataError, FileFormatError
 
 __all__ = ["OnnxUserTower"]
 
@@ -110,7 +116,11 @@ class OnnxUserTower:
         Returns:
             `UserEmbeddings` (N ids, (N, D) float32) with ``stats`` as ``UserEncoder.embed``
             counts them: users, events, ``oov_items``, ``truncated_users``,
-            ``users_without_side_features``.
+            ``users_without_side_features``, summed over the chunks.
+
+        Raises:
+            DataError: ``histories`` holds no user (as ``UserEncoder.embed``).
+            ConfigError: a ``batch_size`` that is not an integer >= 1.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"`batch_size` must be an integer >= 1, got {batch_size!r}")
@@ -118,30 +128,22 @@ class OnnxUserTower:
             schema = EventSchema.from_dict(self.config["event_schema"])
         stream, _ = as_histories(histories, schema)
         featurizer = self.featurizer()
-        users: list[str] = []
-        parts: list[np.ndarray] = []
-        keys = ("users", "events", "oov_items", "truncated_users", "users_without_side_features")
-        stats = dict.fromkeys(keys, 0)
+        parts: list[UserEmbeddings] = []
         it = iter(stream)
-        # as `UserEncoder.embed`: users read in chunks of 32 batches and sorted by length, so
-        # a batch holds similar lengths (less padding); outputs go back to input order
+        # as `UserEncoder.embed`: chunks of 32 batches, length-sorted batches, input order back
         while chunk := list(itertools.islice(it, batch_size * 32)):
+            missing_before = featurizer.missing_side_features
             encoded = [featurizer(h) for h in chunk]
             lengths = np.fromiter((len(h) for h in chunk), dtype=np.int64, count=len(chunk))
-            order = np.argsort(-np.minimum(lengths, self.max_len), kind="stable")
             out = np.empty((len(chunk), self.dim), dtype=np.float32)
-            for lo in range(0, len(order), batch_size):
-                idx = order[lo : lo + batch_size]
+            for idx in length_sorted_batches(lengths, self.max_len, batch_size):
                 arrays = pad_histories(
                     [encoded[i] for i in idx], pad_to_multiple_of=PAD_MULTIPLE, max_len=self.max_len
                 )
                 out[idx] = self.run(arrays)
-            parts.append(out)
-            users += [h.user for h in chunk]
-            stats["users"] += len(chunk)
-            stats["events"] += int(lengths.sum())
-            stats["oov_items"] += sum(e.oov for e in encoded)
-            stats["truncated_users"] += int((lengths > self.max_len).sum())
-        stats["users_without_side_features"] = featurizer.missing_side_features
-        vectors = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
-        return UserEmbeddings(users, vectors, stats)
+            stats = chunk_stats(lengths, encoded, self.max_len)
+            stats["users_without_side_features"] = featurizer.missing_side_features - missing_before
+            parts.append(UserEmbeddings([h.user for h in chunk], out, stats))
+        if not parts:
+            raise DataError("no user histories to embed")
+        return UserEmbeddings.concat(parts)
