@@ -22,7 +22,13 @@ from userfm.errors import DataError, EmptyLogError
 
 logger = logging.getLogger("userfm.data")
 
-__all__ = ["drop_rows"]
+__all__ = [
+    "drop_rows",
+    "duplicate_error",
+    "log_duplicates_dropped",
+    "log_short_users_dropped",
+    "no_events_left",
+]
 
 
 def drop_rows(
@@ -74,11 +80,44 @@ def _mark_duplicates(
     if len(dup_rows):
         keep[dup_rows] = False
         stats.duplicates_dropped = len(dup_rows)
-        logger.warning(
-            "dropped %d exact duplicate rows (first at row %d); pass duplicates='keep' to keep them",
-            len(dup_rows),
-            int(dup_rows[0]),
-        )
+        log_duplicates_dropped(len(dup_rows), int(dup_rows[0]))
+
+
+def log_duplicates_dropped(count: int, first: int) -> None:
+    """The warning that ``count`` exact duplicates were dropped, the first at input row
+    ``first`` (`read_events` and `userfm.data.prepare` say it alike)."""
+    logger.warning(
+        "dropped %d exact duplicate rows (first at row %d); pass duplicates='keep' to keep them",
+        count,
+        first,
+    )
+
+
+def log_short_users_dropped(stats: ReadStats, min_events: int) -> None:
+    """The info line on the users ``min_events`` dropped (counts in ``stats``)."""
+    logger.info(
+        "dropped %d users with fewer than min_events=%d events (%d events)",
+        stats.short_users_dropped,
+        min_events,
+        stats.short_user_rows_dropped,
+    )
+
+
+def no_events_left(min_events: int) -> EmptyLogError:
+    """The error when no user has ``min_events`` events."""
+    return EmptyLogError(
+        f"no events left: every user has fewer than min_events={min_events} events"
+    )
+
+
+def duplicate_error(first: int, original: int, mapping: dict[str, str]) -> DataError:
+    """The error of ``duplicates="error"``: input row ``first`` repeats row ``original`` in
+    every column ``mapping`` maps (canonical name -> input column)."""
+    return DataError(
+        f"exact duplicate event: row {first} repeats row {original} in every mapped column "
+        f"({', '.join(mapping.values())}); pass duplicates='drop' or 'keep'",
+        row=first,
+    )
 
 
 def _mark_short_users(
@@ -93,16 +132,9 @@ def _mark_short_users(
         stats.short_users_dropped = len(short)
         stats.short_user_rows_dropped = int(short_mask.sum())
         keep &= ~short_mask
-        logger.info(
-            "dropped %d users with fewer than min_events=%d events (%d events)",
-            stats.short_users_dropped,
-            min_events,
-            stats.short_user_rows_dropped,
-        )
+        log_short_users_dropped(stats, min_events)
     if not keep.any():
-        raise EmptyLogError(
-            f"no events left: every user has fewer than min_events={min_events} events"
-        )
+        raise no_events_left(min_events)
 
 
 def _duplicate_rows(
@@ -122,9 +154,5 @@ def _duplicate_rows(
         key = cand.loc[cand[ROW] == first, cols].iloc[0]
         same = (cand[cols] == key) | (cand[cols].isna() & key.isna())
         original = int(cand.loc[same.all(axis=1), ROW].iloc[0])
-        raise DataError(
-            f"exact duplicate event: row {first} repeats row {original} in every mapped column "
-            f"({', '.join(mapping.values())}); pass duplicates='drop' or 'keep'",
-            row=first,
-        )
+        raise duplicate_error(first, original, mapping)
     return rows.astype(np.int64)

@@ -82,7 +82,9 @@ class ReadStats:
         rows_read: rows in the input.
         rows_kept: rows in the resulting log.
         duplicates_dropped: exact duplicate rows removed (first occurrence kept).
-        rows_reordered: rows that moved when the input was sorted by (user, time).
+        rows_reordered: rows that moved when the input was sorted by (user, time); None for a
+            log prepared in shards (`userfm.data.prepare`), whose users are grouped per shard
+            and which keeps no global order to compare with.
         rows_time_reordered: rows whose place among their user's events changed, i.e. that
             were out of time order in the input (the rest of ``rows_reordered`` only moved to
             group users).
@@ -100,7 +102,7 @@ class ReadStats:
     rows_read: int = 0
     rows_kept: int = 0
     duplicates_dropped: int = 0
-    rows_reordered: int = 0
+    rows_reordered: int | None = 0
     rows_time_reordered: int = 0
     short_users_dropped: int = 0
     short_user_rows_dropped: int = 0
@@ -113,14 +115,21 @@ class ReadStats:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def _reordered(self) -> str:
+        if self.rows_reordered is None:
+            return f"{self.rows_time_reordered:,} rows re-sorted by time; "
+        return (
+            f"{self.rows_reordered:,} rows moved to group users, "
+            f"{self.rows_time_reordered:,} of them re-sorted by time; "
+        )
+
     def summary(self) -> str:
         """One line for logs and the CLI."""
         s = (
             f"{self.rows_kept:,}/{self.rows_read:,} events kept, {self.users:,} users, "
             f"{self.items:,} items; dropped: {self.duplicates_dropped:,} exact duplicates, "
             f"{self.short_user_rows_dropped:,} events of {self.short_users_dropped:,} users "
-            f"below min_events; {self.rows_reordered:,} rows moved to group users, "
-            f"{self.rows_time_reordered:,} of them re-sorted by time; "
+            f"below min_events; {self._reordered()}"
             f"{self.single_event_users:,} single-event users"
         )
         return s + ("; " + "; ".join(self.notes) if self.notes else "")

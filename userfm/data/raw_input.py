@@ -65,7 +65,7 @@ def open_source(
             bad-input table of `userfm.data.readers`.
     """
     needed = list(dict.fromkeys(schema.input_columns().values()))
-    fields = _field_names(schema)  # input column -> "EventSchema.<field>"
+    fields = schema_fields(schema)  # input column -> "EventSchema.<field>"
     if isinstance(source, (str, os.PathLike)):
         raw = read_table(
             source,
@@ -77,13 +77,13 @@ def open_source(
             _fields=fields,
         )
     elif isinstance(source, pd.DataFrame):
-        _check_columns([str(c) for c in source.columns], needed, fields, "the DataFrame")
+        check_columns([str(c) for c in source.columns], needed, fields, "the DataFrame")
         raw = _dataset_from_pandas(source, needed)
     elif isinstance(source, pa.Table):
-        _check_columns(source.column_names, needed, fields, "the table")
+        check_columns(source.column_names, needed, fields, "the table")
         raw = _dataset_from_arrow(source.select(needed))
     elif isinstance(source, datasets.Dataset):
-        _check_columns(source.column_names, needed, fields, "the dataset")
+        check_columns(source.column_names, needed, fields, "the dataset")
         raw = source
     else:
         raise TypeError(
@@ -132,6 +132,28 @@ def read_table(
         FileNotFoundError, FileFormatError, EmptyLogError, SchemaError: see `read_events`.
     """
     p = Path(path).expanduser()
+    fmt = check_file(p, format=format, encoding=encoding)
+    fields = _fields or {}
+    if fmt == "parquet":
+        return _read_parquet(p, columns, fields, cache_dir)
+    if fmt in ("csv", "tsv"):
+        return _read_csv(p, fmt, columns, fields, encoding, sep, names, cache_dir)
+    return _read_json(p, columns, fields, encoding, cache_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+def check_file(p: Path, *, format: str | None, encoding: str) -> str:
+    """The format of event file ``p`` after the file-level checks `read_table` makes before
+    reading (existence, not a folder, a known format, content that is that format, not empty).
+
+    Returns:
+        ``parquet``, ``csv``, ``tsv`` or ``jsonl``.
+
+    Raises:
+        FileNotFoundError, FileFormatError, EmptyLogError: see `read_events`.
+    """
     if not p.exists():
         raise FileNotFoundError(2, f"event file not found: {p}", str(p))
     if p.is_dir():
@@ -145,17 +167,31 @@ def read_table(
         as_fmt = {"parquet": "parquet", "JSON": "jsonl", "text": "csv"}.get(kind)
         hint = f" (pass format={as_fmt!r} or rename it)" if as_fmt else ""
         raise FileFormatError(f"{p} is not a {fmt} file: its content looks like {kind}{hint}")
-    fields = _fields or {}
-    if fmt == "parquet":
-        return _read_parquet(p, columns, fields, cache_dir)
-    if fmt in ("csv", "tsv"):
-        return _read_csv(p, fmt, columns, fields, encoding, sep, names, cache_dir)
-    return _read_json(p, columns, fields, encoding, cache_dir)
+    return fmt
 
 
-# ---------------------------------------------------------------------------------------------
-# files
-# ---------------------------------------------------------------------------------------------
+def open_parquet(p: Path, columns: list[str] | None, fields: Mapping[str, str]) -> pq.ParquetFile:
+    """Parquet file ``p`` opened (footer read), its columns checked; not yet read.
+
+    Raises:
+        FileFormatError: not readable as parquet.
+        SchemaError: a column of ``columns`` missing or repeated (``fields`` names the schema
+            field that maps it).
+        EmptyLogError: the file has no rows.
+    """
+    try:
+        meta = pq.ParquetFile(p)
+        names = meta.schema_arrow.names
+        num_rows = meta.metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as e:
+        raise FileFormatError(f"cannot read {p} as parquet: {e}") from e
+    if columns is not None:
+        check_columns(names, columns, fields, str(p))
+    if num_rows == 0:
+        raise EmptyLogError(f"{p} has no rows: no events to read")
+    return meta
+
+
 def _resolve_format(p: Path, format: str | None) -> str:
     if format is not None:
         fmt = format.lower().lstrip(".")
@@ -199,16 +235,7 @@ def _sniff(p: Path, encoding: str) -> str:
 def _read_parquet(
     p: Path, columns: list[str] | None, fields: Mapping[str, str], cache_dir: str | None
 ) -> datasets.Dataset:
-    try:
-        meta = pq.ParquetFile(p)
-        names = meta.schema_arrow.names
-        num_rows = meta.metadata.num_rows
-    except (pa.ArrowInvalid, OSError) as e:
-        raise FileFormatError(f"cannot read {p} as parquet: {e}") from e
-    if columns is not None:
-        _check_columns(names, columns, fields, str(p))
-    if num_rows == 0:
-        raise EmptyLogError(f"{p} has no rows: no events to read")
+    open_parquet(p, columns, fields).close()
     try:
         return datasets.Dataset.from_parquet(str(p), columns=columns, cache_dir=cache_dir)
     except Exception as e:  # datasets wraps reader errors in DatasetGenerationError
@@ -245,7 +272,7 @@ def _read_csv(
     if columns is not None:
         # pandas renames a repeated header name ("item", "item.1"): check the header as written
         written = present if names is not None else _header_as_written(p, opts)
-        _check_columns(written, columns, fields, str(p))
+        check_columns(written, columns, fields, str(p))
     if len(head) == 0:
         raise EmptyLogError(f"{p} has a header but no rows: no events to read")
     # every column is read (``usecols`` would silently accept lines with extra fields) as text
@@ -296,7 +323,7 @@ def _read_json(
 
         raise _text_read_error(e, p, encoding, detail) from e
     if columns is not None:
-        _check_columns(ds.column_names, columns, fields, str(p))
+        check_columns(ds.column_names, columns, fields, str(p))
         ds = ds.select_columns(columns)
     # pyarrow's JSON reader does not check UTF-8: validate the text columns chunk by chunk
     table = ds.data.table
@@ -362,7 +389,7 @@ def _encoding_error(p: Path, encoding: str, e: UnicodeDecodeError) -> FileFormat
     )
 
 
-def _field_names(schema: EventSchema) -> dict[str, str]:
+def schema_fields(schema: EventSchema) -> dict[str, str]:
     out = {schema.user: "EventSchema.user", schema.item: "EventSchema.item"}
     if schema.timestamp is not None:
         out[schema.timestamp] = "EventSchema.timestamp"
@@ -375,7 +402,7 @@ def _field_names(schema: EventSchema) -> dict[str, str]:
     return out
 
 
-def _check_columns(
+def check_columns(
     present: list[str], needed: list[str], fields: Mapping[str, str], where: str
 ) -> None:
     repeated = sorted({c for c in needed if present.count(c) > 1})
@@ -398,7 +425,7 @@ def _dataset_from_pandas(df: pd.DataFrame, needed: list[str]) -> datasets.Datase
     arrays = {}
     by_name = {str(c): c for c in df.columns}
     for name in needed:
-        s = df[by_name[name]]  # one column: `_check_columns` refused repeated names
+        s = df[by_name[name]]  # one column: `check_columns` refused repeated names
         if isinstance(s.dtype, pd.CategoricalDtype):
             s = s.astype(object)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +25,7 @@ from userfm.errors import DataError
 
 logger = logging.getLogger("userfm.data")
 
-__all__ = ["ColumnPlan", "ReadPlan", "TimestampPlan", "make_plan"]
+__all__ = ["ColumnPlan", "InputColumn", "ReadPlan", "TimestampPlan", "make_plan", "table_columns"]
 
 #: timestamp unit -> ticks per second
 UNIT_FACTOR = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
@@ -42,6 +43,34 @@ AttributeKind = Literal["list", "scalar"]
 #: how timestamps are read: row order, an Arrow datetime/date type, numbers, numeric text,
 #: date text
 TimestampMode = Literal["order", "datetime_type", "number", "number_text", "date_text"]
+
+
+@dataclass(frozen=True)
+class InputColumn:
+    """One mapped input column as `make_plan` reads it: its Arrow type, and its chunks.
+
+    ``read`` returns the column's chunks in input order and is called once per whole-column
+    pass (the timestamp unit, the count of normalised ids), so a source larger than memory
+    reads them from its files batch by batch (`userfm.data.raw_batches`) while an in-memory
+    table hands over its own chunks (`table_columns`).
+
+    Attributes:
+        type: the column's Arrow type (the same in every chunk).
+        read: a fresh iterator over the column's chunks, each a (n_i,) array.
+    """
+
+    type: pa.DataType
+    read: Callable[[], Iterable[pa.Array]]
+
+
+def table_columns(table: pa.Table) -> dict[str, InputColumn]:
+    """Every column of an in-memory (or memory-mapped) table as an `InputColumn`."""
+
+    def column(name: str) -> InputColumn:
+        chunked = table.column(name)
+        return InputColumn(chunked.type, lambda: chunked.chunks)
+
+    return {name: column(name) for name in table.column_names}
 
 
 @dataclass(frozen=True)
@@ -118,17 +147,18 @@ class ReadPlan:
 
 
 def make_plan(
-    table: pa.Table,
+    inputs: Mapping[str, InputColumn],
     schema: EventSchema,
     mapping: dict[str, str],
     stats: ReadStats,
     *,
     dedupe: bool,
 ) -> ReadPlan:
-    """Decide how every mapped column of ``table`` is read; notes go to ``stats``.
+    """Decide how every mapped input column is read; notes go to ``stats``.
 
     Args:
-        table: the raw input (only the mapped columns).
+        inputs: the raw input's mapped columns (input name -> `InputColumn`; `table_columns`
+            of an in-memory table).
         schema: the user's schema (for ``timestamp_unit``).
         mapping: canonical name -> input column (`EventSchema.input_columns`).
         stats: receives ``ids_normalised`` and notes (inferred unit, no timestamp column).
@@ -138,12 +168,11 @@ def make_plan(
         DataError: a column of an unsupported type, numbers with ``timestamp_unit="datetime"``,
             numeric timestamps in two units with ``timestamp_unit="auto"``.
     """
-    types = {name: table.schema.field(name).type for name in table.column_names}
     out = list(mapping)
     if TIMESTAMP not in out:
         out.insert(2, TIMESTAMP)
     columns = tuple(
-        _column_plan(canon, col, types[col], table, stats)
+        _column_plan(canon, col, inputs[col], stats)
         for canon, col in mapping.items()
         if canon != TIMESTAMP
     )
@@ -152,9 +181,7 @@ def make_plan(
         stats.notes.append("no timestamp column: row order within the input is the event time")
         timestamp = TimestampPlan(mode="order")
     else:
-        timestamp = _timestamp_plan(
-            table.column(col), types[col], schema.timestamp_unit, col, stats
-        )
+        timestamp = _timestamp_plan(inputs[col], schema.timestamp_unit, col, stats)
     return ReadPlan(
         out=tuple(out),
         columns=columns,
@@ -163,14 +190,12 @@ def make_plan(
     )
 
 
-def _column_plan(
-    canon: str, col: str, t: pa.DataType, table: pa.Table, stats: ReadStats
-) -> ColumnPlan:
+def _column_plan(canon: str, col: str, column: InputColumn, stats: ReadStats) -> ColumnPlan:
     if canon not in (USER, ITEM):
-        return ColumnPlan(canon, col, _attr_kind(t, col))
-    kind = _id_kind(t, col)
+        return ColumnPlan(canon, col, _attr_kind(column.type, col))
+    kind = _id_kind(column.type, col)
     if kind in ("str", "json"):
-        changed = _count_normalised_ids(table.column(col))
+        changed = _count_normalised_ids(column.read())
         if changed:
             stats.ids_normalised += changed
             stats.notes.append(
@@ -180,12 +205,10 @@ def _column_plan(
     return ColumnPlan(canon, col, kind)
 
 
-def _timestamp_plan(
-    column: pa.ChunkedArray, t: pa.DataType, unit: str, col: str, stats: ReadStats
-) -> TimestampPlan:
-    """The mode and unit of timestamp column ``col`` of type ``t``, for ``timestamp_unit``
-    ``unit``; warns when an explicit sub-second unit puts every event in 1970."""
-    t = value_type(t)
+def _timestamp_plan(column: InputColumn, unit: str, col: str, stats: ReadStats) -> TimestampPlan:
+    """The mode and unit of timestamp column ``col``, for ``timestamp_unit`` ``unit``; warns
+    when an explicit sub-second unit puts every event in 1970."""
+    t = value_type(column.type)
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         plan = TimestampPlan("datetime_type", None, col)
     elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
@@ -323,11 +346,11 @@ _UNIT_BINS = (1e8, 1e11, 1e14, 1e17)
 _BIN_UNITS = ("s", "ms", "us", "ns")
 
 
-def _magnitudes(column: pa.ChunkedArray, text: bool) -> tuple[float, dict[str, int]]:
+def _magnitudes(column: InputColumn, text: bool) -> tuple[float, dict[str, int]]:
     """Largest absolute value of a numeric (or numeric-text) column, and the first row whose
     value looks like unix time in each unit (values below 1e8 look like none), chunk by chunk."""
     best, first, offset = 0.0, {}, 0
-    for chunk in column.chunks:
+    for chunk in column.read():
         n = len(chunk)
         chunk = plain(chunk)
         if text:
@@ -348,9 +371,9 @@ def _magnitudes(column: pa.ChunkedArray, text: bool) -> tuple[float, dict[str, i
     return best, first
 
 
-def _looks_numeric(column: pa.ChunkedArray) -> bool:
+def _looks_numeric(column: InputColumn) -> bool:
     """Whether most of the first (up to 1000) non-null values of a text column are numbers."""
-    for chunk in column.chunks:
+    for chunk in column.read():
         chunk = plain(chunk)
         sample = pc.drop_null(chunk.slice(0, 5000))[:1000]
         if len(sample):
@@ -360,7 +383,7 @@ def _looks_numeric(column: pa.ChunkedArray) -> bool:
     return True
 
 
-def _auto_unit(column: pa.ChunkedArray, text: bool, col: str, stats: ReadStats) -> str:
+def _auto_unit(column: InputColumn, text: bool, col: str, stats: ReadStats) -> str:
     """The unit of the column's largest value; a column whose values look like unix time in
     two units (seconds beside milliseconds) is refused: one unit would put the others in
     1970 or after 2100."""
@@ -393,10 +416,10 @@ def text_ids(s: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(s, pattern=_FLOAT_ID_RE, replacement=r"\1")
 
 
-def _count_normalised_ids(column: pa.ChunkedArray) -> int:
+def _count_normalised_ids(chunks: Iterable[pa.Array]) -> int:
     """How many (non-null) text ids `text_ids` changes, chunk by chunk."""
     changed = 0
-    for chunk in column.chunks:
+    for chunk in chunks:
         s = plain(chunk).cast(pa.string())
         changed += pc.sum(pc.fill_null(pc.not_equal(s, text_ids(s)), False)).as_py() or 0
     return changed

@@ -98,7 +98,7 @@ from userfm.data.drop_rows import drop_rows
 from userfm.data.log import ROW, EventLog, ReadStats
 from userfm.data.normalise import HASH, MAX_TIMESTAMP, normalise_batch
 from userfm.data.raw_input import SUPPORTED_EXTENSIONS, open_source, read_table
-from userfm.data.read_plan import ReadPlan, make_plan
+from userfm.data.read_plan import ReadPlan, make_plan, table_columns
 from userfm.data.schema import ACTION, CATEGORY, ITEM, TIMESTAMP, TITLE, USER, EventSchema
 from userfm.errors import ConfigError
 from userfm.progress import resolve_progress
@@ -154,14 +154,16 @@ def read_events(
         ConfigError: an invalid argument.
     """
     schema = schema if schema is not None else EventSchema()
-    _check_arguments(schema, min_events, duplicates)
+    check_read_arguments(schema, min_events, duplicates)
     with datasets_progress(progress=resolve_progress(progress)):
         raw = open_source(
             source, schema, format=format, encoding=encoding, sep=sep, cache_dir=cache_dir
         )
         stats = ReadStats(rows_read=len(raw))
         mapping = schema.input_columns()  # canonical -> input column
-        plan = make_plan(raw.data.table, schema, mapping, stats, dedupe=duplicates != "keep")
+        plan = make_plan(
+            table_columns(raw.data.table), schema, mapping, stats, dedupe=duplicates != "keep"
+        )
         canon = _normalise(raw, plan)
         canon = drop_rows(canon, plan, mapping, stats, duplicates=duplicates, min_events=min_events)
         # the resolved unit is what a model trained on the log records, so that later inputs
@@ -170,7 +172,7 @@ def read_events(
         return EventLog(canon, stats, has_time=plan.has_time, schema=resolved)  # orders rows
 
 
-def _check_arguments(schema: EventSchema, min_events: int, duplicates: str) -> None:
+def check_read_arguments(schema: EventSchema, min_events: int, duplicates: str) -> None:
     """`ConfigError` naming the first invalid argument of `read_events`."""
     if not isinstance(schema, EventSchema):
         raise ConfigError(f"schema must be an EventSchema, got {type(schema).__name__}")

@@ -189,8 +189,10 @@ def build_vocabs(
     table = log.dataset.data.table
 
     def counts(column: pa.ChunkedArray) -> Counter:
+        # a null value is the token "None" (what `Vocab.encode` looks a null up as)
         vc = pc.value_counts(column)
-        return Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+        values = (str(v) for v in vc.field("values").to_pylist())
+        return Counter(dict(zip(values, vc.field("counts").to_pylist())))
 
     items = Vocab.build(
         counts(table.column(ITEM)),
