@@ -107,6 +107,35 @@ def cmd_embed(args: Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: Namespace) -> int:
+    from userfm.data.prepare import prepare_log
+
+    prepared = prepare_log(
+        args.log,
+        args.out,
+        schema_from_args(args),
+        format=args.format,
+        min_events=args.min_events,
+        duplicates=args.duplicates,
+        encoding=args.encoding,
+        sep=args.sep,
+        min_item_count=args.min_item_count,
+        max_items=args.max_items,
+        num_shards=args.num_shards,
+        engine=args.engine,
+        memory_limit=args.memory_limit,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    print(
+        f"prepared {prepared.num_users:,} users ({prepared.num_events:,} events) in "
+        f"{len(prepared.shards)} shards, {len(prepared.vocabs.items.tokens):,} items in the "
+        f"vocabulary -> {prepared.root}\ninput: {prepared.stats.summary()}"
+    )
+    return 0
+
+
 def cmd_items_encode(args: Namespace) -> int:
     import pyarrow.parquet as pq
 
@@ -423,6 +452,7 @@ class _StderrHandler(logging.StreamHandler):
 COMMANDS = {
     "synth": cmd_synth,
     "embed": cmd_embed,
+    "prepare": cmd_prepare,
     "configs": cmd_configs,
     "demo": cmd_demo,
     "eval questions": cmd_eval_questions,

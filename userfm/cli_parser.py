@@ -199,6 +199,7 @@ def _add_data_commands(sub: Any) -> None:
     add_switch(s, "overwrite", "replace an existing events.parquet")
 
     _add_embed_command(sub)
+    _add_prepare_command(sub)
 
     c = _command(
         sub,
@@ -276,6 +277,71 @@ def _add_embed_command(sub: Any) -> None:
     )
     add_progress(e)
     add_schema_args(e)
+
+
+def _add_prepare_command(sub: Any) -> None:
+    """`userfm prepare`."""
+    p = _command(
+        sub,
+        "prepare",
+        help="group a log per user once, out of core, into parquet shards for training at scale",
+        description="Read an event log (a file, a glob or a folder of parquet / csv / jsonl "
+        "files) with every check of the readers, group it per user out of core (DuckDB, or "
+        "Spark) and write prepared shards: one row per user with time-ordered lists, the "
+        "vocabularies and the reader's statistics. Train with --data.source DIR.",
+    )
+    p.add_argument("log", type=str, help="event log: a file, a glob ('logs/*.parquet'), a folder")
+    p.add_argument("--out", type=str, required=True, help="the prepared folder to write")
+    add_switch(p, "overwrite", "replace the files of an existing prepared folder")
+    p.add_argument(
+        "--format",
+        type=str | None,
+        default=None,
+        help="parquet, csv, tsv, jsonl (default: from the files' extension)",
+    )
+    p.add_argument(
+        "--min_events", type=int, default=1, help="drop (and count) users with fewer events"
+    )
+    p.add_argument(
+        "--duplicates",
+        type=Literal["drop", "keep", "error"],
+        default="drop",
+        help="exact duplicate rows: drop (keep the first; counted), keep, or error",
+    )
+    p.add_argument("--encoding", type=str, default="utf-8", help="text encoding of csv / jsonl")
+    p.add_argument(
+        "--sep", type=str | None, default=None, help="csv field separator (default , or tab)"
+    )
+    p.add_argument(
+        "--min_item_count", type=int, default=1, help="items seen fewer times map to OOV"
+    )
+    p.add_argument(
+        "--max_items", type=int | None, default=None, help="keep the most frequent items only"
+    )
+    p.add_argument(
+        "--num_shards",
+        type=int,
+        default=64,
+        help="shards to write; a multiple of the training processes gives each whole shards",
+    )
+    p.add_argument(
+        "--engine",
+        type=Literal["duckdb", "spark"],
+        default="duckdb",
+        help="duckdb (one machine, out of core; pip install 'userfm[prepare]') or spark "
+        "(PySpark; pip install 'userfm[spark]')",
+    )
+    p.add_argument(
+        "--memory_limit",
+        type=str | None,
+        default=None,
+        help="the engine's memory limit, e.g. 4GB (default: DuckDB's, 80%% of the memory)",
+    )
+    p.add_argument(
+        "--threads", type=int | None, default=None, help="engine threads (default: all cores)"
+    )
+    add_progress(p)
+    add_schema_args(p)
 
 
 def _add_uqa_args(u: ArgumentParser) -> None:

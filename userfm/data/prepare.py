@@ -123,7 +123,7 @@ def prepare_log(
         check_int("threads", threads, minimum=1)
     if engine not in ENGINES:
         raise ConfigError(f"`engine` must be one of {ENGINES}, got {engine!r}")
-    group = _engine(engine)
+    group = _engine(engine, memory_limit, threads)
     target = check_output_dir(out, overwrite=overwrite)
     show = resolve_progress(progress)
     with datasets_progress(progress=show), staged_output_dir(target) as tmp:
@@ -170,16 +170,19 @@ def prepare_log(
     return PreparedLog.open(target)
 
 
-def _engine(engine: str) -> Callable[..., GroupResult]:
-    """The grouping function of ``engine`` (its package checked now, before any work)."""
+def _engine(
+    engine: str, memory_limit: str | None, threads: int | None
+) -> Callable[..., GroupResult]:
+    """The grouping function of ``engine``, its package and settings checked now, before any
+    work."""
     if engine == "spark":
-        from userfm.data.prepare_spark import group_with_spark, require_spark
+        from userfm.data.prepare_spark import check_spark_settings, group_with_spark
 
-        require_spark()
+        check_spark_settings(memory_limit, threads)
         return group_with_spark
-    from userfm.data.prepare_duckdb import group_with_duckdb, require_duckdb
+    from userfm.data.prepare_duckdb import check_duckdb_settings, group_with_duckdb
 
-    require_duckdb()
+    check_duckdb_settings(memory_limit, threads)
     return group_with_duckdb
 
 

@@ -28,7 +28,7 @@ from userfm.data.prepared import ShardInfo, shard_name, shard_schema
 from userfm.data.schema import ACTION, CATEGORY, CATEGORY_SEP, ITEM, TIMESTAMP, USER
 from userfm.errors import ConfigError
 
-__all__ = ["group_with_duckdb", "missing_duckdb", "require_duckdb"]
+__all__ = ["check_duckdb_settings", "group_with_duckdb", "missing_duckdb", "require_duckdb"]
 
 INSTALL_HINT = "pip install 'userfm[prepare]' (or pip install duckdb)"
 
@@ -46,6 +46,22 @@ def require_duckdb() -> None:
     """Raise `ConfigError` with the install command when DuckDB is missing."""
     if missing_duckdb():
         raise ConfigError(f"preparing a log with engine 'duckdb' needs DuckDB: {INSTALL_HINT}")
+
+
+def check_duckdb_settings(memory_limit: str | None, threads: int | None) -> None:
+    """Refuse a memory limit DuckDB cannot read (``"lots"``) before any work is done.
+
+    Raises:
+        ConfigError: DuckDB is missing, or refuses a setting (its message says why).
+    """
+    require_duckdb()
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        _apply(con, _settings(memory_limit, threads))
+    finally:
+        con.close()
 
 
 def _q(name: str) -> str:
@@ -117,16 +133,26 @@ def _configure(con, memory_limit: str | None, threads: int | None, temp_dir: Pat
         "temp_directory": _lit(temp_dir),
         "preserve_insertion_order": "false",
         "enable_progress_bar": "false",
+        **_settings(memory_limit, threads),
     }
+    _apply(con, settings)
+
+
+def _settings(memory_limit: str | None, threads: int | None) -> dict[str, str]:
+    settings = {}
     if memory_limit is not None:
         settings["memory_limit"] = _lit(memory_limit)
     if threads is not None:
         settings["threads"] = str(int(threads))
+    return settings
+
+
+def _apply(con, settings: dict[str, str]) -> None:
     for key, value in settings.items():
         try:
             con.execute(f"SET {key} = {value}")
         except Exception as e:  # duckdb's own errors: a bad memory limit text
-            raise ConfigError(f"DuckDB refused {key} = {value}: {e}") from e
+            raise ConfigError(f"`{key}` {value}: DuckDB refused it ({e})") from e
 
 
 def _create_count_tables(con, spec: GroupSpec) -> None:
@@ -138,7 +164,13 @@ def _create_count_tables(con, spec: GroupSpec) -> None:
 
 
 def _shard(con, spec: GroupSpec, folder: Path, out: Path, k: int, result: GroupResult) -> ShardInfo:
-    """Drop, count and write shard ``k`` (its staged events are under ``folder``)."""
+    """Drop, count and write shard ``k`` (its staged events are under ``folder``).
+
+    One query builds table ``g``: per user, the list of its events as structs whose first
+    fields are the timestamp and the input row, so that sorting the list orders the events
+    by time, ties in input order (one sort per user instead of one per column). The counts
+    and the shard file are read from ``g``.
+    """
     path = out / shard_name(k, spec.num_shards)
     if not folder.is_dir():  # no user hashed here (a tiny log): an empty shard
         import pyarrow.parquet as pq
@@ -147,43 +179,42 @@ def _shard(con, spec: GroupSpec, folder: Path, out: Path, k: int, result: GroupR
         return ShardInfo(shard_name(k, spec.num_shards), 0, 0, path.stat().st_size, {})
     source = f"read_parquet({_lit(folder / '*.parquet')})"
     cols = ", ".join(_q(c) for c in spec.columns)
-    if spec.dedupe:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT {cols}, min({_q(ROW)}) AS {_q(ROW)}, "
-            f"count(*) AS _n FROM {source} GROUP BY {cols}"
-        )
-        _duplicates(con, source, cols, result)
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE ev AS SELECT {cols}, {_q(ROW)} FROM {source}")
-    m = spec.min_events
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE us AS SELECT {_q(USER)}, count(*) AS n FROM ev "
-        f"GROUP BY {_q(USER)}"
+    rows = (
+        f"(SELECT {cols}, min({_q(ROW)}) AS {_q(ROW)}, count(*) AS _n FROM {source} "
+        f"GROUP BY {cols})"
+        if spec.dedupe
+        else f"(SELECT {cols}, {_q(ROW)}, 1 AS _n FROM {source})"
     )
-    short, short_rows, single = con.execute(
-        f"SELECT count(*) FILTER (WHERE n < {m}), coalesce(sum(n) FILTER (WHERE n < {m}), 0), "
-        f"count(*) FILTER (WHERE n >= {m} AND n = 1) FROM us"
+    fields = {c: f"c{i}" for i, c in enumerate(spec.columns)}  # struct field of each column
+    packed = ", ".join(
+        [f"t := {_q(TIMESTAMP)}", f"r := {_q(ROW)}"]
+        + [f"{fields[c]} := {_q(c)}" for c in spec.columns if c not in (USER, TIMESTAMP)]
+    )
+    fields[TIMESTAMP] = "t"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE g AS SELECT {_q(USER)}, list_sort(list(struct_pack("
+        f"{packed}))) AS ev, sum(_n - 1) AS dups FROM {rows} GROUP BY {_q(USER)}"
+    )
+    m = spec.min_events
+    dups, short, short_rows, single = con.execute(
+        f"SELECT coalesce(sum(dups), 0), count(*) FILTER (WHERE len(ev) < {m}), "
+        f"coalesce(sum(len(ev)) FILTER (WHERE len(ev) < {m}), 0), "
+        f"count(*) FILTER (WHERE len(ev) >= {m} AND len(ev) = 1) FROM g"
     ).fetchone()
+    if dups:
+        _first_duplicate(con, source, cols, result)
+        result.duplicates_dropped += int(dups)
     result.short_users_dropped += int(short)
     result.short_user_rows_dropped += int(short_rows)
     result.single_event_users += int(single)
-    kept = "ev"
-    if short:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE kept AS SELECT ev.* FROM ev SEMI JOIN "
-            f"(SELECT {_q(USER)} FROM us WHERE n >= {m}) k USING ({_q(USER)})"
-        )
-        kept = "kept"
-    lengths = dict(
-        con.execute(f"SELECT n, count(*) FROM us WHERE n >= {m} GROUP BY n").fetchall()
-    )
+    kept = f"g WHERE len(ev) >= {m}"
+    lengths = dict(con.execute(f"SELECT len(ev) AS n, count(*) FROM {kept} GROUP BY n").fetchall())
     result.rows_time_reordered += _time_reordered(con, kept)
-    _count(con, spec, kept)
-    order = f"ORDER BY {_q(TIMESTAMP)}, {_q(ROW)}"
-    lists = ", ".join(f"list({_q(c)} {order}) AS {_q(c)}" for c in spec.columns if c != USER)
+    _count(con, spec, kept, fields)
+    lists = ", ".join(f"[x.{fields[c]} FOR x IN ev] AS {_q(c)}" for c in spec.columns if c != USER)
     con.execute(
-        f"COPY (SELECT {_q(USER)}, {lists} FROM {kept} GROUP BY {_q(USER)} ORDER BY {_q(USER)}) "
-        f"TO {_lit(path)} (FORMAT parquet, COMPRESSION zstd)"
+        f"COPY (SELECT {_q(USER)}, {lists} FROM {kept} ORDER BY {_q(USER)}) TO {_lit(path)} "
+        "(FORMAT parquet)"
     )
     users = sum(lengths.values())
     events = sum(n * c for n, c in lengths.items())
@@ -193,12 +224,8 @@ def _shard(con, spec: GroupSpec, folder: Path, out: Path, k: int, result: GroupR
     )  # fmt: skip
 
 
-def _duplicates(con, source: str, cols: str, result: GroupResult) -> None:
-    """Count the shard's duplicates; keep the smallest duplicate row seen so far."""
-    dropped = con.execute("SELECT coalesce(sum(_n - 1), 0) FROM ev").fetchone()[0]
-    if not dropped:
-        return
-    result.duplicates_dropped += int(dropped)
+def _first_duplicate(con, source: str, cols: str, result: GroupResult) -> None:
+    """Keep the smallest input row that repeats an earlier one (and that one) seen so far."""
     first, original = con.execute(
         f"SELECT list_sort(list({_q(ROW)}))[2] AS first, min({_q(ROW)}) AS original "
         f"FROM {source} GROUP BY {cols} HAVING count(*) > 1 ORDER BY first LIMIT 1"
@@ -208,32 +235,34 @@ def _duplicates(con, source: str, cols: str, result: GroupResult) -> None:
 
 
 def _time_reordered(con, kept: str) -> int:
-    """Rows whose rank among their user's events differs between time and input order."""
+    """Events whose place among their user's events differs between time order and input
+    order: per user, the positions where the input rows in time order differ from the
+    input rows sorted (only users whose rows are not already sorted are looked at)."""
     return int(
         con.execute(
-            f"SELECT count(*) FROM (SELECT row_number() OVER (PARTITION BY {_q(USER)} "
-            f"ORDER BY {_q(TIMESTAMP)}, {_q(ROW)}) AS by_time, row_number() OVER (PARTITION BY "
-            f"{_q(USER)} ORDER BY {_q(ROW)}) AS by_input FROM {kept}) WHERE by_time <> by_input"
+            "SELECT coalesce(sum(len([z FOR z IN list_zip(rs, list_sort(rs)) IF z[1] <> z[2]])), "
+            f"0) FROM (SELECT [x.r FOR x IN ev] AS rs FROM {kept}) WHERE rs <> list_sort(rs)"
         ).fetchone()[0]
     )
 
 
-def _count(con, spec: GroupSpec, kept: str) -> None:
+def _count(con, spec: GroupSpec, kept: str, fields: dict[str, str]) -> None:
     """Add the shard's item (action, category) frequencies to the count tables."""
+    events = f"(SELECT unnest(ev) AS x FROM {kept})"
     con.execute(
-        f"INSERT INTO item_counts SELECT {_q(ITEM)}, count(*) FROM {kept} GROUP BY {_q(ITEM)}"
+        f"INSERT INTO item_counts SELECT x.{fields[ITEM]}, count(*) FROM {events} GROUP BY ALL"
     )
     if spec.count_actions:
+        # a null action is the token "None", as `build_vocabs` counts it
         con.execute(
-            # a null action is the token "None", as `build_vocabs` counts it
-            f"INSERT INTO action_counts SELECT coalesce({_q(ACTION)}, 'None'), count(*) "
-            f"FROM {kept} GROUP BY ALL"
+            f"INSERT INTO action_counts SELECT coalesce(x.{fields[ACTION]}, 'None'), count(*) "
+            f"FROM {events} GROUP BY ALL"
         )
     if spec.count_categories:
         con.execute(
             f"INSERT INTO category_counts SELECT c, count(*) FROM (SELECT unnest(string_split("
-            f"{_q(CATEGORY)}, {_lit(CATEGORY_SEP)})) AS c FROM {kept} WHERE {_q(CATEGORY)} IS "
-            "NOT NULL) WHERE c <> '' GROUP BY c"
+            f"x.{fields[CATEGORY]}, {_lit(CATEGORY_SEP)})) AS c FROM {events} WHERE "
+            f"x.{fields[CATEGORY]} IS NOT NULL) WHERE c <> '' GROUP BY c"
         )
 
 
