@@ -85,6 +85,14 @@ def test_prepared_shards_hold_what_read_events_reads(frame, tmp_path, options):
     assert users_per_shard == [s.users for s in prepared.shards]
     lengths = np.bincount(log.lengths)
     assert prepared.length_counts() == {n: int(c) for n, c in enumerate(lengths) if c}
+    # the item table: attributes of the last event, events outside each user's last two
+    assert prepared.item_attributes() == log.item_attributes()
+    vocab = prepared.vocabs.items
+    expected = np.zeros(len(vocab), dtype=np.int64)
+    for h in log.iter_histories():
+        np.add.at(expected, vocab.encode(h.items[:-2])[0], 1)
+    expected[:3] = 0
+    np.testing.assert_array_equal(prepared.train_item_counts(vocab), expected)
 
 
 def test_a_folder_of_files_reads_as_their_concatenation(frame, tmp_path):
@@ -119,7 +127,9 @@ def test_files_must_share_format_and_column_types(tmp_path):
     a = pd.DataFrame({"user": [1, 2], "item": ["x", "y"], "timestamp": [T0, T0]})
     a.to_parquet(tmp_path / "1.parquet")
     a.assign(user=["1", "2"]).to_parquet(tmp_path / "2.parquet")
-    with pytest.raises(DataError, match="type int64 in .*1.parquet but (large_)?string in .*2.parquet"):
+    with pytest.raises(
+        DataError, match="type int64 in .*1.parquet but (large_)?string in .*2.parquet"
+    ):
         prepare_log(tmp_path, tmp_path / "p")
     a.to_csv(tmp_path / "3.csv", index=False)
     with pytest.raises(FileFormatError, match="several formats"):

@@ -37,6 +37,7 @@ def test_spark_writes_what_duckdb_writes(tmp_path):
     assert spark.vocabs.to_dict() == duck.vocabs.to_dict()
     assert spark.stats.to_dict() == duck.stats.to_dict()
     assert spark.length_counts() == duck.length_counts()
+    assert spark.item_table().equals(duck.item_table())
     assert spark.stats.duplicates_dropped == 4 and spark.stats.short_users_dropped == 1
     assert spark.manifest["engine"] == "spark"
 

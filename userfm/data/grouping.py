@@ -10,7 +10,11 @@ does, out of core, what `userfm.data.drop_rows` and `EventLog` do in memory:
 3. assigns each user to one of ``num_shards`` shards by a hash of the user id;
 4. writes each shard as one row per user, time-ordered lists, ties in input order
    (`userfm.data.prepared.shard_schema`), users sorted by id;
-5. counts what `ReadStats` reports, and the item / action / category frequencies.
+5. counts what `ReadStats` reports, the action / category frequencies, and per item
+   (`ITEM_TABLE_COLUMNS`): its events, its events outside each user's last two (the
+   leave-one-out training part: what the DRO prior and the logQ correction count), and the
+   attributes of its last event in (user, time, input row) order, the value
+   `EventLog.item_attributes` keeps.
 
 Two engines given the same staged events write the same users with the same histories and
 report the same `GroupResult` (only which shard a user lands in may differ).
@@ -19,11 +23,17 @@ report the same `GroupResult` (only which shard a user lands in may differ).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import pyarrow as pa
 
 from userfm.data.prepared import ShardInfo
+from userfm.data.schema import ITEM, TIMESTAMP, USER
 
-__all__ = ["GroupSpec", "GroupResult"]
+__all__ = ["GroupSpec", "GroupResult", "ITEM_TABLE_COLUMNS"]
+
+#: the first columns of the item table; the item attribute columns follow
+ITEM_TABLE_COLUMNS = (ITEM, "events", "train_events")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,11 @@ class GroupSpec:
     count_categories: bool = False
     count_actions: bool = False
 
+    @property
+    def attributes(self) -> list[str]:
+        """The columns after user, item and timestamp (action, category, title, extras)."""
+        return [c for c in self.columns if c not in (USER, ITEM, TIMESTAMP)]
+
 
 @dataclass
 class GroupResult:
@@ -62,7 +77,9 @@ class GroupResult:
         single_event_users: kept users with one event.
         rows_time_reordered: kept rows whose place among their user's events changed when
             sorted by time (out of time order in the input).
-        items: item id -> kept events.
+        items: one row per kept item, sorted by id: `ITEM_TABLE_COLUMNS` (string, int64,
+            int64), then ``GroupSpec.attributes`` (strings, null where the last event had
+            none).
         actions: action -> kept events (``count_actions``).
         categories: category -> kept events naming it (``count_categories``; ``""`` not
             counted).
@@ -75,6 +92,6 @@ class GroupResult:
     short_user_rows_dropped: int = 0
     single_event_users: int = 0
     rows_time_reordered: int = 0
-    items: Counter = field(default_factory=Counter)
+    items: pa.Table | None = None
     actions: Counter | None = None
     categories: Counter | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -44,11 +45,11 @@ from userfm.data.drop_rows import (
 from userfm.data.grouping import GroupResult, GroupSpec
 from userfm.data.log import ReadStats
 from userfm.data.normalise import normalise_batch
-from userfm.data.prepared import VOCAB, PreparedLog, write_manifest
+from userfm.data.prepared import ITEMS, VOCAB, PreparedLog, write_manifest
 from userfm.data.raw_batches import RawBatches, open_raw_batches
 from userfm.data.read_plan import ReadPlan, make_plan
 from userfm.data.readers import check_read_arguments
-from userfm.data.schema import ACTION, CATEGORY, EventSchema
+from userfm.data.schema import ACTION, CATEGORY, ITEM, EventSchema
 from userfm.data.vocab import Vocab, VocabSet
 from userfm.errors import ConfigError, check_int
 from userfm.outputs import check_output_dir, staged_output_dir
@@ -155,6 +156,7 @@ def prepare_log(
             _account(result, stats, duplicates, min_events, mapping)
         vocabs = _vocabs(result, min_item_count, max_items)
         vocabs.save(tmp / VOCAB)
+        pq.write_table(result.items, tmp / ITEMS)
         shutil.rmtree(tmp / _STAGED)
         write_manifest(
             tmp,
@@ -231,10 +233,10 @@ def _account(
     if result.short_users_dropped:
         log_short_users_dropped(stats, min_events)
     stats.users = sum(s.users for s in result.shards)
-    if stats.users == 0:
+    if stats.users == 0 or result.items is None:
         raise no_events_left(min_events)
     stats.rows_kept = sum(s.events for s in result.shards)
-    stats.items = len(result.items)
+    stats.items = result.items.num_rows
     stats.single_event_users = result.single_event_users
     stats.rows_reordered = None  # users are grouped per shard: no global order to compare
     stats.rows_time_reordered = result.rows_time_reordered
@@ -242,7 +244,10 @@ def _account(
 
 def _vocabs(result: GroupResult, min_item_count: int, max_items: int | None) -> VocabSet:
     """The vocabularies, as `build_vocabs` makes them from the same counts."""
-    items = Vocab.build(result.items, min_count=min_item_count, max_size=max_items)
+    counts = Counter(
+        dict(zip(result.items.column(ITEM).to_pylist(), result.items.column("events").to_pylist()))
+    )
+    items = Vocab.build(counts, min_count=min_item_count, max_size=max_items)
     actions = Vocab.build(result.actions) if result.actions is not None else None
     categories = Vocab.build(result.categories) if result.categories is not None else None
     return VocabSet(items, actions, categories)

@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+
 from userfm.data.grouping import GroupResult, GroupSpec
 from userfm.data.log import ROW
 from userfm.data.prepared import ShardInfo, shard_name, shard_schema
@@ -156,7 +158,14 @@ def _apply(con, settings: dict[str, str]) -> None:
 
 
 def _create_count_tables(con, spec: GroupSpec) -> None:
-    con.execute("CREATE TEMP TABLE item_counts (token VARCHAR, n BIGINT)")
+    last = ", ".join(
+        ["u VARCHAR", "t BIGINT", "r BIGINT"]
+        + [f"a{i} VARCHAR" for i in range(len(spec.attributes))]
+    )
+    con.execute(
+        "CREATE TEMP TABLE item_stats (token VARCHAR, events BIGINT, heldout BIGINT, "
+        f"last STRUCT({last}))"
+    )
     if spec.count_actions:
         con.execute("CREATE TEMP TABLE action_counts (token VARCHAR, n BIGINT)")
     if spec.count_categories:
@@ -247,11 +256,19 @@ def _time_reordered(con, kept: str) -> int:
 
 
 def _count(con, spec: GroupSpec, kept: str, fields: dict[str, str]) -> None:
-    """Add the shard's item (action, category) frequencies to the count tables."""
-    events = f"(SELECT unnest(ev) AS x FROM {kept})"
-    con.execute(
-        f"INSERT INTO item_counts SELECT x.{fields[ITEM]}, count(*) FROM {events} GROUP BY ALL"
+    """Add the shard's per-item rows (events, held-out events, last event's attributes) and
+    action / category frequencies to the count tables."""
+    last = ", ".join(
+        [f"u := {_q(USER)}", "t := x.t", "r := x.r"]
+        + [f"a{i} := x.{fields[c]}" for i, c in enumerate(spec.attributes)]
     )
+    con.execute(
+        f"INSERT INTO item_stats SELECT x.{fields[ITEM]} AS token, count(*) AS events, "
+        "count(*) FILTER (WHERE pos > n - 2) AS heldout, "
+        f"max(struct_pack({last})) AS last FROM (SELECT {_q(USER)}, len(ev) AS n, unnest(ev) "
+        f"AS x, generate_subscripts(ev, 1) AS pos FROM {kept}) GROUP BY token"
+    )
+    events = f"(SELECT unnest(ev) AS x FROM {kept})"
     if spec.count_actions:
         # a null action is the token "None", as `build_vocabs` counts it
         con.execute(
@@ -266,12 +283,25 @@ def _count(con, spec: GroupSpec, kept: str, fields: dict[str, str]) -> None:
         )
 
 
+def _arrow(con, sql: str) -> pa.Table:
+    """A query's result as an Arrow table (DuckDB 1.x returns a table, 2.x a reader)."""
+    result = con.sql(sql).arrow()
+    return result.read_all() if isinstance(result, pa.RecordBatchReader) else result
+
+
 def _fetch_counts(con, spec: GroupSpec, result: GroupResult) -> None:
     def counter(table: str) -> Counter:
         rows = con.execute(f"SELECT token, sum(n) FROM {table} GROUP BY token").fetchall()
         return Counter({str(t): int(n) for t, n in rows})
 
-    result.items = counter("item_counts")
+    attributes = "".join(f", max(last).a{i} AS {_q(c)}" for i, c in enumerate(spec.attributes))
+    if any(s.users for s in result.shards):
+        result.items = _arrow(
+            con,
+            f"SELECT token AS {_q(ITEM)}, sum(events)::BIGINT AS events, (sum(events) - "
+            f"sum(heldout))::BIGINT AS train_events{attributes} FROM item_stats GROUP BY token "
+            "ORDER BY token",
+        )
     if spec.count_actions:
         result.actions = counter("action_counts")
     if spec.count_categories:

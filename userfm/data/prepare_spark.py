@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from userfm.data.grouping import GroupResult, GroupSpec
@@ -225,6 +226,33 @@ def _time_reordered(kept) -> int:
 def _counts(kept, spec: GroupSpec, fields: dict[str, str], result: GroupResult) -> None:
     from pyspark.sql import functions as F
 
+    positions = kept.select(USER, "n", F.posexplode("ev").alias("pos", "x"))  # pos from 0
+    last = F.struct(
+        F.col(USER).alias("u"), F.col("x.t").alias("t"), F.col("x.r").alias("r"),
+        *[F.col(f"x.{fields[c]}").alias(f"a{i}") for i, c in enumerate(spec.attributes)],
+    )  # fmt: skip
+    items = (
+        positions.groupBy(F.col(f"x.{fields[ITEM]}").alias(ITEM))
+        .agg(
+            F.count("*").alias("events"),
+            F.sum(F.when(F.col("pos") < F.col("n") - 2, 1).otherwise(0)).alias("train_events"),
+            F.max(last).alias("last"),
+        )
+        .select(
+            ITEM,
+            "events",
+            "train_events",
+            *[F.col(f"last.a{i}").alias(c) for i, c in enumerate(spec.attributes)],
+        )  # fmt: skip
+        .orderBy(ITEM)
+    )
+    rows = items.collect()
+    if rows:
+        names = [ITEM, "events", "train_events", *spec.attributes]
+        types = [pa.string(), pa.int64(), pa.int64(), *[pa.string()] * len(spec.attributes)]
+        result.items = pa.table(
+            {n: pa.array([r[n] for r in rows], t) for n, t in zip(names, types, strict=True)}
+        )
     events = kept.select(F.explode("ev").alias("x"))
 
     def counter(column, *, drop_empty: bool = False) -> Counter:
@@ -235,7 +263,6 @@ def _counts(kept, spec: GroupSpec, fields: dict[str, str], result: GroupResult) 
             {str(r["token"]): int(r["count"]) for r in df.groupBy("token").count().collect()}
         )
 
-    result.items = counter(F.col(f"x.{fields[ITEM]}"))
     if spec.count_actions:  # a null action is the token "None", as `build_vocabs` counts it
         result.actions = counter(F.coalesce(F.col(f"x.{fields[ACTION]}"), F.lit("None")))
     if spec.count_categories:

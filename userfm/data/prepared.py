@@ -4,6 +4,8 @@
 
     DIR/prepared.json                       the manifest (below)
     DIR/vocab.json                          the vocabularies (`VocabSet`), counts included
+    DIR/items.parquet                       one row per item: events, training events, the
+                                            attributes of its last event
     DIR/shards/shard-00000-of-00064.parquet one row per user, users sorted by id
 
 Each shard row is one user: ``user`` (string) and one list column per canonical event column,
@@ -14,9 +16,15 @@ null elements where the input had none). A user's events are all in one shard. T
 plain parquet so that any engine can write it (Spark for logs beyond one machine,
 `userfm.data.prepare_spark`).
 
+``items.parquet`` has one row per item of the log, sorted by id: ``item``, ``events`` (its
+events), ``train_events`` (those outside each user's last two: the leave-one-out training
+part, which the DRO prior and the sampled softmax's logQ correction count) and the item
+attribute columns (category, title, extras) as its last event in (user, time) order has
+them, the value `EventLog.item_attributes` keeps.
+
 The manifest (JSON) records ``format`` (``userfm-prepared``) and ``format_version``, the
 resolved `EventSchema`, ``has_time``, the reader's statistics (`ReadStats`), the vocabulary
-options and the SHA-256 of ``vocab.json``, and per shard its file, users, events, bytes and the
+options and the SHA-256 of ``vocab.json`` and ``items.parquet``, and per shard its file, users, events, bytes and the
 histogram of its users' history lengths (so that a training stream knows its number of
 examples without reading the shards). `PreparedLog.open` checks all of it before any training:
 a folder that is incomplete, of another format version, or edited by hand is refused with one
@@ -57,6 +65,7 @@ FORMAT = "userfm-prepared"
 FORMAT_VERSION = 1
 MANIFEST = "prepared.json"
 VOCAB = "vocab.json"
+ITEMS = "items.parquet"
 SHARDS = "shards"
 
 
@@ -147,6 +156,7 @@ def write_manifest(
         "columns": columns,
         "stats": stats.to_dict(),
         "vocab": {"file": VOCAB, "sha256": sha256_file(root / VOCAB), **vocab_options},
+        "items": {"file": ITEMS, "sha256": sha256_file(root / ITEMS)},
         "shards": [s.to_dict() for s in shards],
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -190,15 +200,9 @@ class PreparedLog:
         """
         root = Path(path).expanduser()
         manifest = _read_manifest(root)
-        vocab_path = root / manifest["vocab"]["file"]
-        if not vocab_path.is_file():
-            raise PreparedDataError(f"{root}: the vocabulary file {vocab_path.name} is missing")
-        if sha256_file(vocab_path) != manifest["vocab"]["sha256"]:
-            raise PreparedDataError(
-                f"{vocab_path} does not match the manifest (its SHA-256 differs): it was changed "
-                "after the log was prepared; prepare the log again"
-            )
-        log = cls(root, manifest, VocabSet.load(vocab_path))
+        for entry in ("vocab", "items"):
+            _check_checksum(root, manifest[entry])
+        log = cls(root, manifest, VocabSet.load(root / manifest["vocab"]["file"]))
         expected = shard_schema(log.columns)
         for shard in log.shards:
             _check_shard(root, shard, expected)
@@ -227,6 +231,45 @@ class PreparedLog:
             for k, v in s.lengths.items():
                 out[k] = out.get(k, 0) + v
         return dict(sorted(out.items()))
+
+    # ---- items ---------------------------------------------------------------------------
+    def has(self, column: str) -> bool:
+        """Whether the events have canonical column ``column`` (as `EventLog.has`)."""
+        return column in self.columns
+
+    def item_table(self, columns: list[str] | None = None) -> pa.Table:
+        """``items.parquet``: one row per item, sorted by id (``columns`` only, if given)."""
+        return pq.read_table(self.root / ITEMS, columns=columns)
+
+    def item_attributes(
+        self, columns: tuple[str, ...] = (CATEGORY, TITLE)
+    ) -> dict[str, dict[str, str]]:
+        """item id -> {attribute: value} for the given columns, as `EventLog.item_attributes`
+        (the item's last event in (user, time) order)."""
+        present = [c for c in columns if self.has(c)]
+        if not present:
+            return {}
+        table = self.item_table([ITEM, *present])
+        values = {c: table.column(c).to_pylist() for c in present}
+        return {
+            item: {c: values[c][i] for c in present}
+            for i, item in enumerate(table.column(ITEM).to_pylist())
+        }
+
+    def train_item_counts(self, vocab) -> np.ndarray:
+        """(len(vocab),) int64 events per item index in the leave-one-out training part
+        (each user's last two events left out), items outside the vocabulary counted at their
+        OOV / hash-bucket index; the specials (0, 1, 2) are 0.
+
+        Args:
+            vocab: the item `Vocab` (with the hash buckets training uses).
+        """
+        table = self.item_table([ITEM, "train_events"])
+        index, _ = vocab.encode(table.column(ITEM).to_pylist())
+        weights = table.column("train_events").to_numpy()
+        counts = np.bincount(index, weights=weights, minlength=len(vocab)).astype(np.int64)
+        counts[:3] = 0
+        return counts
 
     # ---- reading -------------------------------------------------------------------------
     def iter_histories(
@@ -299,12 +342,24 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         )
     missing = [
         k
-        for k in ("schema", "has_time", "columns", "stats", "vocab", "shards")
+        for k in ("schema", "has_time", "columns", "stats", "vocab", "items", "shards")
         if k not in manifest
     ]
     if missing:
         raise PreparedDataError(f"{path} lacks {missing}; prepare the log again")
     return manifest
+
+
+def _check_checksum(root: Path, entry: dict[str, Any]) -> None:
+    """Refuse a file of the folder that is missing or whose SHA-256 is not the manifest's."""
+    path = root / entry["file"]
+    if not path.is_file():
+        raise PreparedDataError(f"{root}: {entry['file']} is missing")
+    if sha256_file(path) != entry["sha256"]:
+        raise PreparedDataError(
+            f"{path} does not match the manifest (its SHA-256 differs): it was changed after "
+            "the log was prepared; prepare the log again"
+        )
 
 
 def _check_shard(root: Path, shard: ShardInfo, expected: pa.Schema) -> None:
