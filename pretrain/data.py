@@ -16,6 +16,7 @@ they are counted in `EventDataModule.stats`, never dropped silently.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -34,9 +35,10 @@ from userfm.data.features import EncodedHistory, Featurizer
 from userfm.data.formats import movielens_100k_items
 from userfm.data.items import items_from_log, read_items
 from userfm.data.log import EventLog, UserHistory
+from userfm.data.prepared import PreparedLog, is_prepared
 from userfm.data.schema import EventSchema, schema_dict
 from userfm.data.sources import load_source
-from userfm.data.vocab import VocabSet, build_vocabs
+from userfm.data.vocab import Vocab, VocabSet, build_vocabs
 from userfm.encoder.item_vectors import vocab_text_vectors
 from userfm.encoder.text_model import DEFAULT_TEXT_MODEL, TextModelInfo
 from userfm.errors import ConfigError
@@ -285,7 +287,12 @@ class EventDataModule(L.LightningDataModule):
     """Leave-one-out next-item data from an event log, for `PretrainModule`.
 
     Args:
-        source: ``"synthetic"`` or a path (see `load_source`).
+        source: ``"synthetic"``, a path (see `load_source`), or a folder of prepared shards
+            (``userfm prepare``, `userfm.data.prepared`): then every split streams from the
+            shards (`PreparedExamples`: constant memory, whole shards per rank, a fixed
+            number of batches per rank, exact resume), whatever ``streaming`` says; the
+            vocabularies are the prepared ones (``min_item_count`` / ``max_items`` can only
+            narrow them) and ``format`` / ``schema`` / ``synthetic`` are not used.
         format: how to read ``source`` (see `load_source`).
         schema: column names for ``format="auto"`` files (`EventSchema` fields).
         synthetic: `SyntheticConfig` fields for ``source="synthetic"``.
@@ -369,6 +376,16 @@ class EventDataModule(L.LightningDataModule):
         self.datasets: dict[str, ExampleDataset] = {}
         self.stats: dict[str, Any] = {}
         self.item_text: ItemTextFeatures | None = None
+        self.prepared: PreparedLog | None = None
+
+    @property
+    def events(self) -> EventLog | PreparedLog:
+        """The log the data come from: the in-memory `EventLog`, or the `PreparedLog` whose
+        shards are streamed (both have ``has_time``, ``schema``, ``has`` and
+        ``item_attributes``)."""
+        events = self.log_ if self.log_ is not None else self.prepared
+        assert events is not None, "call setup() first"
+        return events
 
     # ---- building -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -376,6 +393,9 @@ class EventDataModule(L.LightningDataModule):
         if self.datasets:
             return
         hp = self.hparams
+        if is_prepared(hp.source):
+            self._setup_prepared()
+            return
         log = load_source(hp.source, format=hp.format, schema=hp.schema, synthetic=hp.synthetic)
         vocabs = build_vocabs(
             log,
@@ -455,7 +475,75 @@ class EventDataModule(L.LightningDataModule):
         if not hp.streaming and not examples["train"]:
             raise ConfigError("no user has >= 4 events: nothing to train on")
 
-    def _item_text_features(self, log: EventLog, vocabs: VocabSet) -> ItemTextFeatures:
+    def _setup_prepared(self) -> None:
+        """The three splits streamed from prepared shards (`PreparedExamples`)."""
+        # imported here: the stream builds on this module's examples
+        from userfm.pretrain.prepared_stream import PreparedExamples, examples_per_user
+
+        hp = self.hparams
+        if hp.group_by_length:
+            raise ConfigError(
+                "`group_by_length` needs the in-memory examples; a prepared source streams"
+            )
+        prepared = PreparedLog.open(hp.source)
+        vocabs = _prepared_vocabs(prepared, hp)
+        if hp["items"] is not None:
+            self.item_text = self._item_text_features(prepared, vocabs)
+        featurizer = Featurizer(vocabs, max_len=hp.max_len + 1, max_categories=hp.max_categories)
+        trainer = self.trainer
+        place = {
+            "rank": trainer.global_rank if trainer else 0,
+            "world_size": trainer.world_size if trainer else 1,
+        }
+        self.datasets = {
+            split: PreparedExamples(
+                prepared,
+                featurizer,
+                split,
+                **place,
+                batch_size=hp.batch_size if split == "train" else hp.eval_batch_size,
+                num_workers=hp.num_workers,
+                seed=hp.seed,
+                buffer_size=hp.shuffle_buffer,
+                all_windows=hp.all_windows,
+            )  # fmt: skip
+            for split in SPLITS
+        }
+        self.prepared, self.vocabs = prepared, vocabs
+        self._train_counts = prepared.train_item_counts(vocabs.items)
+        lengths = prepared.length_counts()
+
+        def users(split: str) -> int:
+            opts = {"max_len": hp.max_len, "all_windows": hp.all_windows}
+            return sum(n * examples_per_user(k, split, **opts) for k, n in lengths.items())
+
+        self.stats = {
+            "source": hp.source,
+            "events": prepared.num_events,
+            "users": prepared.num_users,
+            "items": len(vocabs.items) - 3,
+            "train_users": sum(n for k, n in lengths.items() if k >= 4),
+            "train_examples": users("train"),
+            "train_examples_per_epoch_per_process": len(self.datasets["train"]),
+            "eval_users": users("test"),
+            "users_too_short_to_train (<4 events)": sum(n for k, n in lengths.items() if k < 4),
+            "users_too_short_to_evaluate (<3 events)": sum(n for k, n in lengths.items() if k < 3),
+            "duplicates_dropped": prepared.stats.duplicates_dropped,
+            "shards": len(prepared.shards),
+        }
+        if self.item_text is not None:
+            self.stats["items_without_text"] = self.item_text.items_without_text
+        rank_zero_info(
+            "userfm pretrain: data (prepared shards, streamed): "
+            + ", ".join(
+                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in self.stats.items()
+            )
+            + f"; reader: {prepared.stats.summary()}"
+        )
+
+    def _item_text_features(
+        self, log: EventLog | PreparedLog, vocabs: VocabSet
+    ) -> ItemTextFeatures:
         """The text vectors of the vocabulary's items, from the ``items`` table."""
         hp = self.hparams
         if hp["items"] == "auto":
@@ -497,6 +585,10 @@ class EventDataModule(L.LightningDataModule):
         # StatefulDataLoader: Lightning saves its position in checkpoints, so a run resumed
         # mid-epoch continues with the next unseen batch instead of restarting the epoch.
         dataset = self.datasets[split]
+        if self.prepared is not None and split != "train":  # one stream per rank, no workers
+            return StatefulDataLoader(
+                dataset, batch_size=hp.eval_batch_size, collate_fn=collate_examples
+            )
         if isinstance(dataset, LengthGroupedBatches):  # already batched and shuffled
             return StatefulDataLoader(
                 dataset,
@@ -529,3 +621,24 @@ class EventDataModule(L.LightningDataModule):
         self, batch: PretrainBatch, device: torch.device, dataloader_idx: int
     ) -> PretrainBatch:
         return batch.to(device)
+
+
+def _prepared_vocabs(prepared: PreparedLog, hp: Any) -> VocabSet:
+    """The prepared vocabularies, narrowed by the DataModule's ``min_item_count`` /
+    ``max_items`` (they cannot widen what preparing kept), with its hash buckets and
+    feature switches."""
+    made = prepared.manifest["vocab"]
+    items = prepared.vocabs.items
+    min_count = max(hp.min_item_count, int(made.get("min_item_count", 1)))
+    limits = [m for m in (hp.max_items, made.get("max_items")) if m is not None]
+    max_size = min(limits) if limits else None
+    if items.counts is not None and (min_count, max_size) != (
+        made.get("min_item_count", 1),
+        made.get("max_items"),
+    ):
+        counts = Counter(dict(zip(items.tokens, items.counts, strict=True)))
+        items = Vocab.build(counts, min_count=min_count, max_size=max_size)
+    items = Vocab(items.tokens, hp.num_hash_buckets, items.counts)
+    actions = prepared.vocabs.actions if hp.use_actions else None
+    categories = prepared.vocabs.categories if hp.use_categories else None
+    return VocabSet(items, actions, categories)

@@ -277,7 +277,7 @@ class PretrainModule(L.LightningModule):
             pretrained = UserEncoder.from_pretrained(hp.init_from)
             own = pretrained.config.to_dict()
             fields = {**{k: own[k] for k in ENCODER_FIELDS - set(FROM_DATA)}, **fields}
-        fields["use_time"] = fields.get("use_time", True) and dm.log_.has_time
+        fields["use_time"] = fields.get("use_time", True) and dm.events.has_time
         text = getattr(dm, "item_text", None)
         if text is not None:  # the item table's text vectors (`data.items`)
             fields.update(
@@ -290,7 +290,7 @@ class PretrainModule(L.LightningModule):
             vocabs,
             max_categories=dm.hparams.max_categories,
             max_len=dm.hparams.max_len,
-            event_schema=None if dm.log_.schema is None else dm.log_.schema.to_dict(),
+            event_schema=None if dm.events.schema is None else dm.events.schema.to_dict(),
             **fields,
         )
         if text is not None:
@@ -321,7 +321,9 @@ class PretrainModule(L.LightningModule):
         if self.encoder.embeddings.item is not None:
             self.encoder.embeddings.item.sparse = self.sparse
         if self.encoder.embeddings.item_categories is not None:
-            self.encoder.set_item_categories(self.encoder.featurizer().item_category_table(dm.log_))
+            self.encoder.set_item_categories(
+                self.encoder.featurizer().item_category_table(dm.events)
+            )
         if hp.contrastive_weight > 0:  # training only: not exported with the encoder
             D = self.encoder.config.hidden_size
             self.contrastive_head = torch.nn.Sequential(

@@ -7,6 +7,7 @@ hour of day and the weekday (UTC). All are shifted so that 0 means padding / unk
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from userfm.data.log import EventLog, UserHistory
 from userfm.data.schema import CATEGORY, CATEGORY_SEP
 from userfm.data.vocab import NUM_SPECIALS, PAD, VocabSet
 from userfm.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from userfm.data.prepared import PreparedLog
 
 FIRST_EVENT_GAP = 1  # gap bucket of an event with no previous event
 _GAP_BASE = 2  # buckets >= 2 encode floor(log2(1 + gap seconds))
@@ -129,7 +133,7 @@ class Featurizer:
         self.missing_side_features += int(missing)
         return EncodedHistory(history.user, items, gaps, hours, weekdays, actions, categories, oov)
 
-    def item_category_table(self, log: EventLog) -> np.ndarray:
+    def item_category_table(self, log: EventLog | PreparedLog) -> np.ndarray:
         """Each item index's categories, as its events in ``log`` list them (the last event's
         value when they differ), encoded like an event's.
 

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from userfm.data.log import EventLog
 from userfm.data.normalise import normalise_attribute, normalise_ids
+from userfm.data.prepared import PreparedLog
 from userfm.data.raw_input import _dataset_from_pandas, read_table
 from userfm.data.read_plan import text_ids
 from userfm.data.schema import ACTION, CATEGORY, CATEGORY_SEP, ITEM, TIMESTAMP, TITLE, USER
@@ -368,11 +369,11 @@ def _without_null_elements(arr: pa.Array) -> pa.ListArray:
 # ---------------------------------------------------------------------------------------------
 # from an event log
 # ---------------------------------------------------------------------------------------------
-def items_from_log(log: EventLog, columns: Sequence[str] | None = None) -> ItemTable:
+def items_from_log(log: EventLog | PreparedLog, columns: Sequence[str] | None = None) -> ItemTable:
     """The item attributes an event log carries, one row per item (last value seen wins).
 
     Args:
-        log: an event log; its item attribute columns are ``title``, ``category`` and the
+        log: an event log, or a prepared one (its items come sorted by id); its item attribute columns are ``title``, ``category`` and the
             extra columns of its schema (keeping their names: ``category`` stays ``category``).
         columns: the attribute columns to take, in this order (default: all present, ``title``
             and ``category`` first). Note that user attributes passed as extras (MovieLens'
@@ -393,6 +394,12 @@ def items_from_log(log: EventLog, columns: Sequence[str] | None = None) -> ItemT
         if columns is None
         else _known_columns(columns, available, " among the event log's item attributes")
     )
+    if isinstance(log, PreparedLog):  # its item table: the last event's values, by id
+        table = log.item_table([ITEM, *cols])
+        return ItemTable(
+            ids=table.column(ITEM).to_pylist(),
+            columns={c: _texts(table.column(c), c) for c in cols},
+        )
     table = log.dataset.data.table  # EventLog keeps no indices mapping: the logical rows
     ids, last = _first_seen(table.column(ITEM))
     return ItemTable(
@@ -400,7 +407,7 @@ def items_from_log(log: EventLog, columns: Sequence[str] | None = None) -> ItemT
     )
 
 
-def _log_item_columns(log: EventLog) -> list[str]:
+def _log_item_columns(log: EventLog | PreparedLog) -> list[str]:
     """The log's item attribute columns: title, category, then the extras in log order."""
     event_columns = (USER, ITEM, TIMESTAMP, ACTION)
     present = [c for c in log.columns if c not in event_columns]

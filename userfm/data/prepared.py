@@ -57,6 +57,7 @@ __all__ = [
     "PreparedLog",
     "PreparedDataError",
     "ShardInfo",
+    "is_prepared",
     "shard_name",
     "shard_schema",
 ]
@@ -72,6 +73,13 @@ SHARDS = "shards"
 class PreparedDataError(DataError):
     """A prepared folder that cannot be read as one: missing, incomplete, of another format
     version, or changed since it was written (the message names the file and what differs)."""
+
+
+def is_prepared(source: object) -> bool:
+    """Whether ``source`` names a prepared folder (one holding ``prepared.json``)."""
+    if not isinstance(source, (str, Path)) or source == "synthetic":
+        return False
+    return (Path(source).expanduser() / MANIFEST).is_file()
 
 
 def shard_name(index: int, num_shards: int) -> str:
