@@ -8,6 +8,10 @@ loop (length-sorted batches, counts of unknown items, truncated histories and mi
 features; issue 19 §2), then writes ``OUT_DIR/part-<rank>.parquet``. Read the folder with
 `pyarrow.parquet.read_table(OUT_DIR)` (users in log order: shards are contiguous and named by
 rank) or `UserEmbeddings.from_parquet` per shard.
+
+A prepared log (``userfm prepare``) is embedded shard by shard instead: rank r takes the
+input shards ``i`` with ``i % W == r`` and writes one output file per input shard
+(`userfm.api.embed_prepared`: resumable, checked complete by rank 0 at the end).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
+from userfm.api.embed_prepared import embed_prepared, finish_output, start_output
 from userfm.api.embeddings import UserEmbeddings
 from userfm.data.log import EventLog, UserHistory
+from userfm.data.prepared import PreparedLog
 from userfm.encoder import UserEncoder
 
 # the counters `iter_embed` puts in ``stats``, all 0 for a rank that gets no user
@@ -50,13 +56,14 @@ class _UserRange(Sequence[UserHistory]):
 
 def embed_sharded(
     model: UserEncoder,
-    log: EventLog,
+    log: EventLog | PreparedLog,
     out_dir: str | Path,
     *,
     devices: int = 2,
     accelerator: str = "auto",
     batch_size: int = 256,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Embed every user of ``log`` on ``devices`` processes, one ``part-<rank>.parquet`` each.
 
@@ -65,8 +72,11 @@ def embed_sharded(
 
     Args:
         model: a `UserEncoder` with vocabularies.
-        log: the users to embed; rank r of W embeds users ``r*N//W .. (r+1)*N//W - 1``.
+        log: the users to embed; rank r of W embeds users ``r*N//W .. (r+1)*N//W - 1``, or
+            of a prepared log the shards ``i % W == r`` (one output file per input shard).
         out_dir: the folder of ``part-<rank>.parquet`` files (each written atomically).
+        overwrite: a prepared log's output folder: replace another model's or log's
+            embedding (`userfm.api.embed_prepared.start_output`).
         devices: processes (GPUs when ``accelerator`` resolves to CUDA).
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
         batch_size: users per forward pass.
@@ -80,6 +90,11 @@ def embed_sharded(
         accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto"
     )
     fabric.launch()
+    if isinstance(log, PreparedLog):
+        return _embed_prepared_sharded(
+            fabric, model, log, out_dir, batch_size=batch_size, progress=progress,
+            overwrite=overwrite,
+        )  # fmt: skip
     rank, world, n = fabric.global_rank, fabric.world_size, log.num_users
     parts = list(
         model.iter_embed(
@@ -97,3 +112,30 @@ def embed_sharded(
     shard.to_parquet(Path(out_dir) / f"part-{rank:05d}.parquet")
     fabric.barrier()  # the folder is complete when rank 0 returns
     return shard.stats
+
+
+def _embed_prepared_sharded(
+    fabric: L.Fabric,
+    model: UserEncoder,
+    prepared: PreparedLog,
+    out_dir: str | Path,
+    *,
+    batch_size: int,
+    progress: bool | None,
+    overwrite: bool,
+) -> dict:
+    """This rank's input shards, one output file each; rank 0 checks the folder first and
+    marks it complete last."""
+    rank, world = fabric.global_rank, fabric.world_size
+    if rank == 0:
+        start_output(model, prepared, out_dir, overwrite=overwrite)
+    fabric.barrier()
+    mine = [i for i in range(len(prepared.shards)) if i % world == rank]
+    stats = embed_prepared(
+        model, prepared, out_dir, shards=mine, batch_size=batch_size, device=fabric.device,
+        progress=progress if rank == 0 else False,
+    )  # fmt: skip
+    fabric.barrier()
+    if rank == 0:
+        finish_output(prepared, out_dir)
+    return {**dict(_NO_USERS), **stats}

@@ -40,11 +40,14 @@ def cmd_embed(args: Namespace) -> int:
     import pyarrow.parquet as pq
 
     from userfm.api.embed import resolve_device
+    from userfm.data.prepared import is_prepared
     from userfm.data.readers import read_events
     from userfm.encoder import UserEncoder
     from userfm.outputs import atomic_output, check_output, check_output_dir
 
     resolve_device(args.device)  # a bad --device is refused before any work
+    if is_prepared(args.input):
+        return _embed_prepared(args)
     if args.devices <= 1:  # one file: refused before any work when it may not be written
         check_output(
             args.output, overwrite=args.overwrite, inputs=[args.input], suffixes=[".parquet"]
@@ -132,6 +135,43 @@ def cmd_prepare(args: Namespace) -> int:
         f"prepared {prepared.num_users:,} users ({prepared.num_events:,} events) in "
         f"{len(prepared.shards)} shards, {len(prepared.vocabs.items.tokens):,} items in the "
         f"vocabulary -> {prepared.root}\ninput: {prepared.stats.summary()}"
+    )
+    return 0
+
+
+def _embed_prepared(args: Namespace) -> int:
+    """`userfm embed` of a prepared log: one output file per input shard, resumable."""
+    from userfm.api.embed_prepared import embed_prepared, finish_output, start_output
+    from userfm.data.prepared import PreparedLog
+    from userfm.encoder import UserEncoder
+
+    given = {k: v for k, v in vars(args.schema).items() if v is not None}
+    if given or args.min_events != 1:
+        raise ConfigError(
+            "--schema.* and --min_events do not apply to a prepared log (it was read when "
+            "prepared): prepare it again with them"
+        )
+    prepared = PreparedLog.open(args.input)
+    model = UserEncoder.from_pretrained(args.model)
+    if args.devices > 1:
+        from userfm.pretrain.predict import embed_sharded
+
+        stats = embed_sharded(
+            model, prepared, args.output, devices=args.devices, batch_size=args.batch_size,
+            progress=args.progress, overwrite=args.overwrite,
+        )  # fmt: skip
+    else:
+        out = start_output(model, prepared, args.output, overwrite=args.overwrite)
+        stats = embed_prepared(
+            model, prepared, out, batch_size=args.batch_size, device=args.device,
+            progress=args.progress,
+        )  # fmt: skip
+        finish_output(prepared, out)
+    print(
+        f"embedded {stats.get('users', 0):,} users of {prepared.num_users:,} "
+        f"({stats['skipped_shards']} of {len(prepared.shards)} shards already written, "
+        f"skipped; {stats.get('oov_items', 0):,} unknown items mapped to OOV) -> "
+        f"{args.output}/shard-*.parquet"
     )
     return 0
 

@@ -253,7 +253,11 @@ def _add_embed_command(sub: Any) -> None:
         help="folder written by save_pretrained / userfm pretrain export",
     )
     e.add_argument(
-        "--input", type=str, required=True, help="event log: .parquet, .csv, .tsv, .jsonl"
+        "--input",
+        type=str,
+        required=True,
+        help="event log: .parquet, .csv, .tsv, .jsonl; or a prepared folder (userfm prepare), "
+        "embedded shard by shard into the --output folder (a rerun skips written shards)",
     )
     e.add_argument("--output", type=str, required=True, help="output .parquet (never the input)")
     add_switch(e, "overwrite", "replace an existing --output")
