@@ -103,3 +103,21 @@ def test_a_changed_prepared_folder_is_refused(setup, tmp_path, capsys):
     assert main(argv) == 2
     assert "shard shards/shard-00003-of-00004.parquet is missing" in capsys.readouterr().err
     assert PreparedLog.open(root / "prepared").num_users == 60
+
+
+def test_two_processes_share_the_shards(setup, tmp_path):
+    import subprocess
+    import sys
+
+    root, frame, _ = setup
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "userfm.cli", "embed", "--model", str(root / "model"),
+               "--input", str(root / "prepared"), "--output", str(out), "--devices", "2",
+               "--no_progress"]  # fmt: skip
+    r = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(sorted(out.glob("shard-*.parquet"))) == 4
+    assert pq.read_table(sorted(out.glob("shard-*.parquet"))).num_rows == 60
+    assert json.loads((out / EMBEDDINGS_MANIFEST).read_text())["complete"] is True
+    users = [int(x.split()[1].replace(",", "")) for x in r.stdout.splitlines() if "embedded" in x]
+    assert sorted(users) != [0, 0] and sum(users) == 60  # each rank its own shards
