@@ -95,8 +95,9 @@ class PreparedExamples(IterableDataset):
         all_windows: train on every window of a long history (`training_windows`).
 
     Raises:
-        ConfigError: fewer shards than processes, or a worker with too few examples for one
-            batch.
+        ConfigError: fewer shards than processes; a training worker with too few examples
+            for one batch is refused when the stream is read (`__len__`, `__iter__`), so that
+            evaluating alone does not need it.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class PreparedExamples(IterableDataset):
         self.seed, self.buffer_size, self.all_windows = seed, buffer_size, all_windows
         self.max_len = featurizer.max_len - 1
         workers = max(num_workers, 1) if split == "train" else 1
+        self._empty: ConfigError | None = None
         self.layout = self._layout(workers)
         # each worker's next pass, in shared memory: DataLoader workers, persistent or not,
         # count their passes where the next epoch's workers read them
@@ -148,8 +150,8 @@ class PreparedExamples(IterableDataset):
         mine = dealt[self.rank]
         if self.split == "train":
             batches = min(c // B for rank in capacity for c in rank)
-            if batches == 0:
-                raise ConfigError(
+            if batches == 0:  # refused when training starts, not when only evaluating
+                self._empty = ConfigError(
                     f"a DataLoader worker of {W} process(es) x {workers} worker(s) has fewer "
                     f"than batch_size={B} training examples in its shards: use fewer workers or "
                     "processes, a smaller batch, or more shards"
@@ -166,7 +168,13 @@ class PreparedExamples(IterableDataset):
         return _Layout(mine, [math.ceil(max(totals) / B) * B], cycle=True)
 
     def __len__(self) -> int:
-        """Examples this rank yields per epoch."""
+        """Examples this rank yields per epoch.
+
+        Raises:
+            ConfigError: a training worker cannot fill one batch.
+        """
+        if self._empty is not None:
+            raise self._empty
         return sum(self.layout.quota)
 
     # ---- passes and state --------------------------------------------------------------
@@ -183,6 +191,8 @@ class PreparedExamples(IterableDataset):
     def __iter__(self) -> Iterator[Example]:
         """One pass of this worker: the next one, or the saved one continued after its
         examples already yielded (replayed without featurising)."""
+        if self._empty is not None:
+            raise self._empty
         info = get_worker_info()
         worker = info.id if info is not None else 0
         if worker >= len(self.layout.shards):  # more DataLoader workers than planned

@@ -150,7 +150,7 @@ def test_too_few_shards_or_examples_are_refused(prepared_dir):
     with pytest.raises(ConfigError, match="8 shards for 16 processes"):
         stream(prepared_dir, world=16)
     with pytest.raises(ConfigError, match="fewer than batch_size=500"):
-        stream(prepared_dir, batch=500)
+        len(stream(prepared_dir, batch=500))
     with pytest.raises(ConfigError, match="group_by_length"):
         EventDataModule(source=str(prepared_dir), group_by_length=True).setup()
 
