@@ -171,13 +171,10 @@ def _prepare_pyarrow(args, log: Path, work: Path) -> dict:
                 part = table.filter(pa.array(shard == k))
                 pending.setdefault(k, []).append(part)
                 if sum(len(t) for t in pending[k]) >= 1 << 16:
-                    writer = writers.setdefault(
-                        k, pq.ParquetWriter(out / f"b{k}.parquet", part.schema)
-                    )
+                    writer = _bucket_writer(writers, k, out, part.schema)
                     writer.write_table(pa.concat_tables(pending.pop(k)))
     for k, parts in pending.items():
-        writer = writers.setdefault(k, pq.ParquetWriter(out / f"b{k}.parquet", parts[0].schema))
-        writer.write_table(pa.concat_tables(parts))
+        _bucket_writer(writers, k, out, parts[0].schema).write_table(pa.concat_tables(parts))
     for w in writers.values():
         w.close()
     users = 0
@@ -196,6 +193,15 @@ def _prepare_pyarrow(args, log: Path, work: Path) -> dict:
     seconds = time.perf_counter() - t0
     return {"events": raw.num_rows, "users": users, "rate": raw.num_rows / seconds,
             "unit": "events/s"}  # fmt: skip
+
+
+def _bucket_writer(writers: dict, k: int, out: Path, schema):
+    """Bucket ``k``'s parquet writer, opened on first use."""
+    import pyarrow.parquet as pq
+
+    if k not in writers:
+        writers[k] = pq.ParquetWriter(out / f"b{k}.parquet", schema)
+    return writers[k]
 
 
 def _train(args, log: Path, work: Path) -> dict:

@@ -513,7 +513,7 @@ class EventDataModule(L.LightningDataModule):
         self._train_counts = prepared.train_item_counts(vocabs.items)
         lengths = prepared.length_counts()
 
-        def users(split: str) -> int:
+        def examples(split: str) -> int:
             opts = {"max_len": hp.max_len, "all_windows": hp.all_windows}
             return sum(n * examples_per_user(k, split, **opts) for k, n in lengths.items())
 
@@ -523,9 +523,9 @@ class EventDataModule(L.LightningDataModule):
             "users": prepared.num_users,
             "items": len(vocabs.items) - 3,
             "train_users": sum(n for k, n in lengths.items() if k >= 4),
-            "train_examples": users("train"),
-            "train_examples_per_epoch_per_process": len(self.datasets["train"]),
-            "eval_users": users("test"),
+            "train_examples": examples("train"),
+            "train_examples_per_epoch_per_process": sum(self.datasets["train"].layout.quota),
+            "eval_users": examples("test"),
             "users_too_short_to_train (<4 events)": sum(n for k, n in lengths.items() if k < 4),
             "users_too_short_to_evaluate (<3 events)": sum(n for k, n in lengths.items() if k < 3),
             "duplicates_dropped": prepared.stats.duplicates_dropped,

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from userfm.data.grouping import GroupResult, GroupSpec
 from userfm.data.log import ROW
-from userfm.data.prepared import ShardInfo, shard_name, shard_schema
+from userfm.data.prepared import SHARD_ROW_GROUP, ShardInfo, shard_name, shard_schema
 from userfm.data.schema import ACTION, CATEGORY, CATEGORY_SEP, ITEM, TIMESTAMP, USER
 from userfm.errors import ConfigError
 
@@ -223,7 +223,7 @@ def _shard(con, spec: GroupSpec, folder: Path, out: Path, k: int, result: GroupR
     lists = ", ".join(f"[x.{fields[c]} FOR x IN ev] AS {_q(c)}" for c in spec.columns if c != USER)
     con.execute(
         f"COPY (SELECT {_q(USER)}, {lists} FROM {kept} ORDER BY {_q(USER)}) TO {_lit(path)} "
-        "(FORMAT parquet)"
+        f"(FORMAT parquet, ROW_GROUP_SIZE {SHARD_ROW_GROUP})"
     )
     users = sum(lengths.values())
     events = sum(n * c for n, c in lengths.items())

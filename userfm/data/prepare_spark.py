@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from userfm.data.grouping import GroupResult, GroupSpec
 from userfm.data.log import ROW
-from userfm.data.prepared import ShardInfo, shard_name, shard_schema
+from userfm.data.prepared import SHARD_ROW_GROUP, ShardInfo, shard_name, shard_schema
 from userfm.data.schema import ACTION, CATEGORY, CATEGORY_SEP, ITEM, TIMESTAMP, USER
 from userfm.errors import ConfigError
 
@@ -187,7 +187,7 @@ def _move_shard(folder: Path, out: Path, spec: GroupSpec, k: int, lengths: dict)
     else:
         assert len(parts) == 1, "repartition by shard writes one file per shard"
         table = pq.read_table(parts[0]).select(schema.names).cast(schema)
-        pq.write_table(table, path)
+        pq.write_table(table, path, row_group_size=SHARD_ROW_GROUP)
     users = sum(lengths.values())
     events = sum(n * c for n, c in lengths.items())
     return ShardInfo(name, users, events, path.stat().st_size, dict(lengths))
