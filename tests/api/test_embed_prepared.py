@@ -105,6 +105,7 @@ def test_a_changed_prepared_folder_is_refused(setup, tmp_path, capsys):
     assert PreparedLog.open(root / "prepared").num_users == 60
 
 
+@pytest.mark.slow  # two processes (~30 s); the launcher path is tests/test_cli.py's
 def test_two_processes_share_the_shards(setup, tmp_path):
     import subprocess
     import sys
