@@ -203,6 +203,8 @@ class PreparedExamples(IterableDataset):
             index, skip = self._resume["pass"], self._resume["yielded"]
             if skip >= quota:  # that pass was complete: the next one
                 index, skip = index + 1, 0
+            if index < 0:  # saved before its first pass began
+                index, skip = 0, 0
             self._resume = None
         self._passes[worker] = index + 1
         self._pass, self._yielded = index, 0

@@ -166,3 +166,9 @@ def test_fit_on_prepared_shards_with_workers(prepared_dir):
     per_epoch = len(dm.datasets["train"]) // 8
     assert trainer.global_step == 2 * per_epoch
     assert np.isfinite(float(trainer.callback_metrics["valid/ndcg@10"]))
+
+
+def test_a_state_saved_before_the_first_batch_restarts_the_first_pass(prepared_dir):
+    loader = batches(stream(prepared_dir))
+    state = loader.state_dict()  # nothing read yet
+    assert users(batches(stream(prepared_dir), state=state)) == users(loader)
