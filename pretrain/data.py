@@ -34,7 +34,7 @@ from userfm.data.collate import collate
 from userfm.data.features import EncodedHistory, Featurizer
 from userfm.data.formats import movielens_100k_items
 from userfm.data.items import items_from_log, read_items
-from userfm.data.log import EventLog, UserHistory
+from userfm.data.log import EventLog, ReadStats, UserHistory
 from userfm.data.prepared import PreparedLog, is_prepared
 from userfm.data.schema import EventSchema, schema_dict
 from userfm.data.sources import load_source
@@ -461,17 +461,7 @@ class EventDataModule(L.LightningDataModule):
             "users_too_short_to_evaluate (<3 events)": int((lengths < 3).sum()),
             "duplicates_dropped": log.stats.duplicates_dropped,
         }
-        if self.item_text is not None:
-            self.stats["items_without_text"] = self.item_text.items_without_text
-        # shown by default (on rank 0), as `userfm embed` shows its counts: what was read and
-        # what cannot be trained or evaluated is the first thing to check in a run
-        rank_zero_info(
-            "userfm pretrain: data: "
-            + ", ".join(
-                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in self.stats.items()
-            )
-            + f"; reader: {log.stats.summary()}"
-        )
+        self._announce("data", log.stats)
         if not hp.streaming and not examples["train"]:
             raise ConfigError("no user has >= 4 events: nothing to train on")
 
@@ -531,14 +521,20 @@ class EventDataModule(L.LightningDataModule):
             "duplicates_dropped": prepared.stats.duplicates_dropped,
             "shards": len(prepared.shards),
         }
+        self._announce("data (prepared shards, streamed)", prepared.stats)
+
+    def _announce(self, label: str, reader: ReadStats) -> None:
+        """Complete ``self.stats`` and show it, with what the reader did (on rank 0)."""
         if self.item_text is not None:
             self.stats["items_without_text"] = self.item_text.items_without_text
+        # shown by default (on rank 0), as `userfm embed` shows its counts: what was read and
+        # what cannot be trained or evaluated is the first thing to check in a run
         rank_zero_info(
-            "userfm pretrain: data (prepared shards, streamed): "
+            f"userfm pretrain: {label}: "
             + ", ".join(
                 f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in self.stats.items()
             )
-            + f"; reader: {prepared.stats.summary()}"
+            + f"; reader: {reader.summary()}"
         )
 
     def _item_text_features(
