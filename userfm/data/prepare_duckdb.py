@@ -185,7 +185,7 @@ def _shard(con, spec: GroupSpec, folder: Path, out: Path, k: int, result: GroupR
         import pyarrow.parquet as pq
 
         pq.write_table(shard_schema(list(spec.columns)).empty_table(), path)
-        return ShardInfo(shard_name(k, spec.num_shards), 0, 0, path.stat().st_size, {})
+        return ShardInfo.written(out, shard_name(k, spec.num_shards), {})
     source = f"read_parquet({_lit(folder / '*.parquet')})"
     cols = ", ".join(_q(c) for c in spec.columns)
     rows = (
@@ -225,12 +225,7 @@ def _shard(con, spec: GroupSpec, folder: Path, out: Path, k: int, result: GroupR
         f"COPY (SELECT {_q(USER)}, {lists} FROM {kept} ORDER BY {_q(USER)}) TO {_lit(path)} "
         f"(FORMAT parquet, ROW_GROUP_SIZE {SHARD_ROW_GROUP})"
     )
-    users = sum(lengths.values())
-    events = sum(n * c for n, c in lengths.items())
-    return ShardInfo(
-        shard_name(k, spec.num_shards), int(users), int(events), path.stat().st_size,
-        {int(n): int(c) for n, c in lengths.items()},
-    )  # fmt: skip
+    return ShardInfo.written(out, shard_name(k, spec.num_shards), lengths)
 
 
 def _first_duplicate(con, source: str, cols: str, result: GroupResult) -> None:

@@ -188,9 +188,7 @@ def _move_shard(folder: Path, out: Path, spec: GroupSpec, k: int, lengths: dict)
         assert len(parts) == 1, "repartition by shard writes one file per shard"
         table = pq.read_table(parts[0]).select(schema.names).cast(schema)
         pq.write_table(table, path, row_group_size=SHARD_ROW_GROUP)
-    users = sum(lengths.values())
-    events = sum(n * c for n, c in lengths.items())
-    return ShardInfo(name, users, events, path.stat().st_size, dict(lengths))
+    return ShardInfo.written(out, name, lengths)
 
 
 def _first_duplicate(staged, cols: list[str]) -> tuple[int, int]:

@@ -122,6 +122,14 @@ class ShardInfo:
     bytes: int
     lengths: dict[int, int] = field(default_factory=dict)
 
+    @classmethod
+    def written(cls, root: Path, file: str, lengths: dict[int, int]) -> ShardInfo:
+        """The record of shard ``file`` just written under ``root``, whose users have the
+        history ``lengths`` (length -> users): its users, events and bytes follow."""
+        lengths = {int(n): int(c) for n, c in lengths.items()}
+        events = sum(n * c for n, c in lengths.items())
+        return cls(file, sum(lengths.values()), events, (root / file).stat().st_size, lengths)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lengths"] = {str(k): v for k, v in sorted(self.lengths.items())}
